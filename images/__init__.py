@@ -1,0 +1,1 @@
+"""Container images of ai-workbench: the catalog, Dockerfiles and the build command."""

@@ -1,0 +1,189 @@
+"""The image catalog: the preset images the platform offers and how they are named."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent
+DEFAULT_CATALOG = HERE / "catalog.yaml"
+
+TAG_RE = re.compile(
+    r"^(?P<engine>[a-z0-9]+)_(?P<version>[0-9][0-9a-z.]*)"
+    r"-(?P<processor>cpu|cuda_[0-9]+\.[0-9]+)"
+    r"-py_(?P<python>[0-9]+\.[0-9]+)"
+    r"-(?P<os>[a-z]+_[0-9.]+)"
+    r"-(?P<arch>x86_64|aarch64)$"
+)
+
+
+class CatalogError(ValueError):
+    """The catalog file is malformed."""
+
+
+class UnknownImage(LookupError):
+    """No image of that name is in the catalog."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        self.known = known
+        super().__init__(f"Unknown image {name!r}. Known images: {', '.join(known) or 'none'}.")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One Python environment inside an image, exposed as a Jupyter kernel."""
+
+    name: str
+    display_name: str
+    path: str
+    engine: str = ""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image of the catalog."""
+
+    name: str
+    repository: str
+    tag: str
+    description: str
+    dockerfile: str
+    engine: str
+    engine_version: str
+    processor: str
+    python: str
+    os: str
+    arch: str
+    environments: tuple[Environment, ...] = field(default_factory=tuple)
+    base: str = ""
+
+    @property
+    def ref(self) -> str:
+        """The full image reference, repository:tag."""
+        return f"{self.repository}:{self.tag}"
+
+    def to_dict(self) -> dict:
+        """The JSON model used by the API."""
+        return {
+            "name": self.name,
+            "ref": self.ref,
+            "repository": self.repository,
+            "tag": self.tag,
+            "description": self.description,
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+            "processor": self.processor,
+            "python": self.python,
+            "os": self.os,
+            "arch": self.arch,
+            "environments": [
+                {"name": e.name, "display_name": e.display_name, "engine": e.engine}
+                for e in self.environments
+            ],
+            "kind": "preset",
+        }
+
+
+class Catalog:
+    """The preset images, in catalog order, looked up by name or reference."""
+
+    def __init__(self, entries: list[ImageEntry]):
+        self.entries = list(entries)
+        self._by_name = {e.name: e for e in self.entries}
+        self._by_ref = {e.ref: e for e in self.entries}
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self):
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def get(self, name_or_ref: str) -> ImageEntry:
+        """The entry with that name (or full reference); raises UnknownImage."""
+        entry = self._by_name.get(name_or_ref) or self._by_ref.get(name_or_ref)
+        if entry is None:
+            raise UnknownImage(name_or_ref, self.names)
+        return entry
+
+    def build_order(self, names: list[str] | None = None) -> list[ImageEntry]:
+        """The entries to build for `names` (all if empty), bases first."""
+        wanted = [self.get(n) for n in names] if names else list(self.entries)
+        order: list[ImageEntry] = []
+
+        def visit(entry: ImageEntry):
+            if entry.base:
+                visit(self.get(entry.base))
+            if entry not in order:
+                order.append(entry)
+
+        for entry in wanted:
+            visit(entry)
+        return order
+
+
+def _parse_entry(raw: dict, registry: str) -> ImageEntry:
+    required = ("name", "repository", "tag", "description", "dockerfile")
+    missing = [k for k in required if not raw.get(k)]
+    if missing:
+        raise CatalogError(f"catalog entry {raw.get('name', raw)!r} lacks {', '.join(missing)}")
+    match = TAG_RE.match(raw["tag"])
+    if not match:
+        raise CatalogError(
+            f"image {raw['name']!r}: tag {raw['tag']!r} does not follow "
+            "<engine>_<version>-<cpu|cuda_x.y>-py_<x.y>-<os>_<version>-<arch>"
+        )
+    envs = tuple(
+        Environment(
+            name=e["name"],
+            display_name=e["display_name"],
+            path=e["path"],
+            engine=e.get("engine", ""),
+        )
+        for e in raw.get("environments", [])
+    )
+    if not envs:
+        raise CatalogError(f"image {raw['name']!r} lists no environments")
+    return ImageEntry(
+        name=raw["name"],
+        repository=raw["repository"].replace("{registry}", registry),
+        tag=raw["tag"],
+        description=raw["description"],
+        dockerfile=raw["dockerfile"],
+        engine=str(raw.get("engine", match["engine"])),
+        engine_version=str(raw.get("engine_version", match["version"])),
+        processor=str(raw.get("processor", match["processor"])),
+        python=str(raw.get("python", match["python"])),
+        os=str(raw.get("os", match["os"])),
+        arch=str(raw.get("arch", match["arch"])),
+        environments=envs,
+        base=raw.get("base", ""),
+    )
+
+
+def load_catalog(path: str | Path | None = None, registry: str = "localhost/") -> Catalog:
+    """Read the catalog file (the shipped one by default)."""
+    path = Path(path) if path else DEFAULT_CATALOG
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"cannot read image catalog {path}: {e}") from e
+    if registry and not registry.endswith("/"):
+        registry += "/"
+    entries = [_parse_entry(raw, registry) for raw in (data or {}).get("images", [])]
+    names = [e.name for e in entries]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise CatalogError(f"duplicate image names in {path}: {', '.join(sorted(dupes))}")
+    catalog = Catalog(entries)
+    for entry in entries:
+        if entry.base:
+            catalog.get(entry.base)
+    return catalog

@@ -1,0 +1,1 @@
+"""Jupyter kernels of ai-workbench: one kernel per Python environment of an image."""

@@ -1,0 +1,204 @@
+"""What both spawners share: instance options, the spawn form and spawn progress."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+from tornado import web
+from traitlets import Integer, List, Unicode, default
+
+from images.catalog import load_catalog
+
+from .flavors import load_flavors
+from .options import InstancePolicy, InstanceSpec, InvalidOptions, options_from_form, parse_options
+
+
+class InstanceSpawnerMixin:
+    """Spawner traits and behaviour that make a JupyterHub named server an instance."""
+
+    catalog_path = Unicode(
+        "",
+        config=True,
+        help="""Path of the image catalog (YAML). Default: the catalog shipped in images/.
+
+        c.WorkbenchDockerSpawner.catalog_path = "/etc/ai-workbench/catalog.yaml"
+        """,
+    )
+    flavors_path = Unicode(
+        "",
+        config=True,
+        help="""Path of the flavors file (YAML). Default: the flavors shipped in spawner/.
+
+        c.WorkbenchDockerSpawner.flavors_path = "/etc/ai-workbench/flavors.yaml"
+        """,
+    )
+    image_registry = Unicode(
+        "localhost/",
+        config=True,
+        help="""Registry prefix of the catalog's images (the "{registry}" of catalog.yaml).
+        Default "localhost/": images built on this machine.
+
+        c.WorkbenchDockerSpawner.image_registry = "registry.example.com/"
+        """,
+    )
+    default_image = Unicode(
+        "python",
+        config=True,
+        help="""Catalog name of the image an instance gets when none is asked for.
+        Default "python".""",
+    )
+    default_flavor = Unicode(
+        "cpu.small",
+        config=True,
+        help="""Flavor an instance gets when none is asked for. Default "cpu.small".""",
+    )
+    allowed_flavors = List(
+        Unicode(),
+        config=True,
+        help="""Flavor names users may pick; empty (the default) allows every flavor.
+
+        c.WorkbenchDockerSpawner.allowed_flavors = ["cpu.small", "cpu.medium"]
+        """,
+    )
+    storage_min_gib = Integer(1, config=True, help="Smallest storage an instance may ask for, GiB. Default 1.")
+    storage_max_gib = Integer(
+        100, config=True, help="Largest storage an instance may ask for, GiB. Default 100."
+    )
+    storage_default_gib = Integer(
+        10, config=True, help="Storage an instance gets when none is asked for, GiB. Default 10."
+    )
+    work_dir = Unicode(
+        "/home/jovyan/work",
+        config=True,
+        help="""Where the instance's persistent storage is mounted; JupyterLab opens here.
+        Default "/home/jovyan/work".""",
+    )
+
+    _policy = None
+
+    @property
+    def policy(self) -> InstancePolicy:
+        """The catalog, flavors and bounds instances are checked against."""
+        if self._policy is None:
+            self._policy = InstancePolicy(
+                catalog=load_catalog(self.catalog_path or None, registry=self.image_registry),
+                flavors=load_flavors(self.flavors_path or None),
+                default_image=self.default_image,
+                default_flavor=self.default_flavor,
+                storage_min_gib=self.storage_min_gib,
+                storage_max_gib=self.storage_max_gib,
+                storage_default_gib=self.storage_default_gib,
+                allowed_flavors=tuple(self.allowed_flavors),
+            )
+        return self._policy
+
+    def instance_spec(self) -> InstanceSpec:
+        """The validated spec of this instance; HTTP 400 with the reason if invalid."""
+        try:
+            return parse_options(self.user_options, self.policy)
+        except InvalidOptions as e:
+            raise web.HTTPError(400, str(e), reason=str(e)) from None
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return self._options_from_form
+
+    def _options_from_form(self, formdata):
+        options = options_from_form(formdata)
+        # raise here so the spawn page shows the form again with the reason
+        parse_options(options, self.policy)
+        return options
+
+    def _render_options_form(self, spawner=None):
+        current = dict(self.user_options or {})
+        policy = self.policy
+        image_name = current.get("image", policy.default_image)
+        flavor_name = current.get("flavor", policy.default_flavor)
+        esc = html.escape
+
+        def option(value, label, selected):
+            sel = " selected" if selected else ""
+            return f'<option value="{esc(value)}"{sel}>{esc(label)}</option>'
+
+        images = "".join(
+            option(e.name, f"{e.name}: {e.description}", e.name == image_name)
+            for e in policy.catalog
+        )
+        flavors = "".join(
+            option(f.name, f"{f.name}: {f.description}", f.name == flavor_name)
+            for f in policy.visible_flavors()
+        )
+        storage = esc(str(current.get("storage_gib", policy.storage_default_gib)))
+        description = esc(current.get("description", ""))
+        return f"""
+<div class="workbench-instance-form">
+  <div class="mb-3">
+    <label class="form-label" for="wb-image">Image</label>
+    <select class="form-select" id="wb-image" name="image">{images}</select>
+  </div>
+  <div class="mb-3">
+    <label class="form-label" for="wb-flavor">Flavor</label>
+    <select class="form-select" id="wb-flavor" name="flavor">{flavors}</select>
+  </div>
+  <div class="mb-3">
+    <label class="form-label" for="wb-storage">Storage (GiB, {policy.storage_min_gib} to
+      {policy.storage_max_gib}), mounted at {esc(self.work_dir)}</label>
+    <input class="form-control" type="number" id="wb-storage" name="storage_gib"
+      min="{policy.storage_min_gib}" max="{policy.storage_max_gib}" value="{storage}">
+  </div>
+  <div class="mb-3">
+    <label class="form-label" for="wb-description">Description</label>
+    <input class="form-control" type="text" id="wb-description" name="description"
+      maxlength="512" value="{description}">
+  </div>
+</div>
+"""
+
+    async def rename(self, old_name, new_name):
+        raise web.HTTPError(
+            400,
+            "Instances cannot be renamed: their storage is bound to the name. "
+            "Create a new instance instead.",
+        )
+
+    # spawn progress: start() records events, progress() streams them to the spawn page
+
+    def _progress_reset(self):
+        self._progress_events = []
+        self._progress_changed = asyncio.Event()
+        self._progress_finished = False
+
+    def _progress(self, percent: int, message: str):
+        self.log.info("%s: %s", self._log_name, message)
+        if not hasattr(self, "_progress_events"):
+            self._progress_reset()
+        self._progress_events.append({"progress": percent, "message": message})
+        self._progress_changed.set()
+
+    def _progress_done(self):
+        if hasattr(self, "_progress_events"):
+            self._progress_finished = True
+            self._progress_changed.set()
+
+    async def progress(self):
+        """Yield the spawn's progress events as start() records them."""
+        if not hasattr(self, "_progress_events"):
+            self._progress_reset()
+        sent = 0
+        while True:
+            # clear before reading: an event recorded after this sets it again
+            self._progress_changed.clear()
+            while sent < len(self._progress_events):
+                yield self._progress_events[sent]
+                sent += 1
+            if self._progress_finished:
+                return
+            try:
+                await asyncio.wait_for(self._progress_changed.wait(), timeout=1)
+            except TimeoutError:
+                pass

@@ -1,0 +1,68 @@
+"""Pure builders of container specs for the Docker Engine API (Docker or Podman)."""
+
+from __future__ import annotations
+
+from images.catalog import ImageEntry
+
+from .flavors import Flavor
+from .options import InstanceSpec
+
+LABEL_PREFIX = "ai-workbench"
+
+
+def make_volume_name(object_name: str) -> str:
+    """The engine volume holding an instance's work directory."""
+    return f"{object_name}-work"
+
+
+def make_labels(owner: str, instance: str, spec: InstanceSpec) -> dict[str, str]:
+    """Labels that tie a container or volume to its user and instance."""
+    return {
+        f"{LABEL_PREFIX}.user": owner,
+        f"{LABEL_PREFIX}.instance": instance,
+        f"{LABEL_PREFIX}.image": spec.image,
+        f"{LABEL_PREFIX}.flavor": spec.flavor,
+        f"{LABEL_PREFIX}.storage-gib": str(spec.storage_gib),
+    }
+
+
+def make_device_requests(flavor: Flavor) -> list[dict]:
+    """GPU device requests for a flavor (docker-py DeviceRequest fields); none for CPU flavors."""
+    if not flavor.gpu:
+        return []
+    return [{"driver": "nvidia", "count": flavor.gpu, "capabilities": [["gpu"]]}]
+
+
+def make_container_spec(
+    *,
+    owner: str,
+    instance: str,
+    object_name: str,
+    spec: InstanceSpec,
+    image: ImageEntry,
+    flavor: Flavor,
+    work_dir: str,
+    run_as: str,
+) -> dict:
+    """Everything the Docker spawner sets for one start of an instance.
+
+    Memory swap is capped at the memory limit so that exceeding the flavor
+    kills the instance (out of memory) instead of swapping it to a crawl.
+    """
+    host_config: dict = {"memswap_limit": flavor.memory}
+    devices = make_device_requests(flavor)
+    if devices:
+        host_config["device_requests"] = devices
+    return {
+        "image": image.ref,
+        "mem_limit": flavor.memory,
+        "cpu_limit": flavor.cpu,
+        "volume": make_volume_name(object_name),
+        "volumes": {make_volume_name(object_name): {"bind": work_dir, "mode": "rw"}},
+        "extra_host_config": host_config,
+        "extra_create_kwargs": {
+            "labels": make_labels(owner, instance, spec),
+            "user": run_as,
+            "working_dir": work_dir,
+        },
+    }

@@ -1,0 +1,210 @@
+"""The embedded spawner: instances as containers on the Docker Engine API (Docker or Podman)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import docker
+from dockerspawner import DockerSpawner
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Float, Unicode, default
+
+from .base import InstanceSpawnerMixin
+from .container import make_container_spec, make_volume_name
+from .flavors import format_bytes
+
+
+class EngineError(RuntimeError):
+    """The container engine failed or cannot be reached; the message says what to do."""
+
+
+class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
+    """Run each instance as a container with its flavor's limits and its own volume."""
+
+    run_as = Unicode(
+        "1000:100",
+        config=True,
+        help="""User (uid:gid) the instance's processes run as; never root.
+        Default "1000:100", the images' jovyan user.""",
+    )
+    ready_poll_interval = Float(
+        0.05,
+        config=True,
+        help="""Seconds between checks that a starting instance's JupyterLab answers.
+        Default 0.05: start() returns as soon as it answers, so the hub's own
+        (exponentially backed-off) wait succeeds on its first try.""",
+    )
+    check_engine_capacity = Bool(
+        True,
+        config=True,
+        help="""Refuse flavors with more vCPUs or memory than the engine's machine has.
+        Default True.""",
+    )
+
+    @default("prefix")
+    def _default_prefix(self):
+        return "workbench"
+
+    @default("remove")
+    def _default_remove(self):
+        # a fresh container on each start, so a new flavor or image takes effect;
+        # the work volume keeps the user's files
+        return True
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        return "never"
+
+    @default("notebook_dir")
+    def _default_notebook_dir(self):
+        return self.work_dir
+
+    @property
+    def _engine_url(self) -> str:
+        return self.client_kwargs.get("base_url") or "the default Docker socket"
+
+    async def _engine(self, method, *args, **kwargs):
+        """Call docker-py in the thread pool, turning connection failures into EngineError."""
+        try:
+            return await self.docker(method, *args, **kwargs)
+        except (RequestsConnectionError, docker.errors.DockerException) as e:
+            if isinstance(e, docker.errors.APIError):
+                raise
+            raise EngineError(
+                f"The container engine at {self._engine_url} is not reachable ({e}). "
+                "Start Podman's service or Docker (`make up` does) and try again."
+            ) from e
+
+    _engine_info: dict | None = None
+    _engine_info_time = 0.0
+
+    async def _capacity(self) -> tuple[int, int]:
+        """vCPUs and memory bytes of the engine's machine (cached for a minute)."""
+        cls = type(self)
+        if cls._engine_info is None or time.monotonic() - cls._engine_info_time > 60:
+            cls._engine_info = await self._engine("info")
+            cls._engine_info_time = time.monotonic()
+        return int(cls._engine_info.get("NCPU", 0)), int(cls._engine_info.get("MemTotal", 0))
+
+    async def _apply_spec(self):
+        spec = self.instance_spec()
+        image = self.policy.image(spec.image)
+        flavor = self.policy.flavor(spec.flavor)
+        self._progress(10, f"Checking image {image.name} ({image.ref})")
+        try:
+            await self._engine("inspect_image", image.ref)
+        except docker.errors.NotFound:
+            raise web.HTTPError(
+                400,
+                f"Image {image.name!r} ({image.ref}) is not built on this machine. "
+                f"Build it with `workbench images build {image.name}`.",
+            ) from None
+        if self.check_engine_capacity:
+            ncpu, mem = await self._capacity()
+            if ncpu and flavor.cpu > ncpu or mem and flavor.memory > mem:
+                raise web.HTTPError(
+                    400,
+                    f"Flavor {flavor.name!r} needs {flavor.cpu:g} vCPUs and "
+                    f"{format_bytes(flavor.memory)}; this machine has {ncpu} vCPUs and "
+                    f"{format_bytes(mem)}. Pick a smaller flavor.",
+                )
+        cs = make_container_spec(
+            owner=self.user.name,
+            instance=self.name,
+            object_name=self.object_name,
+            spec=spec,
+            image=image,
+            flavor=flavor,
+            work_dir=self.work_dir,
+            run_as=self.run_as,
+        )
+        self.image = cs["image"]
+        self.mem_limit = cs["mem_limit"]
+        self.cpu_limit = cs["cpu_limit"]
+        self.volumes = {cs["volume"]: cs["volumes"][cs["volume"]]}
+        self.extra_host_config = cs["extra_host_config"]
+        self.extra_create_kwargs = cs["extra_create_kwargs"]
+        self._progress(20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}")
+        return cs
+
+    async def _ensure_volume(self, name: str, labels: dict):
+        try:
+            await self._engine("inspect_volume", name)
+            self._progress(30, f"Using storage volume {name}")
+        except docker.errors.NotFound:
+            await self._engine("create_volume", name=name, labels=labels)
+            self._progress(30, f"Created storage volume {name}")
+
+    async def _wait_ready(self, ip: str, port: int):
+        """Return once JupyterLab answers; raise if the container exits first."""
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.start_timeout
+        next_inspect = 0.0
+        while time.monotonic() < deadline:
+            try:
+                await client.fetch(url, request_timeout=2, follow_redirects=False)
+                return
+            except HTTPClientError as e:
+                if e.code < 500:
+                    return  # it answers; auth or redirects are the server's business
+            except (OSError, asyncio.TimeoutError):
+                pass
+            if time.monotonic() >= next_inspect:
+                next_inspect = time.monotonic() + 0.5
+                await self._raise_if_exited()
+            await asyncio.sleep(self.ready_poll_interval)
+        raise TimeoutError(
+            f"Instance {self.name!r} did not answer within {self.start_timeout} s; "
+            "see its logs (`workbench instances logs`)."
+        )
+
+    async def _raise_if_exited(self):
+        obj = await self.get_object()
+        if obj is None:
+            raise EngineError(f"The container of instance {self.name!r} disappeared while starting.")
+        state = obj["State"]
+        if state.get("Running"):
+            return
+        logs = await self._engine("logs", self.object_id, tail=20)
+        tail = logs.decode(errors="replace").strip().splitlines()[-5:]
+        reason = "out of memory" if state.get("OOMKilled") else f"exit code {state.get('ExitCode')}"
+        raise EngineError(
+            f"Instance {self.name!r} failed to start: its container stopped ({reason}). "
+            f"Last output: {' | '.join(tail) or '(none)'}. Pick another image or flavor."
+        )
+
+    async def start(self):
+        """Check the options, prepare the volume, start the container, wait for JupyterLab."""
+        self._progress_reset()
+        try:
+            cs = await self._apply_spec()
+            await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
+            self._progress(40, f"Starting container {self.object_name}")
+            ip, port = await super().start()
+            self._progress(70, "Container started; waiting for JupyterLab")
+            await self._wait_ready(ip, port)
+            self._progress(100, "JupyterLab is ready")
+            return ip, port
+        except BaseException as e:
+            if not isinstance(e, asyncio.CancelledError):
+                self._progress(100, f"Start failed: {getattr(e, 'log_message', None) or e}")
+            raise
+        finally:
+            self._progress_done()
+
+    async def delete_forever(self):
+        """Remove the instance's container (if any) and its storage volume."""
+        name = make_volume_name(self.object_name)
+        try:
+            await self._engine("remove_container", self.object_name, force=True)
+        except docker.errors.NotFound:
+            pass
+        try:
+            await self._engine("remove_volume", name, force=True)
+            self.log.info("%s: removed storage volume %s", self._log_name, name)
+        except docker.errors.NotFound:
+            pass
