@@ -11,7 +11,14 @@ from traitlets import Integer, List, Unicode, default
 from images.catalog import load_catalog
 
 from .flavors import load_flavors
-from .options import InstancePolicy, InstanceSpec, InvalidOptions, options_from_form, parse_options
+from .options import (
+    InstancePolicy,
+    InstanceSpec,
+    InvalidOptions,
+    options_from_form,
+    parse_options,
+    validate_instance_name,
+)
 
 
 class InstanceSpawnerMixin:
@@ -96,6 +103,7 @@ class InstanceSpawnerMixin:
     def instance_spec(self) -> InstanceSpec:
         """The validated spec of this instance; HTTP 400 with the reason if invalid."""
         try:
+            validate_instance_name(self.name)
             return parse_options(self.user_options, self.policy)
         except InvalidOptions as e:
             raise web.HTTPError(400, str(e), reason=str(e)) from None
@@ -109,6 +117,7 @@ class InstanceSpawnerMixin:
         return self._options_from_form
 
     def _options_from_form(self, formdata):
+        validate_instance_name(self.name)
         options = options_from_form(formdata)
         # raise here so the spawn page shows the form again with the reason
         parse_options(options, self.policy)

@@ -125,8 +125,12 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         self.mem_limit = cs["mem_limit"]
         self.cpu_limit = cs["cpu_limit"]
         self.volumes = {cs["volume"]: cs["volumes"][cs["volume"]]}
-        self.extra_host_config = cs["extra_host_config"]
-        self.extra_create_kwargs = cs["extra_create_kwargs"]
+        if not hasattr(self, "_configured_extras"):
+            # what the admin configured, kept under what each start sets
+            self._configured_extras = (dict(self.extra_host_config), dict(self.extra_create_kwargs))
+        host_config, create_kwargs = self._configured_extras
+        self.extra_host_config = {**host_config, **cs["extra_host_config"]}
+        self.extra_create_kwargs = {**create_kwargs, **cs["extra_create_kwargs"]}
         self._progress(20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}")
         return cs
 

@@ -1,0 +1,1 @@
+"""The ai-workbench control plane: hub configuration, platform API, CLI and Python client."""

@@ -1,0 +1,59 @@
+"""Sign-in: local accounts with hashed passwords, and the first admin account."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import bcrypt
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from traitlets import Unicode
+
+
+def set_password(db, username: str, password: str) -> None:
+    """Create or reset the local account `username` with `password` (bcrypt), approved."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+    info = UserInfo.find(db, username)
+    if info is None:
+        db.add(UserInfo(username=username, password=hashed, is_authorized=True))
+    else:
+        info.password = hashed
+        info.is_authorized = True
+    db.commit()
+
+
+class WorkbenchAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator that creates the first admin's account at first start."""
+
+    initial_admin_password = Unicode(
+        "",
+        config=True,
+        help="""Password for the first admin account if it does not exist yet; empty makes
+        a random one, printed once. Set from the workbench settings.""",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_first_admin()
+
+    def _create_first_admin(self):
+        if not self.admin_users:
+            return
+        admin = sorted(self.admin_users)[0]
+        if UserInfo.find(self.db, admin) is not None:
+            return
+        password = self.initial_admin_password or secrets.token_urlsafe(12)
+        set_password(self.db, admin, password)
+        self.log.info("Created the admin account %r", admin)
+        if not self.initial_admin_password:
+            banner = (
+                "\n" + "=" * 72 + "\n"
+                f"  First start: created the admin account.\n"
+                f"    user:     {admin}\n"
+                f"    password: {password}\n"
+                "  This password is shown once. Change it after signing in\n"
+                "  (/hub/change-password) or reset it with `workbench admin-password`.\n"
+                + "=" * 72 + "\n"
+            )
+            print(banner, file=sys.stderr, flush=True)

@@ -1,0 +1,111 @@
+"""JupyterHub configuration of ai-workbench, driven by the settings file (workbench.toml)."""
+
+import os
+import sys
+from pathlib import Path
+
+from hub.settings import load_settings, settings_file
+from spawner.engine import find_engine
+
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+settings_path = settings_file()
+settings, extra_config = load_settings(settings_path)
+data = settings.data_path
+data.mkdir(parents=True, exist_ok=True)
+REPO = Path(__file__).resolve().parent.parent
+
+# --- the hub -------------------------------------------------------------------------
+c.JupyterHub.bind_url = settings.bind_url
+c.JupyterHub.hub_ip = "0.0.0.0"  # instances call back from their containers
+c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.db_url = settings.effective_db_url
+c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
+c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+c.JupyterHub.default_url = "/hub/home"
+# instances are named servers; the unnamed default server is not used
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = settings.max_instances_per_user
+# instances keep running while the hub restarts
+c.JupyterHub.cleanup_servers = False
+
+# --- sign-in -------------------------------------------------------------------------
+c.Authenticator.admin_users = set(settings.admin_users)
+if settings.authenticator == "native":
+    c.JupyterHub.authenticator_class = "hub.auth.WorkbenchAuthenticator"
+    c.WorkbenchAuthenticator.initial_admin_password = settings.initial_admin_password
+    c.WorkbenchAuthenticator.open_signup = settings.open_signup
+    c.WorkbenchAuthenticator.enable_signup = True
+    c.WorkbenchAuthenticator.minimum_password_length = 8
+    c.WorkbenchAuthenticator.check_common_password = True
+    c.WorkbenchAuthenticator.allowed_failed_logins = 5
+    c.WorkbenchAuthenticator.seconds_before_next_try = 60
+    # every account that exists in the native authenticator may sign in
+    c.Authenticator.allow_all = True
+else:
+    c.JupyterHub.authenticator_class = settings.authenticator
+
+# --- the platform API service ----------------------------------------------------------
+c.JupyterHub.services = [
+    {
+        "name": "workbench",
+        "url": f"http://127.0.0.1:{settings.service_port}",
+        "command": [sys.executable, "-m", "hub.service.app"],
+        "cwd": os.getcwd(),
+        "environment": {
+            "WORKBENCH_CONFIG": str(settings_path.resolve()) if settings_path else "",
+            "PYTHONPATH": str(REPO),
+        },
+        "oauth_no_confirm": True,
+        "display": False,
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "user",
+        "description": "Users use their own instances and the platform API.",
+        "scopes": ["self", "access:services!service=workbench"],
+    },
+    {
+        "name": "workbench-service",
+        "description": "The platform API manages instances for users.",
+        "scopes": ["admin:servers", "read:users", "list:users"],
+        "services": ["workbench"],
+    },
+]
+
+# --- instances -------------------------------------------------------------------------
+if settings.backend == "docker":
+    engine = find_engine(
+        settings.docker_host,
+        podman_socket=settings.podman_socket,
+        containers_conf=str(REPO / "spawner" / "containers.conf"),
+        start=True,
+        log_file=str(data / "podman.log"),
+    )
+    c.JupyterHub.spawner_class = "spawner.docker.WorkbenchDockerSpawner"
+    spawner = c.WorkbenchDockerSpawner
+    spawner.client_kwargs = {"base_url": engine.url}
+    spawner.prefix = settings.container_prefix
+    spawner.hub_connect_url = f"http://{settings.hub_connect_host}:{settings.hub_port}"
+    if engine.kind == "docker":
+        # Docker does not name the host inside containers; Podman does
+        spawner.extra_host_config = {"extra_hosts": {settings.hub_connect_host: "host-gateway"}}
+else:
+    c.JupyterHub.spawner_class = "spawner.kubernetes.WorkbenchKubeSpawner"
+    spawner = c.WorkbenchKubeSpawner
+    if settings.kubernetes_namespace:
+        spawner.namespace = settings.kubernetes_namespace
+    if settings.storage_class:
+        spawner.storage_class = settings.storage_class
+for key, value in settings.spawner_config().items():
+    setattr(spawner, key, value)
+c.Spawner.start_timeout = settings.start_timeout
+c.Spawner.http_timeout = settings.start_timeout
+c.Spawner.default_url = "/lab"
+
+# --- anything else, from the settings file's other tables ----------------------------------
+c.merge(extra_config)

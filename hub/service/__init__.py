@@ -1,0 +1,1 @@
+"""The platform API: a JupyterHub service for instances, images and flavors."""

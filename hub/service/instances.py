@@ -1,0 +1,255 @@
+"""Instance lifecycle on top of JupyterHub's named servers: create, start, stop, switch, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from spawner.options import (
+    InstancePolicy,
+    InvalidOptions,
+    parse_options,
+    validate_instance_name,
+)
+
+from .hubapi import HubAPI, HubAPIError, server_path
+
+log = logging.getLogger(__name__)
+
+
+class InstanceError(Exception):
+    """An instance operation refused or failed; code is the HTTP status to answer with."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+def instance_state(server: dict, failure: str | None = None) -> str:
+    """One of creating, starting, running, stopping, stopped, failed."""
+    if server.get("pending") == "spawn":
+        return "starting"
+    if server.get("pending") == "stop":
+        return "stopping"
+    if server.get("ready"):
+        return "running"
+    if failure:
+        return "failed"
+    return "stopped"
+
+
+class InstanceManager:
+    """Runs instance operations for the platform API against the hub."""
+
+    def __init__(self, hub: HubAPI, policy: InstancePolicy, *, start_timeout: float = 120):
+        self.hub = hub
+        self.policy = policy
+        self.start_timeout = start_timeout
+        self.failures: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, user: str, name: str) -> asyncio.Lock:
+        """One operation at a time per instance."""
+        return self._locks.setdefault((user, name), asyncio.Lock())
+
+    def model(self, user: str, server: dict) -> dict:
+        """The API model of an instance from the hub's server model."""
+        name = server["name"]
+        options = server.get("user_options") or {}
+        failure = self.failures.get((user, name))
+        state = instance_state(server, failure)
+        model = {
+            "name": name,
+            "owner": user,
+            "description": options.get("description", ""),
+            "image": options.get("image", self.policy.default_image),
+            "flavor": options.get("flavor", self.policy.default_flavor),
+            "storage_gib": options.get("storage_gib", self.policy.storage_default_gib),
+            "state": state,
+            "url": server.get("url"),
+            "started": server.get("started"),
+            "last_activity": server.get("last_activity"),
+            "progress_url": server.get("progress_url"),
+        }
+        if state == "failed":
+            model["error"] = failure
+        return model
+
+    async def _servers(self, user: str) -> dict:
+        servers = await self.hub.servers(user)
+        if servers is None:
+            raise InstanceError(404, f"No user {user!r}.")
+        return servers
+
+    async def list(self, user: str) -> list[dict]:
+        servers = await self._servers(user)
+        return [self.model(user, s) for _, s in sorted(servers.items())]
+
+    async def get_server(self, user: str, name: str) -> dict:
+        await self._servers(user)
+        server = await self.hub.server(user, name)
+        if server is None:
+            raise InstanceError(404, f"No instance {name!r} of user {user!r}.")
+        return server
+
+    async def get(self, user: str, name: str) -> dict:
+        return self.model(user, await self.get_server(user, name))
+
+    def _spec(self, options: dict):
+        try:
+            return parse_options(options, self.policy)
+        except InvalidOptions as e:
+            raise InstanceError(400, str(e)) from None
+
+    async def create(self, user: str, body: dict) -> dict:
+        """Validate, register the named server, start it and wait until it runs.
+
+        If it fails to start, the server and its storage are removed again, so a
+        failed create leaves nothing behind.
+        """
+        body = dict(body)
+        name = body.pop("name", None)
+        start = body.pop("start", True)
+        try:
+            validate_instance_name(name)
+        except InvalidOptions as e:
+            raise InstanceError(400, str(e)) from None
+        if not isinstance(start, bool):
+            raise InstanceError(400, "'start' must be true or false.")
+        spec = self._spec(body)
+        servers = await self._servers(user)
+        if name in servers:
+            raise InstanceError(409, f"Instance {name!r} already exists. Pick another name.")
+        async with self.lock(user, name):
+            try:
+                await self.hub.request(
+                    "PUT", server_path(user, name), {"user_options": spec.to_options()}
+                )
+            except HubAPIError as e:
+                raise InstanceError(e.code if e.code < 500 else 502, e.message) from None
+            log.info("instance %s/%s created: %s", user, name, spec)
+            if start:
+                try:
+                    await self._start_and_wait(user, name)
+                except InstanceError:
+                    await self._remove(user, name)
+                    raise
+        return await self.get(user, name)
+
+    async def start(self, user: str, name: str) -> dict:
+        server = await self.get_server(user, name)
+        async with self.lock(user, name):
+            if server.get("ready") or server.get("pending") == "spawn":
+                return self.model(user, server)
+            if server.get("pending") == "stop":
+                await self._wait_stopped(user, name)
+            # options are checked before the hub sees them: settings may have changed
+            self._spec(server.get("user_options") or {})
+            await self._start_and_wait(user, name)
+        return await self.get(user, name)
+
+    async def stop(self, user: str, name: str) -> dict:
+        server = await self.get_server(user, name)
+        async with self.lock(user, name):
+            if not server.get("stopped") or server.get("pending"):
+                await self._stop(user, name)
+        return await self.get(user, name)
+
+    async def update(self, user: str, name: str, body: dict) -> dict:
+        """Change description, flavor or image; a running instance restarts to apply them."""
+        server = await self.get_server(user, name)
+        current = dict(server.get("user_options") or {})
+        allowed = {"description", "flavor", "image"}
+        unknown = sorted(set(body) - allowed - {"storage_gib"})
+        if unknown:
+            raise InstanceError(
+                400, f"Cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(allowed))}."
+            )
+        if "storage_gib" in body and body["storage_gib"] != current.get("storage_gib"):
+            raise InstanceError(
+                400, "The storage size is fixed at creation. Create a new instance for more storage."
+            )
+        spec = self._spec({**current, **body})
+        if spec.to_options() == self._spec(current).to_options():
+            return self.model(user, server)
+        async with self.lock(user, name):
+            restart = not server.get("stopped") or bool(server.get("pending"))
+            if restart:
+                await self._stop(user, name)
+            await self.hub.request(
+                "PATCH", server_path(user, name), {"user_options": spec.to_options()}
+            )
+            log.info("instance %s/%s updated: %s", user, name, spec)
+            if restart:
+                await self._start_and_wait(user, name)
+        return await self.get(user, name)
+
+    async def delete(self, user: str, name: str) -> None:
+        server = await self.get_server(user, name)
+        if not server.get("stopped") or server.get("pending"):
+            raise InstanceError(
+                409,
+                f"Instance {name!r} is running. Stop it first "
+                f"(POST .../instances/{name}/stop or `workbench instances stop {name}`).",
+            )
+        async with self.lock(user, name):
+            await self._remove(user, name)
+
+    # steps
+
+    async def _remove(self, user: str, name: str):
+        try:
+            await self.hub.request("DELETE", server_path(user, name), {"remove": True})
+        except HubAPIError as e:
+            if e.code != 404:
+                raise InstanceError(502, f"Removing instance {name!r} failed: {e.message}") from e
+        self.failures.pop((user, name), None)
+        log.info("instance %s/%s deleted with its storage", user, name)
+
+    async def _start_and_wait(self, user: str, name: str):
+        self.failures.pop((user, name), None)
+        try:
+            await self.hub.request("POST", server_path(user, name))
+        except HubAPIError as e:
+            self._record_failure(user, name, e.message)
+            raise InstanceError(400 if e.code < 500 else 500, self._failed(name, e.message)) from e
+        last = "no progress reported"
+        async for event in self.hub.progress(user, name, timeout=self.start_timeout + 10):
+            last = event.get("message", last)
+            if event.get("ready"):
+                return
+            if event.get("failed"):
+                self._record_failure(user, name, last)
+                raise InstanceError(400, self._failed(name, last))
+        server = await self.hub.server(user, name)
+        if server and server.get("ready"):
+            return
+        self._record_failure(user, name, last)
+        raise InstanceError(504, self._failed(name, f"not running after {self.start_timeout} s"))
+
+    def _record_failure(self, user: str, name: str, message: str):
+        self.failures[(user, name)] = message
+        log.warning("instance %s/%s failed to start: %s", user, name, message)
+
+    @staticmethod
+    def _failed(name: str, message: str) -> str:
+        message = message.removeprefix("Spawn failed: ")
+        return f"Instance {name!r} failed to start: {message}"
+
+    async def _stop(self, user: str, name: str):
+        try:
+            await self.hub.request("DELETE", server_path(user, name))
+        except HubAPIError as e:
+            raise InstanceError(502, f"Stopping instance {name!r} failed: {e.message}") from e
+        await self._wait_stopped(user, name)
+
+    async def _wait_stopped(self, user: str, name: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = await self.hub.server(user, name)
+            if server is None or (server.get("stopped") and not server.get("pending")):
+                return
+            await asyncio.sleep(0.2)
+        raise InstanceError(504, f"Instance {name!r} did not stop within {timeout:.0f} s.")

@@ -1,0 +1,244 @@
+"""The platform's one settings file (TOML): what it holds, its defaults, and loading it."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets.config import Config, Configurable
+
+SETTINGS_ENV = "WORKBENCH_CONFIG"
+DEFAULT_SETTINGS_FILE = "workbench.toml"
+
+
+class SettingsError(ValueError):
+    """The settings file is missing, malformed, or sets something unknown."""
+
+
+class WorkbenchSettings(Configurable):
+    """Settings of the [workbench] table of workbench.toml."""
+
+    data_dir = Unicode(
+        ".run",
+        help="""Folder for the hub's database, cookie secret, host keys and logs.
+        Relative paths are taken from the settings file's folder. Default ".run".""",
+    ).tag(config=True)
+    bind_url = Unicode(
+        "http://127.0.0.1:8000",
+        help="""Public URL the platform listens on (JupyterHub.bind_url).
+        Default "http://127.0.0.1:8000".""",
+    ).tag(config=True)
+    hub_port = Integer(
+        8081,
+        help="""Port of the hub's internal API, which instances call back to. Default 8081.""",
+    ).tag(config=True)
+    hub_connect_host = Unicode(
+        "host.containers.internal",
+        help="""Host name by which containers reach this machine (Podman writes
+        host.containers.internal into each container; with Docker it is mapped to
+        the host gateway). Default "host.containers.internal".""",
+    ).tag(config=True)
+    service_port = Integer(
+        8090,
+        help="""Port of the platform API service on 127.0.0.1 (reached through the
+        hub's proxy at /services/workbench/). Default 8090.""",
+    ).tag(config=True)
+    proxy_api_port = Integer(
+        8001, help="""Port of configurable-http-proxy's REST API on 127.0.0.1. Default 8001."""
+    ).tag(config=True)
+    db_url = Unicode(
+        "",
+        help="""Database URL (SQLAlchemy form). Default: SQLite in data_dir.
+        PostgreSQL: "postgresql://user:password@host:5432/workbench".""",
+    ).tag(config=True)
+
+    authenticator = Unicode(
+        "native",
+        help="""Who can sign in. "native": local accounts with bcrypt-hashed passwords
+        (sign-up needs an admin's approval). Or an authenticator class, configured in its
+        own table: "oauthenticator.generic.GenericOAuthenticator" with a
+        [GenericOAuthenticator] table, "ldapauthenticator.LDAPAuthenticator" with
+        [LDAPAuthenticator]. Default "native".""",
+    ).tag(config=True)
+    admin_users = List(
+        Unicode(),
+        ["admin"],
+        help="""Administrators. With the native authenticator the first one's account is
+        created at first start, with admin_password or a random password printed once.
+        Default ["admin"].""",
+    ).tag(config=True)
+    admin_password = Unicode(
+        "",
+        help="""Initial password of the first admin account (native authenticator only);
+        empty (the default) makes a random one, printed once at first start.
+        Also read from the WORKBENCH_ADMIN_PASSWORD environment variable.""",
+    ).tag(config=True)
+    open_signup = Bool(
+        False,
+        help="""Let anyone who signs up use the platform at once, without approval.
+        Default False: an admin approves each sign-up at /hub/authorize.""",
+    ).tag(config=True)
+
+    backend = Unicode(
+        "docker",
+        help="""Where instances run: "docker" (Docker Engine API: Docker or Podman on this
+        machine) or "kubernetes" (KubeSpawner in the cluster the hub runs in).
+        Default "docker".""",
+    ).tag(config=True)
+    docker_host = Unicode(
+        "",
+        help="""Docker Engine API URL. Default: $DOCKER_HOST, else Docker's socket, else
+        Podman's service on <data_dir>/podman.sock (started if needed).""",
+    ).tag(config=True)
+    container_prefix = Unicode(
+        "workbench",
+        help="""Prefix of container and volume names. Default "workbench".""",
+    ).tag(config=True)
+    kubernetes_namespace = Unicode(
+        "",
+        help="""Namespace of instance pods and PVCs (kubernetes backend). Default: the hub's.""",
+    ).tag(config=True)
+    storage_class = Unicode(
+        "",
+        help="""StorageClass of instance PVCs (kubernetes backend). Default: the cluster's.""",
+    ).tag(config=True)
+
+    image_registry = Unicode(
+        "localhost/",
+        help="""Registry prefix of catalog images. Default "localhost/" (built here).""",
+    ).tag(config=True)
+    catalog_path = Unicode(
+        "", help="""Image catalog file. Default: images/catalog.yaml as shipped."""
+    ).tag(config=True)
+    flavors_path = Unicode(
+        "", help="""Flavors file. Default: spawner/flavors.yaml as shipped."""
+    ).tag(config=True)
+    default_image = Unicode("python", help="Image of a new instance. Default \"python\".").tag(
+        config=True
+    )
+    default_flavor = Unicode(
+        "cpu.small", help="Flavor of a new instance. Default \"cpu.small\"."
+    ).tag(config=True)
+    allowed_flavors = List(
+        Unicode(), help="Flavors users may pick; empty (default) means all."
+    ).tag(config=True)
+    storage_min_gib = Integer(1, help="Smallest instance storage, GiB. Default 1.").tag(
+        config=True
+    )
+    storage_max_gib = Integer(100, help="Largest instance storage, GiB. Default 100.").tag(
+        config=True
+    )
+    storage_default_gib = Integer(10, help="Default instance storage, GiB. Default 10.").tag(
+        config=True
+    )
+    work_dir = Unicode(
+        "/home/jovyan/work", help="Where instance storage is mounted. Default /home/jovyan/work."
+    ).tag(config=True)
+    max_instances_per_user = Integer(
+        10, help="Instances one user may have (0: no limit). Default 10."
+    ).tag(config=True)
+    start_timeout = Integer(
+        120, help="Seconds an instance may take to start before it is failed. Default 120."
+    ).tag(config=True)
+    stop_timeout = Float(
+        10, help="Seconds an instance gets to shut down before it is killed. Default 10."
+    ).tag(config=True)
+
+    base_dir = Unicode(help="Folder relative paths are resolved against (the settings file's).")
+
+    @default("base_dir")
+    def _default_base_dir(self):
+        return os.getcwd()
+
+    @validate("backend")
+    def _valid_backend(self, proposal):
+        if proposal.value not in ("docker", "kubernetes"):
+            raise TraitError(f'backend must be "docker" or "kubernetes", not {proposal.value!r}')
+        return proposal.value
+
+    def path(self, value: str) -> Path:
+        """A settings path made absolute against base_dir."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+    @property
+    def effective_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_path / 'jupyterhub.sqlite'}"
+
+    @property
+    def podman_socket(self) -> str:
+        return str(self.data_path / "podman.sock")
+
+    @property
+    def initial_admin_password(self) -> str:
+        return os.environ.get("WORKBENCH_ADMIN_PASSWORD") or self.admin_password
+
+    def spawner_config(self) -> dict:
+        """Traits shared by both spawners, as set from these settings."""
+        return {
+            "catalog_path": str(self.path(self.catalog_path)) if self.catalog_path else "",
+            "flavors_path": str(self.path(self.flavors_path)) if self.flavors_path else "",
+            "image_registry": self.image_registry,
+            "default_image": self.default_image,
+            "default_flavor": self.default_flavor,
+            "allowed_flavors": list(self.allowed_flavors),
+            "storage_min_gib": self.storage_min_gib,
+            "storage_max_gib": self.storage_max_gib,
+            "storage_default_gib": self.storage_default_gib,
+            "work_dir": self.work_dir,
+        }
+
+
+def settings_file(path: str | os.PathLike | None = None) -> Path | None:
+    """The settings file to read: path, $WORKBENCH_CONFIG, or ./workbench.toml if present."""
+    if path:
+        return Path(path)
+    if os.environ.get(SETTINGS_ENV):
+        return Path(os.environ[SETTINGS_ENV])
+    local = Path(DEFAULT_SETTINGS_FILE)
+    return local if local.exists() else None
+
+
+def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSettings, Config]:
+    """The [workbench] settings and the traitlets config of the file's other tables."""
+    file = settings_file(path)
+    data: dict = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text())
+        except FileNotFoundError:
+            raise SettingsError(
+                f"Settings file {file} does not exist. Copy hub/workbench.example.toml there."
+            ) from None
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SettingsError(f"Cannot read settings file {file}: {e}") from e
+    table = data.pop("workbench", {})
+    known = set(WorkbenchSettings.class_own_traits(config=True))
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise SettingsError(
+            f"Unknown setting(s) in [workbench] of {file}: {', '.join(unknown)}. "
+            "See hub/workbench.example.toml for the settings and their defaults."
+        )
+    base_dir = str(file.resolve().parent) if file else os.getcwd()
+    try:
+        settings = WorkbenchSettings(base_dir=base_dir, **table)
+    except TraitError as e:
+        raise SettingsError(f"Invalid setting in {file}: {e}") from e
+    if not 1 <= settings.storage_min_gib <= settings.storage_default_gib <= settings.storage_max_gib:
+        raise SettingsError(
+            f"{file}: storage settings must satisfy "
+            "1 <= storage_min_gib <= storage_default_gib <= storage_max_gib"
+        )
+    extra = Config()
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise SettingsError(f"{file}: top-level key {section!r} must be a [table]")
+        extra[section] = Config(values)
+    return settings, extra
