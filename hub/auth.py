@@ -7,6 +7,7 @@ import sys
 
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
 
@@ -23,6 +24,28 @@ def set_password(db, username: str, password: str) -> None:
     db.commit()
 
 
+class LoginHandler(native_handlers.LoginHandler):
+    """The native login page, fitted to JupyterHub 6 (no statsd, error re-rendering)."""
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        return super()._render(login_error=login_error, username=username)
+
+    async def post(self):
+        data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        user = await self.login_user(data)
+        if user:
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        error = "Invalid username or password."
+        info = self.authenticator.get_user(data.get("username", ""))
+        if info is not None and not info.is_authorized:
+            if info.is_valid_password(data.get("password", "")):
+                error = "Your account waits for an administrator's approval."
+        self.set_status(403)
+        self.finish(await self._render(login_error=error, username=data.get("username")))
+
+
 class WorkbenchAuthenticator(NativeAuthenticator):
     """NativeAuthenticator that creates the first admin's account at first start."""
 
@@ -36,6 +59,12 @@ class WorkbenchAuthenticator(NativeAuthenticator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._create_first_admin()
+
+    def get_handlers(self, app):
+        return [
+            (route, LoginHandler if route == r"/login" else handler)
+            for route, handler in super().get_handlers(app)
+        ]
 
     def _create_first_admin(self):
         if not self.admin_users:

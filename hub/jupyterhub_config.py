@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 c.JupyterHub.bind_url = settings.bind_url
 c.JupyterHub.hub_ip = "0.0.0.0"  # instances call back from their containers
 c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.hub_connect_ip = "127.0.0.1"  # the proxy and services; instances use hub_connect_url
 c.JupyterHub.db_url = settings.effective_db_url
 c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(data / "jupyterhub.pid")

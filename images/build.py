@@ -22,6 +22,13 @@ HERE = Path(__file__).parent
 KERNEL_INSTALLER = HERE.parent / "kernels" / "install_kernel.py"
 BASE_OS_IMAGE = "docker.io/library/debian:bookworm-slim"
 BUILD_HASH_LABEL = "ai-workbench.build-hash"
+IMAGE_PYTHON = "3.11.2"  # Debian 12's python3, which every image's environments use
+# Debian 12's glibc is 2.36: every manylinux tag up to it fits
+IMAGE_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)] + [
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+]
 BOOTSTRAP_PACKAGES = (
     "python3,python3-venv,python3-pip,ca-certificates,git,tini,curl,procps,less,openssh-client"
 )
@@ -125,7 +132,7 @@ class ImageBuilder:
         reqs = sorted(self.image_dir(entry).glob("requirements*.txt"))
         house = self.cache_dir / "wheels" / entry.dockerfile
         stamp = house / ".complete"
-        digest = _sha(*reqs, extra=sys.version)
+        digest = _sha(*reqs, extra=IMAGE_PYTHON + ",".join(IMAGE_PLATFORMS))
         if stamp.exists() and stamp.read_text() == digest:
             self.progress(f"[{entry.name}] wheelhouse up to date ({house})")
             return house
@@ -135,10 +142,21 @@ class ImageBuilder:
             return house
         house.mkdir(parents=True, exist_ok=True)
         self.progress(f"[{entry.name}] fetching wheels into {house}")
-        cmd = [*self.pip, "wheel", "--quiet", "--wheel-dir", str(house)]
+        # wheels for the image's interpreter (Debian 12's), not the build host's
+        cmd = [
+            *self.pip,
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            f"--python-version={IMAGE_PYTHON}",
+            "--implementation=cp",
+            *(f"--platform={p}" for p in IMAGE_PLATFORMS),
+            "--dest",
+            str(house),
+        ]
         for req in reqs:
             cmd += ["-r", str(req)]
-        _run(cmd, step=f"[{entry.name}] fetching wheels", on_line=self.progress)
+        _run(cmd, step=f"[{entry.name}] fetching wheels")
         stamp.write_text(digest)
         return house
 

@@ -6,7 +6,7 @@ import asyncio
 import html
 
 from tornado import web
-from traitlets import Integer, List, Unicode, default
+from traitlets import HasTraits, Integer, List, Unicode, default
 
 from images.catalog import load_catalog
 
@@ -21,7 +21,7 @@ from .options import (
 )
 
 
-class InstanceSpawnerMixin:
+class InstanceSpawnerMixin(HasTraits):
     """Spawner traits and behaviour that make a JupyterHub named server an instance."""
 
     catalog_path = Unicode(

@@ -134,6 +134,11 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         self._progress(20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}")
         return cs
 
+    async def check_allowed(self, image):
+        # DockerSpawner reads user_options["image"] as a raw reference; ours is a
+        # catalog name, already checked against the catalog by _apply_spec
+        return self.policy.image(image).ref
+
     async def _ensure_volume(self, name: str, labels: dict):
         try:
             await self._engine("inspect_volume", name)

@@ -86,6 +86,7 @@ def make_app(settings: WorkbenchSettings) -> web.Application:
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
     routes = [
+        (prefix, handlers.HealthHandler),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         (api_prefix + "/?", handlers.RootHandler),
         (url_path_join(api_prefix, "flavors"), handlers.FlavorsHandler),

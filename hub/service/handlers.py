@@ -169,3 +169,11 @@ class RootHandler(APIHandler):
                 "endpoints": ["flavors", "images", "users/{user}/instances"],
             }
         )
+
+
+class HealthHandler(web.RequestHandler):
+    """Unauthenticated liveness answer at the service's root (the hub checks it)."""
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": "ok", "api": self.settings["api_prefix"]}))

@@ -1,0 +1,282 @@
+"""The `workbench` command: run the platform, build images, manage instances."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .client import WorkbenchClient, WorkbenchError
+from .settings import SettingsError, load_settings, settings_file
+
+REPO = Path(__file__).resolve().parent.parent
+CREDENTIALS = Path(os.path.expanduser("~/.config/ai-workbench/credentials.json"))
+
+
+def _fail(message: str, code: int = 1):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _settings(args):
+    try:
+        return load_settings(args.config)
+    except SettingsError as e:
+        _fail(str(e), 2)
+
+
+def _engine(settings):
+    from spawner.engine import EngineUnavailable, find_engine
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    try:
+        return find_engine(
+            settings.docker_host,
+            podman_socket=settings.podman_socket,
+            containers_conf=str(REPO / "spawner" / "containers.conf"),
+            start=True,
+            log_file=str(settings.data_path / "podman.log"),
+        )
+    except EngineUnavailable as e:
+        _fail(str(e))
+
+
+def _builder(settings, engine):
+    from images.build import ImageBuilder
+    from images.catalog import load_catalog
+    from spawner.engine import podman_env
+
+    catalog = load_catalog(
+        settings.path(settings.catalog_path) if settings.catalog_path else None,
+        registry=settings.image_registry,
+    )
+    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    if engine.kind == "docker":
+        env["DOCKER_HOST"] = engine.url
+    return catalog, ImageBuilder(
+        catalog, cli=engine.cli, cache_dir=settings.data_path / "cache", env=env
+    )
+
+
+# --- platform -------------------------------------------------------------------------
+
+
+def cmd_up(args):
+    """Start the platform in the foreground."""
+    settings, _ = _settings(args)
+    engine = _engine(settings)
+    print(f"container engine: {engine.kind} at {engine.url}")
+    catalog, builder = _builder(settings, engine)
+    default = catalog.get(settings.default_image)
+    if not builder.exists(default.ref):
+        print(f"building the default image {default.name} (first start only)")
+        from images.build import BuildError
+
+        try:
+            builder.build([default.name])
+        except BuildError as e:
+            _fail(str(e))
+    env = dict(os.environ)
+    path = settings_file(args.config)
+    if path:
+        env["WORKBENCH_CONFIG"] = str(path.resolve())
+    node_bin = REPO / "node_modules" / ".bin"
+    env["PATH"] = os.pathsep.join([str(node_bin), str(Path(sys.executable).parent), env["PATH"]])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    if not shutil.which("configurable-http-proxy", path=env["PATH"]):
+        _fail("configurable-http-proxy is not installed: run `make up` (npm install) first.")
+    jupyterhub = shutil.which("jupyterhub", path=env["PATH"])
+    first = not (settings.data_path / "jupyterhub.sqlite").exists() and not settings.db_url
+    print(f"\nai-workbench is starting on {settings.bind_url}")
+    if settings.authenticator == "native":
+        admin = settings.admin_users[0] if settings.admin_users else "admin"
+        if first and not settings.initial_admin_password:
+            print(f"Sign in as {admin!r} with the password printed below (shown once).")
+        else:
+            print(
+                f"Sign in as {admin!r} with its password "
+                "(forgotten? `workbench admin-password` sets a new one)."
+            )
+        print("Others sign up at /hub/signup; an admin approves them at /hub/authorize.\n")
+    sys.stdout.flush()
+    os.execve(
+        jupyterhub,
+        [jupyterhub, "-f", str(REPO / "hub" / "jupyterhub_config.py")],
+        env,
+    )
+
+
+def cmd_admin_password(args):
+    """Set a new password for a local (native) account."""
+    from jupyterhub import orm
+
+    from .auth import set_password
+
+    settings, _ = _settings(args)
+    user = args.user or (settings.admin_users[0] if settings.admin_users else "admin")
+    password = args.password or getpass.getpass(f"New password for {user}: ")
+    if len(password) < 8:
+        _fail("Passwords need at least 8 characters.")
+    db = orm.new_session_factory(settings.effective_db_url)()
+    set_password(db, user, password)
+    print(f"Password of {user!r} set.")
+
+
+# --- images ---------------------------------------------------------------------------
+
+
+def cmd_images_build(args):
+    """Build catalog images (all, or the named ones) with progress."""
+    from images.build import BuildError
+    from images.catalog import UnknownImage
+
+    settings, _ = _settings(args)
+    engine = _engine(settings)
+    catalog, builder = _builder(settings, engine)
+    try:
+        results = builder.build(args.names or None, force=args.force)
+    except UnknownImage as e:
+        _fail(str(e), 2)
+    except BuildError as e:
+        _fail(str(e))
+    print()
+    for r in results:
+        print(f"{r.name:<14} {r.status:<11} {r.seconds:6.0f} s  {r.size / 1e6:7.0f} MB  {r.ref}")
+
+
+def cmd_images_list(args):
+    """List catalog images and whether each is built here."""
+    settings, _ = _settings(args)
+    engine = _engine(settings)
+    catalog, builder = _builder(settings, engine)
+    for entry in catalog:
+        status = "ready" if builder.exists(entry.ref) else "not built"
+        print(f"{entry.name:<14} {status:<10} {entry.ref}\n    {entry.description}")
+
+
+# --- instances (through the platform API) ---------------------------------------------------
+
+
+def _client(args) -> WorkbenchClient:
+    url, token = args.url, None
+    if CREDENTIALS.exists():
+        saved = json.loads(CREDENTIALS.read_text())
+        url = url or saved.get("url")
+        token = saved.get("token")
+    return WorkbenchClient(url=url, token=os.environ.get("WORKBENCH_TOKEN") or token)
+
+
+def cmd_login(args):
+    """Sign in and keep a token for later commands."""
+    client = WorkbenchClient(url=args.url)
+    password = os.environ.get("WORKBENCH_PASSWORD") or getpass.getpass(f"Password for {args.user}: ")
+    token = client.login(args.user, password)
+    CREDENTIALS.parent.mkdir(parents=True, exist_ok=True)
+    CREDENTIALS.write_text(json.dumps({"url": client.url, "token": token}))
+    CREDENTIALS.chmod(0o600)
+    print(f"Signed in to {client.url} as {args.user}; token saved in {CREDENTIALS}.")
+
+
+def _print_instances(instances):
+    print(f"{'NAME':<20} {'STATE':<9} {'IMAGE':<12} {'FLAVOR':<11} STORAGE")
+    for i in instances:
+        print(f"{i['name']:<20} {i['state']:<9} {i['image']:<12} {i['flavor']:<11} {i['storage_gib']} GiB")
+
+
+def cmd_instances(args):
+    """Instance commands."""
+    client = _client(args)
+    action = args.action
+    if action == "list":
+        _print_instances(client.instances(args.user))
+        return
+    if action == "flavors":
+        for f in client.flavors():
+            print(f"{f['name']:<12} {f['description']}")
+        return
+    if not args.name:
+        _fail(f"`workbench instances {action}` needs an instance name", 2)
+    if action == "create":
+        print(f"creating {args.name} ...", flush=True)
+        model = client.create_instance(
+            args.name,
+            image=args.image,
+            flavor=args.flavor,
+            storage_gib=args.storage,
+            description=args.description or "",
+            user=args.user,
+        )
+    elif action == "start":
+        model = client.start_instance(args.name, args.user)
+    elif action == "stop":
+        model = client.stop_instance(args.name, args.user)
+    elif action == "switch":
+        changes = {k: v for k, v in (("flavor", args.flavor), ("image", args.image)) if v}
+        if not changes:
+            _fail("say what to switch to: --flavor and/or --image", 2)
+        model = client.update_instance(args.name, args.user, **changes)
+    elif action == "delete":
+        client.delete_instance(args.name, args.user)
+        print(f"Deleted instance {args.name} and its storage.")
+        return
+    else:
+        model = client.instance(args.name, args.user)
+    _print_instances([model])
+    if model.get("state") == "running":
+        print(f"\nOpen: {client.url}{model['url']}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
+    parser.add_argument("--config", help="settings file (default: $WORKBENCH_CONFIG or ./workbench.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="start the platform in the foreground").set_defaults(func=cmd_up)
+
+    p = sub.add_parser("admin-password", help="set a local account's password")
+    p.add_argument("user", nargs="?")
+    p.add_argument("--password", help="the new password (prompted if omitted)")
+    p.set_defaults(func=cmd_admin_password)
+
+    images = sub.add_parser("images", help="build and list images").add_subparsers(
+        dest="images_command", required=True
+    )
+    p = images.add_parser("build", help="build catalog images (default: all)")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.set_defaults(func=cmd_images_build)
+    images.add_parser("list", help="list catalog images").set_defaults(func=cmd_images_list)
+
+    p = sub.add_parser("login", help="sign in and save a token")
+    p.add_argument("--user", required=True)
+    p.add_argument("--url")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("instances", help="list, create, start, stop, switch, delete instances")
+    p.add_argument(
+        "action", choices=["list", "show", "create", "start", "stop", "switch", "delete", "flavors"]
+    )
+    p.add_argument("name", nargs="?")
+    p.add_argument("--image")
+    p.add_argument("--flavor")
+    p.add_argument("--storage", type=int, help="storage size in GiB (create)")
+    p.add_argument("--description")
+    p.add_argument("--user", help="act on another user's instances (admins)")
+    p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+    p.set_defaults(func=cmd_instances)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except WorkbenchError as e:
+        _fail(e.message)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

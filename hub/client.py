@@ -1,0 +1,160 @@
+"""The Python client of the platform API (and the hub API it stands on)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import requests
+
+
+class WorkbenchError(Exception):
+    """The platform refused or failed a request; .status and .message say why."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(f"{message} (HTTP {status})")
+
+
+class WorkbenchClient:
+    """Calls the platform at url (e.g. http://127.0.0.1:8000) with an API token.
+
+    The token comes from the hub's token page (/hub/token) or `workbench login`;
+    it defaults to $WORKBENCH_TOKEN, the URL to $WORKBENCH_URL.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 300):
+        self.url = (url or os.environ.get("WORKBENCH_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.token = token or os.environ.get("WORKBENCH_TOKEN", "")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if self.token:
+            self.session.headers["Authorization"] = f"token {self.token}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/services/workbench/api"
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"{self.url}/hub/api"
+
+    def _request(self, method: str, url: str, body=None, **kwargs):
+        try:
+            resp = self.session.request(
+                method, url, json=body, timeout=kwargs.pop("timeout", self.timeout), **kwargs
+            )
+        except requests.ConnectionError as e:
+            raise WorkbenchError(
+                0, f"The platform at {self.url} is not reachable ({e}). Is it running (`make up`)?"
+            ) from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("message") or resp.reason
+            except ValueError:
+                message = resp.text[:300] or resp.reason
+            raise WorkbenchError(resp.status_code, message)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def api(self, method: str, path: str, body=None, **kwargs):
+        """Call the platform API at path (relative to /services/workbench/api/)."""
+        return self._request(method, f"{self.api_url}/{path.lstrip('/')}", body, **kwargs)
+
+    def hub(self, method: str, path: str, body=None, **kwargs):
+        """Call JupyterHub's own API at path (relative to /hub/api/)."""
+        return self._request(method, f"{self.hub_api_url}/{path.lstrip('/')}", body, **kwargs)
+
+    # who am I
+
+    def whoami(self) -> dict:
+        return self.hub("GET", "user")
+
+    def _user(self, user: str | None) -> str:
+        return quote(user or self.whoami()["name"], safe="")
+
+    # catalog
+
+    def flavors(self) -> list[dict]:
+        return self.api("GET", "flavors")
+
+    def images(self) -> list[dict]:
+        return self.api("GET", "images")
+
+    # instances
+
+    def instances(self, user: str | None = None) -> list[dict]:
+        return self.api("GET", f"users/{self._user(user)}/instances")
+
+    def instance(self, name: str, user: str | None = None) -> dict:
+        return self.api("GET", f"users/{self._user(user)}/instances/{name}")
+
+    def create_instance(
+        self,
+        name: str,
+        *,
+        image: str | None = None,
+        flavor: str | None = None,
+        storage_gib: int | None = None,
+        description: str = "",
+        start: bool = True,
+        user: str | None = None,
+    ) -> dict:
+        body = {"name": name, "description": description, "start": start}
+        for key, value in (("image", image), ("flavor", flavor), ("storage_gib", storage_gib)):
+            if value is not None:
+                body[key] = value
+        return self.api("POST", f"users/{self._user(user)}/instances", body)
+
+    def start_instance(self, name: str, user: str | None = None) -> dict:
+        return self.api("POST", f"users/{self._user(user)}/instances/{name}/start")
+
+    def stop_instance(self, name: str, user: str | None = None) -> dict:
+        return self.api("POST", f"users/{self._user(user)}/instances/{name}/stop")
+
+    def update_instance(self, name: str, user: str | None = None, **changes) -> dict:
+        return self.api("PATCH", f"users/{self._user(user)}/instances/{name}", changes)
+
+    def delete_instance(self, name: str, user: str | None = None) -> None:
+        self.api("DELETE", f"users/{self._user(user)}/instances/{name}")
+
+    def progress(self, name: str, user: str | None = None) -> Iterator[dict]:
+        """Spawn progress events of an instance (from the hub's event stream)."""
+        url = f"{self.hub_api_url}/users/{self._user(user)}/servers/{name}/progress"
+        with self.session.get(url, stream=True, timeout=self.timeout) as resp:
+            for line in resp.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    yield json.loads(line[5:])
+
+    # tokens
+
+    def login(self, username: str, password: str) -> str:
+        """Sign in with a password; sets and returns a new API token for this client."""
+        s = requests.Session()
+        try:
+            s.get(f"{self.url}/hub/login", timeout=30)
+            resp = s.post(
+                f"{self.url}/hub/login",
+                data={"username": username, "password": password, "_xsrf": s.cookies.get("_xsrf")},
+                allow_redirects=False,
+                timeout=30,
+            )
+        except requests.ConnectionError as e:
+            raise WorkbenchError(0, f"The platform at {self.url} is not reachable ({e}).") from None
+        if resp.status_code != 302 or "jupyterhub-session-id" not in s.cookies:
+            raise WorkbenchError(403, f"Sign-in as {username!r} failed: wrong user name or password.")
+        resp = s.post(
+            f"{self.hub_api_url}/users/{quote(username, safe='')}/tokens",
+            json={"note": "workbench CLI", "expires_in": 30 * 24 * 3600},
+            headers={"X-XSRFToken": s.cookies.get("_xsrf")},
+            timeout=30,
+        )
+        if resp.status_code >= 400:
+            raise WorkbenchError(resp.status_code, f"Could not create a token: {resp.text[:200]}")
+        self.token = resp.json()["token"]
+        self.session.headers["Authorization"] = f"token {self.token}"
+        return self.token
