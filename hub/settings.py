@@ -242,3 +242,40 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
             raise SettingsError(f"{file}: top-level key {section!r} must be a [table]")
         extra[section] = Config(values)
     return settings, extra
+
+
+def render_example() -> str:
+    """The documented example settings file: every setting with its help and default."""
+    import textwrap
+
+    lines = [
+        "# ai-workbench settings: copy to workbench.toml (or point $WORKBENCH_CONFIG at it).",
+        "# Every setting is shown with its default; uncomment what you change.",
+        "# Tables other than [workbench] are passed to JupyterHub's configuration as they are,",
+        "# for example [GenericOAuthenticator] or [LDAPAuthenticator] (see `authenticator`).",
+        "",
+        "[workbench]",
+    ]
+    from traitlets import TraitType
+
+    # definition order, which groups related settings
+    traits = [
+        (name, trait)
+        for name, trait in vars(WorkbenchSettings).items()
+        if isinstance(trait, TraitType) and trait.metadata.get("config")
+    ]
+    for name, trait in traits:
+        help_text = " ".join(trait.help.split())
+        lines.append("")
+        lines += ["# " + line for line in textwrap.wrap(help_text, 88)]
+        default = trait.default()
+        if isinstance(default, str):
+            value = '"' + default.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elif isinstance(default, bool):
+            value = "true" if default else "false"
+        elif isinstance(default, list):
+            value = "[" + ", ".join(f'"{v}"' for v in default) + "]"
+        else:
+            value = repr(default)
+        lines.append(f"# {name} = {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,83 @@
+# ai-workbench: `make up` runs the platform, `make test` runs the test suite.
+# Both install what they need first (apt packages as root, a virtualenv, npm packages, images).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export CONTAINERS_CONF := $(CURDIR)/spawner/containers.conf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_STAMP := .run/apt-updated
+
+.PHONY: up test system test-system venv node images lint format bench clean help
+
+help:
+	@echo "make up      install what is missing, then run the platform on http://127.0.0.1:8000"
+	@echo "make test    install what is missing, then run lint and the whole test suite"
+	@echo "make images  build the catalog's default image"
+	@echo "make bench   run the benchmarks"
+
+up: system venv node images
+	$(BIN)/workbench up
+
+test: system test-system venv node images
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -v $(PYTEST_ARGS)
+
+$(APT_STAMP):
+	@mkdir -p .run
+	$(SUDO) apt-get update -qq
+	@touch $@
+
+# Podman (with runc) where no container engine exists; debootstrap to build base images
+# without Docker Hub.
+system:
+	@need=""; \
+	if ! command -v podman >/dev/null && ! docker info >/dev/null 2>&1; then need="$$need podman runc uidmap"; fi; \
+	command -v debootstrap >/dev/null || need="$$need debootstrap"; \
+	if [ -n "$$need" ]; then \
+		$(MAKE) --no-print-directory $(APT_STAMP); \
+		echo "installing:$$need"; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
+	fi
+
+# What only the tests use: a browser, real SSH and database clients.
+test-system:
+	@need=""; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
+	if [ -n "$$need" ]; then \
+		$(MAKE) --no-print-directory $(APT_STAMP); \
+		echo "installing:$$need"; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
+	fi
+
+venv: $(BIN)/workbench
+
+$(BIN)/workbench: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+node: node_modules/.bin/configurable-http-proxy
+
+node_modules/.bin/configurable-http-proxy: package.json
+	npm install --no-audit --no-fund
+	@touch $@
+
+images: venv system
+	$(BIN)/workbench images build python
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: system venv node images
+	$(BIN)/python benchmarks/bench_spawn.py
+
+clean:
+	rm -rf $(VENV) node_modules .run/cache

@@ -1,0 +1,191 @@
+"""Test helpers: run the real hub in a subprocess, sign users in, run code in kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+import websocket
+
+from hub.client import WorkbenchClient
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hub:
+    """A real ai-workbench hub (JupyterHub + proxy + platform API) on free ports."""
+
+    def __init__(self, root: Path, extra_settings: str = ""):
+        self.root = root
+        self.prefix = "wbtest" + uuid.uuid4().hex[:6]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = root / "workbench.toml"
+        self.config.write_text(
+            f"""
+[workbench]
+data_dir = "{root / "data"}"
+bind_url = "{self.url}"
+hub_port = {free_port()}
+service_port = {free_port()}
+proxy_api_port = {free_port()}
+admin_users = ["admin"]
+admin_password = "{ADMIN_PASSWORD}"
+container_prefix = "{self.prefix}"
+max_instances_per_user = 5
+storage_max_gib = 50
+start_timeout = 60
+{extra_settings}
+"""
+        )
+        self.log_path = root / "hub.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["WORKBENCH_CONFIG"] = str(self.config)
+        env["PATH"] = os.pathsep.join(
+            [str(REPO / "node_modules" / ".bin"), str(Path(sys.executable).parent), env["PATH"]]
+        )
+        env["PYTHONPATH"] = str(REPO)
+        return env
+
+    def start(self, timeout: float = 60):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "hub" / "jupyterhub_config.py")],
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited ({self.proc.returncode}); log:\n{self.log_tail()}")
+            try:
+                r = requests.get(f"{self.url}/services/workbench/", timeout=2)
+                if r.status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"hub did not come up in {timeout} s; log:\n{self.log_tail()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def client(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> WorkbenchClient:
+        client = WorkbenchClient(self.url, timeout=120)
+        client.login(user, password)
+        return client
+
+    def add_user(self, name: str, password: str | None = None) -> WorkbenchClient:
+        """Sign a user up through the sign-up page, approve them as admin, sign them in."""
+        password = password or "pw-" + secrets.token_hex(8)
+        s = requests.Session()
+        s.get(f"{self.url}/hub/signup")
+        r = s.post(
+            f"{self.url}/hub/signup",
+            data={
+                "username": name,
+                "signup_password": password,
+                "signup_password_confirmation": password,
+                "_xsrf": s.cookies.get("_xsrf"),
+            },
+        )
+        r.raise_for_status()
+        admin = self.browser_session()
+        r = admin.get(f"{self.url}/hub/authorize/{quote(name)}")
+        r.raise_for_status()
+        return self.client(name, password)
+
+    def browser_session(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
+        """A cookie session signed in through the login form, as a browser is."""
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login")
+        r = s.post(
+            f"{self.url}/hub/login",
+            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf")},
+            allow_redirects=False,
+        )
+        assert r.status_code == 302, r.text[:500]
+        return s
+
+
+def run_code(client: WorkbenchClient, instance_url: str, code: str, kernel: str = "python",
+             timeout: float = 120) -> dict:
+    """Run code in a new kernel of a running instance through the Jupyter server's API.
+
+    Returns {"stdout": ..., "stderr": ..., "error": ename or None}. The kernel is shut down after.
+    """
+    base = client.url + instance_url.rstrip("/")
+    headers = {"Authorization": f"token {client.token}"}
+    r = requests.post(f"{base}/api/kernels", json={"name": kernel}, headers=headers, timeout=60)
+    r.raise_for_status()
+    kernel_id = r.json()["id"]
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {client.token}"],
+                                     timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False},
+    }))
+    out = {"stdout": "", "stderr": "", "error": None}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out[msg["content"]["name"]] += msg["content"]["text"]
+            elif kind == "error":
+                out["error"] = msg["content"]["ename"] + ": " + msg["content"]["evalue"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                return out
+        raise TimeoutError(f"no result within {timeout} s; so far {out}")
+    finally:
+        ws.close()
+        requests.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=30)
