@@ -84,6 +84,21 @@ class InstanceSpawnerMixin(HasTraits):
 
     _policy = None
 
+    # JupyterHub's PATCH of a stopped server writes user_options to the database
+    # but not to the in-memory Spawner, so the hub's API and pages would show the
+    # old image and flavor until the next start. The database row is always
+    # current (spawn() writes it too), so read it from there.
+    @property
+    def user_options(self):
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None and orm_spawner.user_options is not None:
+            return orm_spawner.user_options
+        return self.__dict__.get("_user_options", {})
+
+    @user_options.setter
+    def user_options(self, value):
+        self.__dict__["_user_options"] = value
+
     @property
     def policy(self) -> InstancePolicy:
         """The catalog, flavors and bounds instances are checked against."""

@@ -17,8 +17,11 @@ from .container import make_container_spec, make_volume_name
 from .flavors import format_bytes
 
 
-class EngineError(RuntimeError):
-    """The container engine failed or cannot be reached; the message says what to do."""
+class EngineError(web.HTTPError):
+    """The container engine cannot be reached (HTTP 503); the message says what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(503, message)
 
 
 class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
@@ -129,7 +132,9 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             # what the admin configured, kept under what each start sets
             self._configured_extras = (dict(self.extra_host_config), dict(self.extra_create_kwargs))
         host_config, create_kwargs = self._configured_extras
-        self.extra_host_config = {**host_config, **cs["extra_host_config"]}
+        # no auto-remove: a container that exits while starting must stay for its
+        # logs; start() removes it after reading them, stop() as usual
+        self.extra_host_config = {**host_config, **cs["extra_host_config"], "auto_remove": False}
         self.extra_create_kwargs = {**create_kwargs, **cs["extra_create_kwargs"]}
         self._progress(20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}")
         return cs
@@ -166,24 +171,27 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
                 next_inspect = time.monotonic() + 0.5
                 await self._raise_if_exited()
             await asyncio.sleep(self.ready_poll_interval)
-        raise TimeoutError(
-            f"Instance {self.name!r} did not answer within {self.start_timeout} s; "
-            "see its logs (`workbench instances logs`)."
+        raise web.HTTPError(
+            504,
+            f"JupyterLab did not answer within {self.start_timeout} s. "
+            f"See the container's log: `podman logs {self.object_name}`.",
         )
 
     async def _raise_if_exited(self):
         obj = await self.get_object()
         if obj is None:
-            raise EngineError(f"The container of instance {self.name!r} disappeared while starting.")
+            raise web.HTTPError(500, "The instance's container disappeared while starting.")
         state = obj["State"]
         if state.get("Running"):
             return
         logs = await self._engine("logs", self.object_id, tail=20)
         tail = logs.decode(errors="replace").strip().splitlines()[-5:]
         reason = "out of memory" if state.get("OOMKilled") else f"exit code {state.get('ExitCode')}"
-        raise EngineError(
-            f"Instance {self.name!r} failed to start: its container stopped ({reason}). "
-            f"Last output: {' | '.join(tail) or '(none)'}. Pick another image or flavor."
+        # 400: the image or flavor the user picked cannot run
+        raise web.HTTPError(
+            400,
+            f"The container stopped ({reason}). Last output: {' | '.join(tail) or '(none)'}. "
+            "Pick another image or flavor.",
         )
 
     async def start(self):
@@ -201,9 +209,22 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         except BaseException as e:
             if not isinstance(e, asyncio.CancelledError):
                 self._progress(100, f"Start failed: {getattr(e, 'log_message', None) or e}")
+            await self._remove_failed_container()
             raise
         finally:
             self._progress_done()
+
+    async def _remove_failed_container(self):
+        """Remove what a failed start left; the volume stays with the instance."""
+        if not self.object_id:
+            return
+        try:
+            await self._engine("remove_container", self.object_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except Exception as e:  # noqa: BLE001 - cleanup must not hide the start error
+            self.log.warning("%s: could not remove failed container: %s", self._log_name, e)
+        self.object_id = ""
 
     async def delete_forever(self):
         """Remove the instance's container (if any) and its storage volume."""

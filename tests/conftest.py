@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 
 from hub.settings import load_settings
+from images.catalog import DEFAULT_CATALOG
 from spawner.engine import find_engine, podman_env
 
 from .platform import REPO, Hub
@@ -52,10 +54,37 @@ def _cleanup_engine(engine, prefix: str):
             subprocess.run([engine.cli, *args], capture_output=True, env=env)
 
 
+BROKEN_REF = "localhost/ai-workbench-test/broken:python_3.11-cpu-py_3.11-debian_12-x86_64"
+MISSING_REF = "localhost/ai-workbench-test/missing:python_3.11-cpu-py_3.11-debian_12-x86_64"
+
+
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory, engine, base_image):
+def test_catalog(tmp_path_factory, engine, base_image):
+    """The shipped catalog plus "broken" (an image that exits at once) and "missing" (unbuilt)."""
+    root = tmp_path_factory.mktemp("catalog")
+    (root / "Dockerfile").write_text(
+        f'FROM {base_image.ref}\nCMD ["sh", "-c", "echo cannot start >&2; exit 3"]\n'
+    )
+    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    subprocess.run([engine.cli, "build", "-q", "-t", BROKEN_REF, str(root)], check=True, env=env,
+                   capture_output=True)
+    data = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    shipped = data["images"][0]
+    for name, ref in (("broken", BROKEN_REF), ("missing", MISSING_REF)):
+        repository, tag = ref.rsplit(":", 1)
+        data["images"].append(
+            {**shipped, "name": name, "repository": repository, "tag": tag,
+             "description": f"test image: {name}"}
+        )
+    path = root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, engine, base_image, test_catalog):
     """A real hub with the platform API, spawning real containers; torn down after."""
-    h = Hub(tmp_path_factory.mktemp("hub"))
+    h = Hub(tmp_path_factory.mktemp("hub"), extra_settings=f'catalog_path = "{test_catalog}"')
     h.start()
     yield h
     h.stop()

@@ -214,7 +214,8 @@ class InstanceManager:
             await self.hub.request("POST", server_path(user, name))
         except HubAPIError as e:
             self._record_failure(user, name, e.message)
-            raise InstanceError(400 if e.code < 500 else 500, self._failed(name, e.message)) from e
+            code = e.code if e.code < 500 or e.code in (503, 504) else 500
+            raise InstanceError(code, self._failed(name, e.message)) from e
         last = "no progress reported"
         async for event in self.hub.progress(user, name, timeout=self.start_timeout + 10):
             last = event.get("message", last)

@@ -1,0 +1,252 @@
+"""Instances end to end: the real hub, the platform API and real containers on the engine."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from hub.client import WorkbenchError
+from spawner.engine import podman_env
+
+from .platform import REPO, Hub, run_code
+
+pytestmark = pytest.mark.integration
+
+CGROUP_LIMITS = """
+import os
+def read(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            return open(p).read().split()[0]
+print(read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'))
+print(read('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'))
+"""
+
+
+@pytest.fixture(scope="module")
+def alice(hub):
+    return hub.add_user("alice")
+
+
+@pytest.fixture(scope="module")
+def bob(hub):
+    return hub.add_user("bob")
+
+
+def engine_names(engine, kind: str, prefix: str) -> list[str]:
+    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
+    args = [kind, "ls", "--format", fmt] + (["-a"] if kind == "container" else [])
+    out = subprocess.run([engine.cli, *args], capture_output=True, text=True, env=env, check=True)
+    return [n for n in out.stdout.split() if n.startswith(prefix)]
+
+
+def test_lifecycle_keeps_files_across_stop_and_start(hub, alice):
+    model = alice.create_instance(
+        "nb1", image="python", flavor="cpu.tiny", storage_gib=2, description="first one"
+    )
+    assert model["state"] == "running"
+    assert (model["image"], model["flavor"], model["storage_gib"]) == ("python", "cpu.tiny", 2)
+    assert model["description"] == "first one"
+    assert model["url"] == "/user/alice/nb1/"
+
+    # JupyterLab answers through the proxy for its owner
+    status = requests.get(
+        f"{hub.url}{model['url']}api/status", headers={"Authorization": f"token {alice.token}"}
+    )
+    assert status.status_code == 200
+
+    result = run_code(
+        alice,
+        model["url"],
+        "import os, getpass\n"
+        "open('notes.txt', 'w').write('kept')\n"
+        "print(os.getcwd(), getpass.getuser(), os.getuid())",
+    )
+    assert result["error"] is None, result
+    assert result["stdout"].split() == ["/home/jovyan/work", "jovyan", "1000"]
+
+    assert alice.stop_instance("nb1")["state"] == "stopped"
+    assert [i["state"] for i in alice.instances()] == ["stopped"]
+    assert alice.start_instance("nb1")["state"] == "running"
+    result = run_code(alice, model["url"], "print(open('notes.txt').read())")
+    assert result["stdout"].strip() == "kept"
+
+
+def test_plain_python_kernel_has_no_engine(hub, alice):
+    alice.start_instance("nb1")
+    base = f"{hub.url}/user/alice/nb1"
+    specs = requests.get(
+        f"{base}/api/kernelspecs", headers={"Authorization": f"token {alice.token}"}
+    ).json()
+    assert specs["default"] == "python"
+    assert specs["kernelspecs"]["python"]["spec"]["display_name"] == "Python 3 (no engine)"
+    code = (
+        "import importlib.util as u\n"
+        "print([m for m in ('torch', 'tensorflow', 'mindspore') if u.find_spec(m)])"
+    )
+    assert run_code(alice, "/user/alice/nb1/", code)["stdout"].strip() == "[]"
+
+
+def test_flavor_switch_restarts_with_new_limits_and_keeps_files(hub, alice):
+    alice.start_instance("nb1")
+    before = run_code(alice, "/user/alice/nb1/", CGROUP_LIMITS)["stdout"].split()
+    assert before[0] == str(1024**3)  # cpu.tiny: 1 GiB
+    assert before[1] in ("50000", "50000 100000")  # 0.5 vCPU
+
+    model = alice.update_instance("nb1", flavor="cpu.small")
+    assert (model["flavor"], model["state"]) == ("cpu.small", "running")
+    after = run_code(alice, "/user/alice/nb1/", CGROUP_LIMITS + "print(open('notes.txt').read())")
+    lines = after["stdout"].split()
+    assert lines[0] == str(2 * 1024**3)
+    assert lines[1] == "100000"
+    assert lines[-1] == "kept"
+
+    # a stopped instance switches without starting; the next start applies it
+    alice.stop_instance("nb1")
+    model = alice.update_instance("nb1", flavor="cpu.tiny")
+    assert (model["flavor"], model["state"]) == ("cpu.tiny", "stopped")
+    alice.start_instance("nb1")
+    assert run_code(alice, "/user/alice/nb1/", CGROUP_LIMITS)["stdout"].split()[0] == str(1024**3)
+
+
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        ({"name": "Bad Name"}, 400, "Invalid instance name"),
+        ({"name": "x" * 40}, 400, "Invalid instance name"),
+        ({}, 400, "needs a name"),
+        ({"name": "ok1", "image": "no-such-image"}, 400, "Unknown image 'no-such-image'"),
+        ({"name": "ok1", "flavor": "cpu.giant"}, 400, "Unknown flavor 'cpu.giant'"),
+        ({"name": "ok1", "storage_gib": 500}, 400, "between 1 and 50 GiB"),
+        ({"name": "ok1", "storage_gib": 0}, 400, "between 1 and 50 GiB"),
+        ({"name": "ok1", "gpus": 8}, 400, "Unknown instance option"),
+        ({"name": "ok1", "start": "yes"}, 400, "'start' must be"),
+        ({"name": "ok1", "image": "missing"}, 400, "not built on this machine"),
+        ({"name": "ok1", "image": "broken"}, 400, "failed to start.*exit code 3"),
+        ({"name": "ok1", "flavor": "cpu.large"}, 400, "needs 4 vCPUs"),
+    ],
+)
+def test_bad_create_requests_leave_nothing_behind(hub, engine, bob, body, status, message):
+    before = bob.instances()
+    with pytest.raises(WorkbenchError) as e:
+        bob.api("POST", "users/bob/instances", body)
+    assert e.value.status == status
+    assert pytest.importorskip("re").search(message, e.value.message), e.value.message
+    assert bob.instances() == before
+    assert engine_names(engine, "container", f"{hub.prefix}-bob--ok1") == []
+    assert engine_names(engine, "volume", f"{hub.prefix}-bob--ok1") == []
+
+
+def test_duplicate_names_and_malformed_bodies(hub, alice):
+    with pytest.raises(WorkbenchError) as e:
+        alice.create_instance("nb1")
+    assert e.value.status == 409 and "already exists" in e.value.message
+    r = requests.post(
+        f"{alice.api_url}/users/alice/instances",
+        data="{not json",
+        headers={"Authorization": f"token {alice.token}"},
+    )
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+
+
+def test_running_instances_cannot_be_deleted_and_storage_is_fixed(hub, alice):
+    alice.start_instance("nb1")
+    with pytest.raises(WorkbenchError) as e:
+        alice.delete_instance("nb1")
+    assert e.value.status == 409 and "Stop it first" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        alice.update_instance("nb1", storage_gib=40)
+    assert e.value.status == 400 and "fixed at creation" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        alice.update_instance("nb1", flavor="nope")
+    assert e.value.status == 400
+    assert alice.instance("nb1")["flavor"] in ("cpu.tiny", "cpu.small")
+
+
+def test_users_cannot_see_or_touch_each_others_instances(hub, alice, bob):
+    for call in (
+        lambda: bob.instances("alice"),
+        lambda: bob.instance("nb1", user="alice"),
+        lambda: bob.stop_instance("nb1", user="alice"),
+        lambda: bob.delete_instance("nb1", user="alice"),
+        lambda: bob.instances("nobody"),
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            call()
+        assert e.value.status == 404
+    # an admin may act on anyone's instances
+    assert [i["name"] for i in hub.client().instances("alice")] == ["nb1"]
+
+
+def test_api_needs_a_token(hub):
+    r = requests.get(f"{hub.url}/services/workbench/api/users/alice/instances")
+    assert r.status_code == 403
+    assert "token" in r.json()["message"]
+
+
+def test_catalog_and_flavors_through_the_api(hub, alice):
+    images = {i["name"]: i for i in alice.images()}
+    assert images["python"]["status"] == "ready"
+    assert images["missing"]["status"] == "not built"
+    assert images["python"]["environments"][0]["display_name"] == "Python 3 (no engine)"
+    flavors = {f["name"]: f for f in alice.flavors()}
+    assert flavors["cpu.tiny"]["memory"] == 1024**3 and flavors["gpu.t4"]["gpu"] == 1
+
+
+def test_spawn_progress_is_reported(hub, alice):
+    alice.stop_instance("nb1")
+    starter = threading.Thread(target=alice.hub, args=("POST", "users/alice/servers/nb1"))
+    starter.start()
+    deadline = time.monotonic() + 30
+    while alice.hub("GET", "users/alice/servers/nb1")["pending"] != "spawn":
+        assert time.monotonic() < deadline, "the start never became pending"
+        time.sleep(0.02)
+    events = list(alice.progress("nb1"))
+    starter.join()
+    messages = [e.get("message", "") for e in events]
+    assert any("Checking image python" in m for m in messages), messages
+    assert any("Flavor cpu." in m for m in messages), messages
+    assert events[-1].get("ready") is True
+    percents = [e["progress"] for e in events if "progress" in e]
+    assert percents == sorted(percents)
+
+
+def test_delete_removes_the_instance_and_its_storage(hub, engine, alice):
+    alice.create_instance("scratch", flavor="cpu.tiny", storage_gib=1)
+    assert engine_names(engine, "volume", f"{hub.prefix}-alice--scratch")
+    alice.stop_instance("scratch")
+    alice.delete_instance("scratch")
+    assert "scratch" not in [i["name"] for i in alice.instances()]
+    assert engine_names(engine, "volume", f"{hub.prefix}-alice--scratch") == []
+    assert engine_names(engine, "container", f"{hub.prefix}-alice--scratch") == []
+    with pytest.raises(WorkbenchError) as e:
+        alice.instance("scratch")
+    assert e.value.status == 404
+
+
+def test_instances_survive_a_hub_restart(hub, alice, bob):
+    alice.start_instance("nb1")
+    bob.create_instance("keep", flavor="cpu.tiny", storage_gib=1)
+    hub.restart()
+    for client, name in ((alice, "nb1"), (bob, "keep")):
+        client.session.headers["Authorization"] = f"token {client.token}"
+        assert client.instance(name)["state"] == "running"
+        r = requests.get(
+            f"{hub.url}/user/{client.whoami()['name']}/{name}/api/status",
+            headers={"Authorization": f"token {client.token}"},
+        )
+        assert r.status_code == 200
+    bob.stop_instance("keep")
+    bob.delete_instance("keep")
+
+
+def test_hub_refuses_to_start_without_a_container_engine(tmp_path):
+    h = Hub(tmp_path, extra_settings='docker_host = "unix:///nonexistent/engine.sock"')
+    with pytest.raises(RuntimeError) as e:
+        h.start(timeout=30)
+    assert "No container engine answers" in str(e.value)
