@@ -83,6 +83,7 @@ class WorkbenchAuthenticator(NativeAuthenticator):
                 f"    password: {password}\n"
                 "  This password is shown once. Change it after signing in\n"
                 "  (/hub/change-password) or reset it with `workbench admin-password`.\n"
-                + "=" * 72 + "\n"
+                + "=" * 72
+                + "\n"
             )
             print(banner, file=sys.stderr, flush=True)

@@ -173,7 +173,9 @@ def _client(args) -> WorkbenchClient:
 def cmd_login(args):
     """Sign in and keep a token for later commands."""
     client = WorkbenchClient(url=args.url)
-    password = os.environ.get("WORKBENCH_PASSWORD") or getpass.getpass(f"Password for {args.user}: ")
+    password = os.environ.get("WORKBENCH_PASSWORD") or getpass.getpass(
+        f"Password for {args.user}: "
+    )
     token = client.login(args.user, password)
     CREDENTIALS.parent.mkdir(parents=True, exist_ok=True)
     CREDENTIALS.write_text(json.dumps({"url": client.url, "token": token}))
@@ -184,7 +186,8 @@ def cmd_login(args):
 def _print_instances(instances):
     print(f"{'NAME':<20} {'STATE':<9} {'IMAGE':<12} {'FLAVOR':<11} STORAGE")
     for i in instances:
-        print(f"{i['name']:<20} {i['state']:<9} {i['image']:<12} {i['flavor']:<11} {i['storage_gib']} GiB")
+        row = f"{i['name']:<20} {i['state']:<9} {i['image']:<12} {i['flavor']:<11}"
+        print(f"{row} {i['storage_gib']} GiB")
 
 
 def cmd_instances(args):
@@ -232,7 +235,9 @@ def cmd_instances(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
-    parser.add_argument("--config", help="settings file (default: $WORKBENCH_CONFIG or ./workbench.toml)")
+    parser.add_argument(
+        "--config", help="settings file (default: $WORKBENCH_CONFIG or ./workbench.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="start the platform in the foreground").set_defaults(func=cmd_up)

@@ -146,7 +146,9 @@ class WorkbenchClient:
         except requests.ConnectionError as e:
             raise WorkbenchError(0, f"The platform at {self.url} is not reachable ({e}).") from None
         if resp.status_code != 302 or "jupyterhub-session-id" not in s.cookies:
-            raise WorkbenchError(403, f"Sign-in as {username!r} failed: wrong user name or password.")
+            raise WorkbenchError(
+                403, f"Sign-in as {username!r} failed: wrong user name or password."
+            )
         resp = s.post(
             f"{self.hub_api_url}/users/{quote(username, safe='')}/tokens",
             json={"note": "workbench CLI", "expires_in": 30 * 24 * 3600},

@@ -115,18 +115,16 @@ class WorkbenchSettings(Configurable):
     flavors_path = Unicode(
         "", help="""Flavors file. Default: spawner/flavors.yaml as shipped."""
     ).tag(config=True)
-    default_image = Unicode("python", help="Image of a new instance. Default \"python\".").tag(
+    default_image = Unicode("python", help='Image of a new instance. Default "python".').tag(
         config=True
     )
     default_flavor = Unicode(
-        "cpu.small", help="Flavor of a new instance. Default \"cpu.small\"."
+        "cpu.small", help='Flavor of a new instance. Default "cpu.small".'
     ).tag(config=True)
     allowed_flavors = List(
         Unicode(), help="Flavors users may pick; empty (default) means all."
     ).tag(config=True)
-    storage_min_gib = Integer(1, help="Smallest instance storage, GiB. Default 1.").tag(
-        config=True
-    )
+    storage_min_gib = Integer(1, help="Smallest instance storage, GiB. Default 1.").tag(config=True)
     storage_max_gib = Integer(100, help="Largest instance storage, GiB. Default 100.").tag(
         config=True
     )
@@ -231,7 +229,12 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
         settings = WorkbenchSettings(base_dir=base_dir, **table)
     except TraitError as e:
         raise SettingsError(f"Invalid setting in {file}: {e}") from e
-    if not 1 <= settings.storage_min_gib <= settings.storage_default_gib <= settings.storage_max_gib:
+    if (
+        not 1
+        <= settings.storage_min_gib
+        <= settings.storage_default_gib
+        <= settings.storage_max_gib
+    ):
         raise SettingsError(
             f"{file}: storage settings must satisfy "
             "1 <= storage_min_gib <= storage_default_gib <= storage_max_gib"

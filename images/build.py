@@ -120,7 +120,8 @@ class ImageBuilder:
         return int(self._inspect(ref, "{{.Size}}") or 0)
 
     def built_hash(self, ref: str) -> str:
-        return self._inspect(ref, "{{index .Config.Labels \"%s\"}}" % BUILD_HASH_LABEL) or ""
+        fmt = '{{index .Config.Labels "' + BUILD_HASH_LABEL + '"}}'
+        return self._inspect(ref, fmt) or ""
 
     # inputs
 
@@ -170,7 +171,9 @@ class ImageBuilder:
         )
         if pulled.returncode == 0:
             return
-        self.progress("Docker Hub is unreachable; bootstrapping Debian 12 with debootstrap (~1 min)")
+        self.progress(
+            "Docker Hub is unreachable; bootstrapping Debian 12 with debootstrap (~1 min)"
+        )
         if not shutil.which("debootstrap"):
             raise BuildError(
                 "bootstrapping the base OS: debootstrap is not installed "
@@ -249,7 +252,11 @@ class ImageBuilder:
             step = {"current": "preparing the build"}
 
             def on_line(line: str):
-                if line.startswith(("STEP ", "Step ", "#")) or "[" in line[:12] and "/" in line[:12]:
+                if (
+                    line.startswith(("STEP ", "Step ", "#"))
+                    or "[" in line[:12]
+                    and "/" in line[:12]
+                ):
                     step["current"] = line
                     self.progress(f"[{entry.name}] {line}")
 
@@ -261,4 +268,3 @@ class ImageBuilder:
         size = self.size(entry.ref)
         self.progress(f"[{entry.name}] built in {seconds:.0f} s, {size / 1e6:.0f} MB")
         return BuildResult(entry.name, entry.ref, "built", seconds, size)
-

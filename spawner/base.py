@@ -8,13 +8,11 @@ import html
 from tornado import web
 from traitlets import HasTraits, Integer, List, Unicode, default
 
-from images.catalog import load_catalog
-
-from .flavors import load_flavors
 from .options import (
     InstancePolicy,
     InstanceSpec,
     InvalidOptions,
+    make_policy,
     options_from_form,
     parse_options,
     validate_instance_name,
@@ -68,7 +66,9 @@ class InstanceSpawnerMixin(HasTraits):
         c.WorkbenchDockerSpawner.allowed_flavors = ["cpu.small", "cpu.medium"]
         """,
     )
-    storage_min_gib = Integer(1, config=True, help="Smallest storage an instance may ask for, GiB. Default 1.")
+    storage_min_gib = Integer(
+        1, config=True, help="Smallest storage an instance may ask for, GiB. Default 1."
+    )
     storage_max_gib = Integer(
         100, config=True, help="Largest storage an instance may ask for, GiB. Default 100."
     )
@@ -103,15 +103,8 @@ class InstanceSpawnerMixin(HasTraits):
     def policy(self) -> InstancePolicy:
         """The catalog, flavors and bounds instances are checked against."""
         if self._policy is None:
-            self._policy = InstancePolicy(
-                catalog=load_catalog(self.catalog_path or None, registry=self.image_registry),
-                flavors=load_flavors(self.flavors_path or None),
-                default_image=self.default_image,
-                default_flavor=self.default_flavor,
-                storage_min_gib=self.storage_min_gib,
-                storage_max_gib=self.storage_max_gib,
-                storage_default_gib=self.storage_default_gib,
-                allowed_flavors=tuple(self.allowed_flavors),
+            self._policy = make_policy(
+                **{name: getattr(self, name) for name in InstanceSpawnerMixin.class_own_traits()}
             )
         return self._policy
 

@@ -136,7 +136,9 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         # logs; start() removes it after reading them, stop() as usual
         self.extra_host_config = {**host_config, **cs["extra_host_config"], "auto_remove": False}
         self.extra_create_kwargs = {**create_kwargs, **cs["extra_create_kwargs"]}
-        self._progress(20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}")
+        self._progress(
+            20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}"
+        )
         return cs
 
     async def check_allowed(self, image):
@@ -165,7 +167,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             except HTTPClientError as e:
                 if e.code < 500:
                     return  # it answers; auth or redirects are the server's business
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             if time.monotonic() >= next_inspect:
                 next_inspect = time.monotonic() + 0.5

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from images.catalog import Catalog, ImageEntry, UnknownImage
+from images.catalog import Catalog, ImageEntry, UnknownImage, load_catalog
 
-from .flavors import Flavor, UnknownFlavor, get_flavor
+from .flavors import Flavor, UnknownFlavor, get_flavor, load_flavors
 
 INSTANCE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 MAX_DESCRIPTION = 512
@@ -62,6 +62,32 @@ class InstancePolicy:
             return self.catalog.get(name)
         except UnknownImage as e:
             raise InvalidOptions(str(e)) from None
+
+
+def make_policy(
+    *,
+    catalog_path: str = "",
+    flavors_path: str = "",
+    image_registry: str = "localhost/",
+    default_image: str,
+    default_flavor: str,
+    allowed_flavors=(),
+    storage_min_gib: int,
+    storage_max_gib: int,
+    storage_default_gib: int,
+    **_ignored,
+) -> InstancePolicy:
+    """The policy from spawner settings (the same keys as the spawners' traits)."""
+    return InstancePolicy(
+        catalog=load_catalog(catalog_path or None, registry=image_registry),
+        flavors=load_flavors(flavors_path or None),
+        default_image=default_image,
+        default_flavor=default_flavor,
+        storage_min_gib=storage_min_gib,
+        storage_max_gib=storage_max_gib,
+        storage_default_gib=storage_default_gib,
+        allowed_flavors=tuple(allowed_flavors),
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ def test_file_values_and_relative_paths(tmp_path):
     conf = tmp_path / "conf" / "workbench.toml"
     conf.parent.mkdir()
     conf.write_text(
-        '[workbench]\ndata_dir = "state"\ndb_url = "postgresql://u:p@db/wb"\nstorage_max_gib = 500\n'
+        '[workbench]\ndata_dir = "state"\ndb_url = "postgresql://u:p@db/wb"\n'
+        "storage_max_gib = 500\n"
         '[GenericOAuthenticator]\nclient_id = "abc"\n'
     )
     settings, extra = load_settings(conf)
@@ -54,9 +55,7 @@ def test_missing_file_says_what_to_do(tmp_path):
 def test_example_settings_file_is_valid_and_complete():
     from pathlib import Path
 
-    from hub.settings import WorkbenchSettings
-
-    from hub.settings import render_example
+    from hub.settings import WorkbenchSettings, render_example
 
     example = Path(__file__).parent.parent / "hub" / "workbench.example.toml"
     text = example.read_text()

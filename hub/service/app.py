@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
@@ -12,10 +13,8 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from images.catalog import load_catalog
 from spawner.engine import EngineUnavailable, find_engine
-from spawner.flavors import load_flavors
-from spawner.options import InstancePolicy
+from spawner.options import make_policy
 
 from ..settings import WorkbenchSettings, load_settings
 from . import handlers
@@ -23,21 +22,6 @@ from .hubapi import HubAPI
 from .instances import InstanceManager
 
 log = logging.getLogger("workbench.service")
-
-
-def make_policy(settings: WorkbenchSettings) -> InstancePolicy:
-    """The instance policy from the settings, exactly as the spawner builds it."""
-    sc = settings.spawner_config()
-    return InstancePolicy(
-        catalog=load_catalog(sc["catalog_path"] or None, registry=sc["image_registry"]),
-        flavors=load_flavors(sc["flavors_path"] or None),
-        default_image=sc["default_image"],
-        default_flavor=sc["default_flavor"],
-        storage_min_gib=sc["storage_min_gib"],
-        storage_max_gib=sc["storage_max_gib"],
-        storage_default_gib=sc["storage_default_gib"],
-        allowed_flavors=tuple(sc["allowed_flavors"]),
-    )
 
 
 class EngineProbe:
@@ -80,7 +64,7 @@ def make_app(settings: WorkbenchSettings) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
     api_prefix = url_path_join(prefix, "api")
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
-    policy = make_policy(settings)
+    policy = make_policy(**settings.spawner_config())
     probe = EngineProbe(settings)
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
     user = r"(?P<user>[^/]+)"
@@ -115,11 +99,18 @@ async def main():
     )
     settings, _ = load_settings()
     app = make_app(settings)
-    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.service_port}"))
+    default_url = f"http://127.0.0.1:{settings.service_port}"
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url))
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port, url.hostname)
     log.info("platform API listening on %s", url.geturl())
-    await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("platform API stopping")
+    server.stop()
 
 
 if __name__ == "__main__":

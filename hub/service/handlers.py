@@ -65,7 +65,9 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, InstanceError):
-            self.log.info("%s %s -> %s %s", self.request.method, self.request.uri, value.code, value)
+            self.log.info(
+                "%s %s -> %s %s", self.request.method, self.request.uri, value.code, value
+            )
             return
         super().log_exception(typ, value, tb)
 
@@ -99,7 +101,11 @@ class ImagesHandler(APIHandler):
         for entry in self.policy.catalog:
             model = entry.to_dict()
             model["status"] = (
-                "unknown" if available is None else "ready" if entry.ref in available else "not built"
+                "unknown"
+                if available is None
+                else "ready"
+                if entry.ref in available
+                else "not built"
             )
             images.append(model)
         self.write_json(images)

@@ -75,7 +75,7 @@ class HubAPI:
     async def server(self, user: str, name: str):
         return await self.request("GET", server_path(user, name), ok_404=True)
 
-    async def progress(self, user: str, name: str, timeout: float) -> AsyncIterator[dict]:
+    async def progress(self, user: str, name: str, limit: float) -> AsyncIterator[dict]:
         """The spawn progress events of a server (the hub's event stream) until it ends."""
         queue: asyncio.Queue = asyncio.Queue()
         buf = bytearray()
@@ -96,10 +96,10 @@ class HubAPI:
             self.api_url + server_path(user, name) + "/progress",
             headers={"Authorization": f"token {self.token}", "Accept": "text/event-stream"},
             streaming_callback=on_chunk,
-            request_timeout=timeout,
+            request_timeout=limit,
         )
         fetch = asyncio.ensure_future(self.client.fetch(req, raise_error=False))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())

@@ -165,11 +165,13 @@ class InstanceManager:
         unknown = sorted(set(body) - allowed - {"storage_gib"})
         if unknown:
             raise InstanceError(
-                400, f"Cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(allowed))}."
+                400,
+                f"Cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(allowed))}.",
             )
         if "storage_gib" in body and body["storage_gib"] != current.get("storage_gib"):
             raise InstanceError(
-                400, "The storage size is fixed at creation. Create a new instance for more storage."
+                400,
+                "The storage size is fixed at creation. Create a new instance for more storage.",
             )
         spec = self._spec({**current, **body})
         if spec.to_options() == self._spec(current).to_options():
@@ -217,7 +219,7 @@ class InstanceManager:
             code = e.code if e.code < 500 or e.code in (503, 504) else 500
             raise InstanceError(code, self._failed(name, e.message)) from e
         last = "no progress reported"
-        async for event in self.hub.progress(user, name, timeout=self.start_timeout + 10):
+        async for event in self.hub.progress(user, name, limit=self.start_timeout + 10):
             last = event.get("message", last)
             if event.get("ready"):
                 return
@@ -246,11 +248,11 @@ class InstanceManager:
             raise InstanceError(502, f"Stopping instance {name!r} failed: {e.message}") from e
         await self._wait_stopped(user, name)
 
-    async def _wait_stopped(self, user: str, name: str, timeout: float = 60):
-        deadline = time.monotonic() + timeout
+    async def _wait_stopped(self, user: str, name: str, limit: float = 60):
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             server = await self.hub.server(user, name)
             if server is None or (server.get("stopped") and not server.get("pending")):
                 return
             await asyncio.sleep(0.2)
-        raise InstanceError(504, f"Instance {name!r} did not stop within {timeout:.0f} s.")
+        raise InstanceError(504, f"Instance {name!r} did not stop within {limit:.0f} s.")
