@@ -424,6 +424,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("CONTAINERS_CONF", CONTAINERS_CONF)
+    # Ctrl-C and SIGTERM end the run through the cleanup, even where SIGINT came in ignored
+    # (a background job); the hub's processes then inherit the default disposition, too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with tempfile.TemporaryDirectory(prefix="bench-spawn-") as tmp:
         try:

@@ -90,6 +90,7 @@ if settings.backend == "docker":
     c.JupyterHub.spawner_class = "spawner.docker.WorkbenchDockerSpawner"
     spawner = c.WorkbenchDockerSpawner
     spawner.client_kwargs = {"base_url": engine.url}
+    c.JupyterHub.services[0]["environment"]["WORKBENCH_ENGINE_URL"] = engine.url
     spawner.prefix = settings.container_prefix
     spawner.hub_connect_url = f"http://{settings.hub_connect_host}:{settings.hub_port}"
     if engine.kind == "docker":

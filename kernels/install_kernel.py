@@ -21,7 +21,14 @@ def make_kernel_spec(env: str, display_name: str, engine: str = "") -> dict:
     """The kernel.json of an environment."""
     python = os.path.join(env, "bin", "python")
     return {
-        "argv": [python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [
+            python,
+            "-Xfrozen_modules=off",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+        ],
         "display_name": display_name,
         "language": "python",
         "env": {"PATH": f"{os.path.join(env, 'bin')}:/usr/local/bin:/usr/bin:/bin"},
@@ -42,7 +49,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     python = os.path.join(args.env, "bin", "python")
     if not os.access(python, os.X_OK):
-        print(f"error: {python} is not an interpreter; create the environment first", file=sys.stderr)
+        print(
+            f"error: {python} is not an interpreter; create the environment first", file=sys.stderr
+        )
         return 2
     dest = os.path.join(args.prefix, "share", "jupyter", "kernels", args.name)
     os.makedirs(dest, exist_ok=True)

@@ -34,7 +34,7 @@ class Engine:
         return self.url.removeprefix("unix://")
 
 
-def _answers(url: str, timeout: float = 2.0) -> bool:
+def ping(url: str, timeout: float = 2.0) -> bool:
     """True if a Docker Engine API answers /_ping on the unix socket url."""
     if not url.startswith("unix://"):
         return True  # tcp endpoints are trusted as configured
@@ -90,7 +90,7 @@ def start_podman_service(socket_path: str, containers_conf: str | None, log_file
     url = f"unix://{socket_path}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if _answers(url):
+        if ping(url):
             return
         time.sleep(0.2)
     raise EngineUnavailable(f"Podman's API service did not come up on {url}; see {log_file}.")
@@ -116,7 +116,7 @@ def find_engine(
             candidates.append(f"unix://{podman_socket}")
         candidates += [f"unix://{DOCKER_SOCKET}", f"unix://{PODMAN_SOCKET}"]
     for url in candidates:
-        if _answers(url):
+        if ping(url):
             kind = _kind_of(url)
             return Engine(url=url, kind=kind, cli=shutil.which(kind) or kind)
     if start and not docker_host and podman_socket and shutil.which("podman"):

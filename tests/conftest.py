@@ -17,7 +17,9 @@ from .platform import REPO, Hub
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
     """The local container engine (Podman's service is started if needed)."""
-    settings, _ = load_settings(REPO / "workbench.toml" if (REPO / "workbench.toml").exists() else None)
+    settings, _ = load_settings(
+        REPO / "workbench.toml" if (REPO / "workbench.toml").exists() else None
+    )
     settings.data_path.mkdir(parents=True, exist_ok=True)
     return find_engine(
         settings.docker_host,
@@ -46,7 +48,9 @@ def _cleanup_engine(engine, prefix: str):
     for kind, fmt in (("container", "{{.Names}}"), ("volume", "{{.Name}}")):
         listed = subprocess.run(
             [engine.cli, kind, "ls", "-a" if kind == "container" else "-q", "--format", fmt],
-            capture_output=True, text=True, env=env,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         names = [n for n in listed.stdout.split() if n.startswith(prefix)]
         if names:
@@ -66,15 +70,24 @@ def test_catalog(tmp_path_factory, engine, base_image):
         f'FROM {base_image.ref}\nCMD ["sh", "-c", "echo cannot start >&2; exit 3"]\n'
     )
     env = podman_env(str(REPO / "spawner" / "containers.conf"))
-    subprocess.run([engine.cli, "build", "-q", "-t", BROKEN_REF, str(root)], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [engine.cli, "build", "-q", "-t", BROKEN_REF, str(root)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     data = yaml.safe_load(DEFAULT_CATALOG.read_text())
     shipped = data["images"][0]
     for name, ref in (("broken", BROKEN_REF), ("missing", MISSING_REF)):
         repository, tag = ref.rsplit(":", 1)
         data["images"].append(
-            {**shipped, "name": name, "repository": repository, "tag": tag,
-             "description": f"test image: {name}"}
+            {
+                **shipped,
+                "name": name,
+                "repository": repository,
+                "tag": tag,
+                "description": f"test image: {name}",
+            }
         )
     path = root / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -136,7 +136,9 @@ start_timeout = 60
         r.raise_for_status()
         return self.client(name, password)
 
-    def browser_session(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
+    def browser_session(
+        self, user: str = "admin", password: str = ADMIN_PASSWORD
+    ) -> requests.Session:
         """A cookie session signed in through the login form, as a browser is."""
         s = requests.Session()
         s.get(f"{self.url}/hub/login")
@@ -149,8 +151,13 @@ start_timeout = 60
         return s
 
 
-def run_code(client: WorkbenchClient, instance_url: str, code: str, kernel: str = "python",
-             timeout: float = 120) -> dict:
+def run_code(
+    client: WorkbenchClient,
+    instance_url: str,
+    code: str,
+    kernel: str = "python",
+    timeout: float = 120,
+) -> dict:
     """Run code in a new kernel of a running instance through the Jupyter server's API.
 
     Returns {"stdout": ..., "stderr": ..., "error": ename or None}. The kernel is shut down after.
@@ -161,16 +168,33 @@ def run_code(client: WorkbenchClient, instance_url: str, code: str, kernel: str 
     r.raise_for_status()
     kernel_id = r.json()["id"]
     ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {client.token}"],
-                                     timeout=timeout)
+    ws = websocket.create_connection(
+        ws_url, header=[f"Authorization: token {client.token}"], timeout=timeout
+    )
     msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False},
-    }))
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "test",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
     out = {"stdout": "", "stderr": "", "error": None}
     deadline = time.monotonic() + timeout
     try:

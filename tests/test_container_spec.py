@@ -10,16 +10,20 @@ def _spec(flavor_name):
     flavors = load_flavors()
     image = load_catalog().get("python")
     spec = InstanceSpec(image="python", flavor=flavor_name, storage_gib=5)
-    return make_container_spec(
-        owner="alice",
-        instance="nb1",
-        object_name="workbench-alice--nb1",
-        spec=spec,
-        image=image,
-        flavor=flavors[flavor_name],
-        work_dir="/home/jovyan/work",
-        run_as="1000:100",
-    ), flavors[flavor_name], image
+    return (
+        make_container_spec(
+            owner="alice",
+            instance="nb1",
+            object_name="workbench-alice--nb1",
+            spec=spec,
+            image=image,
+            flavor=flavors[flavor_name],
+            work_dir="/home/jovyan/work",
+            run_as="1000:100",
+        ),
+        flavors[flavor_name],
+        image,
+    )
 
 
 def test_cpu_flavor_limits_and_storage():
@@ -28,7 +32,9 @@ def test_cpu_flavor_limits_and_storage():
     assert cs["mem_limit"] == 2 * 1024**3 and cs["cpu_limit"] == 1
     assert cs["extra_host_config"]["memswap_limit"] == cs["mem_limit"]
     assert "device_requests" not in cs["extra_host_config"]
-    assert cs["volumes"] == {"workbench-alice--nb1-work": {"bind": "/home/jovyan/work", "mode": "rw"}}
+    assert cs["volumes"] == {
+        "workbench-alice--nb1-work": {"bind": "/home/jovyan/work", "mode": "rw"}
+    }
     create = cs["extra_create_kwargs"]
     assert create["user"] == "1000:100" and create["working_dir"] == "/home/jovyan/work"
     assert create["labels"]["ai-workbench.instance"] == "nb1"

@@ -40,7 +40,10 @@ def test_shipped_flavors():
         ("flavors:\n  - {name: A B, cpu: 1, memory: 1Gi}\n", "lower-case"),
         ("flavors:\n  - {name: a, cpu: 0, memory: 1Gi}\n", "positive"),
         ("flavors:\n  - {name: a, cpu: 1, memory: 64Mi}\n", "128Mi"),
-        ("flavors:\n  - {name: a, cpu: 1, memory: 1Gi}\n  - {name: a, cpu: 2, memory: 1Gi}\n", "twice"),
+        (
+            "flavors:\n  - {name: a, cpu: 1, memory: 1Gi}\n  - {name: a, cpu: 2, memory: 1Gi}\n",
+            "twice",
+        ),
         ("flavors: []\n", "no flavors"),
         ("flavors: [\n", "cannot read"),
     ],

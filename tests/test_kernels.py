@@ -17,12 +17,28 @@ def test_kernel_spec_runs_the_environment_python():
 
 def test_install_writes_kernel_json(tmp_path):
     env = sys.prefix  # any environment with bin/python
-    assert main(["--env", env, "--name", "demo", "--display-name", "Demo", "--prefix", str(tmp_path)]) == 0
+    assert (
+        main(["--env", env, "--name", "demo", "--display-name", "Demo", "--prefix", str(tmp_path)])
+        == 0
+    )
     spec = json.loads((tmp_path / "share/jupyter/kernels/demo/kernel.json").read_text())
     assert spec["display_name"] == "Demo"
 
 
 def test_install_refuses_a_missing_environment(tmp_path, capsys):
-    assert main(["--env", str(tmp_path / "none"), "--name", "x", "--display-name", "X",
-                 "--prefix", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "--env",
+                str(tmp_path / "none"),
+                "--name",
+                "x",
+                "--display-name",
+                "X",
+                "--prefix",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "create the environment first" in capsys.readouterr().err

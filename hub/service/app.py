@@ -13,7 +13,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from spawner.engine import EngineUnavailable, find_engine
+from spawner.engine import ping
 from spawner.options import make_policy
 
 from ..settings import WorkbenchSettings, load_settings
@@ -25,32 +25,32 @@ log = logging.getLogger("workbench.service")
 
 
 class EngineProbe:
-    """Answers whether the container engine is up and which images it holds."""
+    """Answers whether the hub's container engine is up and which images it holds."""
 
-    def __init__(self, settings: WorkbenchSettings):
+    def __init__(self, settings: WorkbenchSettings, url: str):
         self.settings = settings
-
-    def _engine(self):
-        return find_engine(self.settings.docker_host, podman_socket=self.settings.podman_socket)
+        self.url = url  # the engine the hub chose (docker backend), from its environment
 
     async def check(self):
         """HTTP 503 with what to do if the engine does not answer (docker backend only)."""
-        if self.settings.backend != "docker":
+        if self.settings.backend != "docker" or not self.url:
             return
-        try:
-            await asyncio.to_thread(self._engine)
-        except EngineUnavailable as e:
-            raise web.HTTPError(503, str(e)) from None
+        if not await asyncio.to_thread(ping, self.url):
+            raise web.HTTPError(
+                503,
+                f"The container engine at {self.url} does not answer. Start Podman's service "
+                "or Docker (`make up` does), then try again.",
+            )
 
     async def images(self) -> set[str] | None:
         """References of the images present on the engine; None if it cannot be asked."""
-        if self.settings.backend != "docker":
+        if self.settings.backend != "docker" or not self.url:
             return None
 
         def list_refs():
             import docker
 
-            client = docker.DockerClient(base_url=self._engine().url, timeout=10)
+            client = docker.DockerClient(base_url=self.url, timeout=10)
             return {tag for image in client.images.list() for tag in image.tags}
 
         try:
@@ -65,7 +65,7 @@ def make_app(settings: WorkbenchSettings) -> web.Application:
     api_prefix = url_path_join(prefix, "api")
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     policy = make_policy(**settings.spawner_config())
-    probe = EngineProbe(settings)
+    probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
