@@ -12,7 +12,8 @@ What it measures, in one process, on the local container engine (Podman or Docke
   ``GET /user/admin/<name>/api/status`` answers 200 through the hub's proxy, polled every
   20 ms after the create call returns.
 * hub restart: the same instance, stopped, started again (start_instance), timed the same way.
-* plain run: the same image run without the hub, as
+* plain run: the same image run without the hub, with the same CPU and memory limits as the
+  instances' flavor (``--flavor``, default cpu.medium), as
   ``jupyter-server --ServerApp.ip=0.0.0.0 --ServerApp.port=8888 --IdentityProvider.token=...``
   with port 8888 published on 127.0.0.1 and user 1000:100. Timed from the run request until
   ``GET http://127.0.0.1:<port>/api/status`` answers 200 with the token.
@@ -68,6 +69,7 @@ from hub.client import WorkbenchClient  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
 from spawner.engine import Engine, EngineUnavailable, find_engine, podman_env  # noqa: E402
+from spawner.flavors import Flavor, load_flavors  # noqa: E402
 from tests.platform import Hub  # noqa: E402
 
 log = logging.getLogger("bench_spawn")
@@ -189,9 +191,9 @@ def hub_status_url(hub_url: str, model: dict) -> str:
     return f"{hub_url}{model['url'].rstrip('/')}/api/status"
 
 
-def measure_hub_create(client: WorkbenchClient, name: str) -> dict:
+def measure_hub_create(client: WorkbenchClient, name: str, flavor: Flavor) -> dict:
     start = time.perf_counter()
-    model = client.create_instance(name)
+    model = client.create_instance(name, flavor=flavor.name)
     call_s = time.perf_counter() - start
     ready_s = wait_status(hub_status_url(client.url, model), client.token, start)
     return sample(call_s, ready_s)
@@ -206,10 +208,10 @@ def measure_hub_restart(client: WorkbenchClient, name: str) -> dict:
     return sample(call_s, ready_s)
 
 
-def measure_hub(client: WorkbenchClient, name: str) -> tuple[dict, dict]:
+def measure_hub(client: WorkbenchClient, name: str, flavor: Flavor) -> tuple[dict, dict]:
     """Create, then stop and restart, one fresh instance; it is deleted after."""
     try:
-        created = measure_hub_create(client, name)
+        created = measure_hub_create(client, name, flavor)
         restarted = measure_hub_restart(client, name)
     finally:
         _delete_instance(client, name)
@@ -234,9 +236,15 @@ def plain_command(token: str) -> list[str]:
     ]
 
 
-def run_plain(dc: docker.APIClient, image: str, name: str, token: str) -> str:
-    """Create and start the plain container; its published host port."""
-    host_config = dc.create_host_config(port_bindings={8888: ("127.0.0.1",)})
+def run_plain(dc: docker.APIClient, image: str, name: str, token: str, flavor: Flavor) -> str:
+    """Create and start the plain container, with the flavor's limits; its published port."""
+    host_config = dc.create_host_config(
+        port_bindings={8888: ("127.0.0.1",)},
+        mem_limit=flavor.memory,
+        memswap_limit=flavor.memory,
+        cpu_period=100_000,
+        cpu_quota=int(flavor.cpu * 100_000),
+    )
     container = dc.create_container(
         image,
         command=plain_command(token),
@@ -249,11 +257,11 @@ def run_plain(dc: docker.APIClient, image: str, name: str, token: str) -> str:
     return dc.port(container["Id"], 8888)[0]["HostPort"]
 
 
-def measure_plain(dc: docker.APIClient, image: str, name: str) -> dict:
+def measure_plain(dc: docker.APIClient, image: str, name: str, flavor: Flavor) -> dict:
     token = secrets.token_hex(16)
     try:
         start = time.perf_counter()
-        port = run_plain(dc, image, name, token)
+        port = run_plain(dc, image, name, token, flavor)
         call_s = time.perf_counter() - start
         ready_s = wait_status(f"http://127.0.0.1:{port}/api/status", token, start)
     finally:
@@ -265,14 +273,19 @@ def measure_plain(dc: docker.APIClient, image: str, name: str) -> dict:
 
 
 def run_series(
-    client: WorkbenchClient, dc: docker.APIClient, image: str, prefix: str, runs: int
+    client: WorkbenchClient,
+    dc: docker.APIClient,
+    image: str,
+    prefix: str,
+    runs: int,
+    flavor: Flavor,
 ) -> dict[str, list[dict]]:
     """Interleaved hub and plain runs; the first of each is a warm-up and not kept."""
     results: dict[str, list[dict]] = {s: [] for s in SERIES}
     for i in range(runs + 1):
         label = "warm-up" if i == 0 else f"run {i}/{runs}"
-        created, restarted = measure_hub(client, f"bench-{i}")
-        plain = measure_plain(dc, image, f"{prefix}-plain-{i}")
+        created, restarted = measure_hub(client, f"bench-{i}", flavor)
+        plain = measure_plain(dc, image, f"{prefix}-plain-{i}", flavor)
         log.info(
             "%s: hub create %.2f s, hub restart %.2f s, plain run %.2f s",
             label,
@@ -365,9 +378,11 @@ def benchmark(args, root: Path) -> dict:
         hub = Hub(root, extra_settings=f'docker_host = "{engine.url}"')
         log.info("starting the hub at %s (log: %s)", hub.url, hub.log_path)
         hub.start()
-        results = run_series(hub.client(), dc, ref, hub.prefix, args.runs)
+        flavor = load_flavors()[args.flavor]
+        results = run_series(hub.client(), dc, ref, hub.prefix, args.runs, flavor)
         meta = {
             "runs": args.runs,
+            "flavor": flavor.name,
             "image": ref,
             "engine": engine.url,
             "cpus": os.cpu_count(),
@@ -412,6 +427,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7, help="measured runs of each (default 7)")
     p.add_argument("--image", default="python", help="catalog image (default python)")
+    p.add_argument(
+        "--flavor",
+        default="cpu.medium",
+        help="flavor of the hub's instances; the plain run gets the same limits "
+        "(default cpu.medium)",
+    )
     p.add_argument("--json", help="also write the results as JSON to this file")
     p.add_argument("--hub-log", help="keep a copy of the hub's log at this path")
     args = p.parse_args(argv)

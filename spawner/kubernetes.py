@@ -1,4 +1,4 @@
-"""The cluster spawner: instances as Kubernetes pods, each with its flavor's resources and its own PVC."""
+"""The cluster spawner: instances as Kubernetes pods with their flavor's resources and own PVC."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
         help="""Node label whose value must equal a GPU flavor's gpu_type for its pod to be
         scheduled there (a nodeSelector); empty: GPU pods only ask for nvidia.com/gpu.
         Default "nvidia.com/gpu.product", set by NVIDIA GPU feature discovery (GPU
-        Operator), with values such as "Tesla-T4". The shipped flavors name GKE
-        accelerators (nvidia-tesla-t4), so on GKE use:
+        Operator), with values such as "Tesla-T4", as the shipped flavors name them.
+        On GKE, name GKE's accelerators (nvidia-tesla-t4) in your flavors file and use:
 
         c.WorkbenchKubeSpawner.gpu_node_label = "cloud.google.com/gke-accelerator"
         """,
@@ -168,7 +168,8 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
         elif self.storage_pvc_ensure:
             self._progress(
                 25,
-                f"Storage {self.pvc_name}: {spec.storage_gib} GiB at {self.work_dir} (created if missing)",
+                f"Storage {self.pvc_name}: {spec.storage_gib} GiB at {self.work_dir} "
+                "(created if missing)",
             )
         return spec, image, flavor
 
@@ -183,16 +184,20 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
         ref_key = f"{self.namespace}/{self.pod_name}"
         while True:
             finished = start_future.done()
-            reflector = self.pod_reflector
-            pod = reflector.pods.get(ref_key) if reflector else None
-            pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
-            for event in self.events if pod_uid else []:
-                uid = event["metadata"]["uid"]
-                if uid in seen or (event.get("involvedObject") or {}).get("uid") != pod_uid:
-                    continue
-                seen.add(uid)
-                percent += (90 - percent) / 3
-                self._progress(int(percent), f"[{event.get('type')}] {event.get('message')}")
+            try:
+                reflector = self.pod_reflector
+                pod = reflector.pods.get(ref_key) if reflector else None
+                pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
+                for event in self.events if pod_uid else []:
+                    uid = event["metadata"]["uid"]
+                    if uid in seen or (event.get("involvedObject") or {}).get("uid") != pod_uid:
+                        continue
+                    seen.add(uid)
+                    percent += (90 - percent) / 3
+                    self._progress(int(percent), f"[{event.get('type')}] {event.get('message')}")
+            except Exception as e:  # progress is a courtesy: never let it break the start
+                self.log.warning("%s: cannot read pod events: %s", self._log_name, e)
+                return
             if finished:
                 return
             await asyncio.wait([start_future], timeout=1)
