@@ -68,7 +68,13 @@ import requests  # noqa: E402
 from hub.client import WorkbenchClient  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
-from spawner.engine import Engine, EngineUnavailable, find_engine, podman_env  # noqa: E402
+from spawner.engine import (  # noqa: E402
+    CONTAINERS_CONF,
+    Engine,
+    EngineUnavailable,
+    find_engine,
+    start_podman_service,
+)
 from spawner.flavors import Flavor, load_flavors  # noqa: E402
 from tests.platform import Hub  # noqa: E402
 
@@ -77,7 +83,6 @@ log = logging.getLogger("bench_spawn")
 TARGET_RATIO = 1.25
 POLL_INTERVAL = 0.02
 READY_TIMEOUT = 120.0
-CONTAINERS_CONF = str(REPO / "spawner" / "containers.conf")
 SERIES = ("hub create", "hub restart", "plain run")
 
 
@@ -110,23 +115,8 @@ class EngineSession:
         if not shutil.which("podman"):
             raise EngineUnavailable("No container engine answers and Podman is not installed.")
         sock = self.root / "podman.sock"
-        out = open(self.root / "podman.log", "ab")
-        self.proc = subprocess.Popen(
-            ["podman", "system", "service", "--time=0", f"unix://{sock}"],
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-            env=podman_env(CONTAINERS_CONF),
-            start_new_session=True,
-        )
-        url = f"unix://{sock}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                return find_engine(url)
-            except EngineUnavailable:
-                time.sleep(0.2)
-        raise EngineUnavailable(f"Podman's service did not come up on {url}.")
+        self.proc = start_podman_service(str(sock), CONTAINERS_CONF, str(self.root / "podman.log"))
+        return find_engine(f"unix://{sock}")
 
     def close(self):
         if self.proc and self.proc.poll() is None:

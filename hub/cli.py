@@ -30,17 +30,10 @@ def _settings(args):
 
 
 def _engine(settings):
-    from spawner.engine import EngineUnavailable, find_engine
+    from spawner.engine import EngineUnavailable
 
-    settings.data_path.mkdir(parents=True, exist_ok=True)
     try:
-        return find_engine(
-            settings.docker_host,
-            podman_socket=settings.podman_socket,
-            containers_conf=str(REPO / "spawner" / "containers.conf"),
-            start=True,
-            log_file=str(settings.data_path / "podman.log"),
-        )
+        return settings.engine()
     except EngineUnavailable as e:
         _fail(str(e))
 
@@ -54,7 +47,7 @@ def _builder(settings, engine):
         settings.path(settings.catalog_path) if settings.catalog_path else None,
         registry=settings.image_registry,
     )
-    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    env = podman_env()
     if engine.kind == "docker":
         env["DOCKER_HOST"] = engine.url
     return catalog, ImageBuilder(

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from hub.settings import load_settings, settings_file
-from spawner.engine import find_engine
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
@@ -80,13 +79,7 @@ c.JupyterHub.load_roles = [
 
 # --- instances -------------------------------------------------------------------------
 if settings.backend == "docker":
-    engine = find_engine(
-        settings.docker_host,
-        podman_socket=settings.podman_socket,
-        containers_conf=str(REPO / "spawner" / "containers.conf"),
-        start=True,
-        log_file=str(data / "podman.log"),
-    )
+    engine = settings.engine()
     c.JupyterHub.spawner_class = "spawner.docker.WorkbenchDockerSpawner"
     spawner = c.WorkbenchDockerSpawner
     spawner.client_kwargs = {"base_url": engine.url}

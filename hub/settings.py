@@ -177,6 +177,20 @@ class WorkbenchSettings(Configurable):
     def initial_admin_password(self) -> str:
         return os.environ.get("WORKBENCH_ADMIN_PASSWORD") or self.admin_password
 
+    def engine(self, start: bool = True):
+        """The container engine these settings name; with start, Podman's service is started
+        on <data_dir>/podman.sock if no engine answers. Raises EngineUnavailable."""
+        from spawner.engine import CONTAINERS_CONF, find_engine
+
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        return find_engine(
+            self.docker_host,
+            podman_socket=self.podman_socket,
+            containers_conf=CONTAINERS_CONF,
+            start=start,
+            log_file=str(self.data_path / "podman.log"),
+        )
+
     def spawner_config(self) -> dict:
         """Traits shared by both spawners, as set from these settings."""
         return {

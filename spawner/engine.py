@@ -13,6 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+CONTAINERS_CONF = str(Path(__file__).parent / "containers.conf")  # runc, workable ulimits
 DOCKER_SOCKET = "/var/run/docker.sock"
 PODMAN_SOCKET = "/run/podman/podman.sock"
 
@@ -51,7 +52,7 @@ def ping(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def podman_env(containers_conf: str | None = None) -> dict[str, str]:
+def podman_env(containers_conf: str | None = CONTAINERS_CONF) -> dict[str, str]:
     """The environment for podman commands, with the project's containers.conf."""
     env = dict(os.environ)
     if containers_conf:
@@ -70,7 +71,9 @@ def _kind_of(url: str) -> str:
     return "podman" if "podman" in names.lower() else "docker"
 
 
-def start_podman_service(socket_path: str, containers_conf: str | None, log_file: str) -> None:
+def start_podman_service(
+    socket_path: str, containers_conf: str | None, log_file: str
+) -> subprocess.Popen:
     """Start `podman system service` on socket_path in the background, detached."""
     if not shutil.which("podman"):
         raise EngineUnavailable(
@@ -79,7 +82,7 @@ def start_podman_service(socket_path: str, containers_conf: str | None, log_file
         )
     Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
             stdout=out,
             stderr=out,
@@ -91,7 +94,7 @@ def start_podman_service(socket_path: str, containers_conf: str | None, log_file
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if ping(url):
-            return
+            return proc
         time.sleep(0.2)
     raise EngineUnavailable(f"Podman's API service did not come up on {url}; see {log_file}.")
 

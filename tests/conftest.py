@@ -9,7 +9,7 @@ import yaml
 
 from hub.settings import load_settings
 from images.catalog import DEFAULT_CATALOG
-from spawner.engine import find_engine, podman_env
+from spawner.engine import podman_env
 
 from .platform import REPO, Hub
 
@@ -20,14 +20,7 @@ def engine(tmp_path_factory):
     settings, _ = load_settings(
         REPO / "workbench.toml" if (REPO / "workbench.toml").exists() else None
     )
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    return find_engine(
-        settings.docker_host,
-        podman_socket=settings.podman_socket,
-        containers_conf=str(REPO / "spawner" / "containers.conf"),
-        start=True,
-        log_file=str(settings.data_path / "podman.log"),
-    )
+    return settings.engine()
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +30,14 @@ def base_image(engine):
     from images.catalog import load_catalog
 
     catalog = load_catalog()
-    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    env = podman_env()
     builder = ImageBuilder(catalog, cli=engine.cli, cache_dir=REPO / ".run" / "cache", env=env)
     builder.build(["python"])
     return catalog.get("python")
 
 
 def _cleanup_engine(engine, prefix: str):
-    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    env = podman_env()
     for kind, fmt in (("container", "{{.Names}}"), ("volume", "{{.Name}}")):
         listed = subprocess.run(
             [engine.cli, kind, "ls", "-a" if kind == "container" else "-q", "--format", fmt],
@@ -69,7 +62,7 @@ def test_catalog(tmp_path_factory, engine, base_image):
     (root / "Dockerfile").write_text(
         f'FROM {base_image.ref}\nCMD ["sh", "-c", "echo cannot start >&2; exit 3"]\n'
     )
-    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    env = podman_env()
     subprocess.run(
         [engine.cli, "build", "-q", "-t", BROKEN_REF, str(root)],
         check=True,

@@ -12,7 +12,7 @@ import requests
 from hub.client import WorkbenchError
 from spawner.engine import podman_env
 
-from .platform import REPO, Hub, run_code
+from .platform import Hub, run_code
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def bob(hub):
 
 
 def engine_names(engine, kind: str, prefix: str) -> list[str]:
-    env = podman_env(str(REPO / "spawner" / "containers.conf"))
+    env = podman_env()
     fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
     args = [kind, "ls", "--format", fmt] + (["-a"] if kind == "container" else [])
     out = subprocess.run([engine.cli, *args], capture_output=True, text=True, env=env, check=True)
