@@ -18,6 +18,9 @@ from .options import (
     validate_instance_name,
 )
 
+# what a user typed into a spawn form that was refused, shown again once, by user name
+_rejected_forms: dict[str, dict] = {}
+
 
 class InstanceSpawnerMixin(HasTraits):
     """Spawner traits and behaviour that make a JupyterHub named server an instance."""
@@ -125,14 +128,19 @@ class InstanceSpawnerMixin(HasTraits):
         return self._options_from_form
 
     def _options_from_form(self, formdata):
-        validate_instance_name(self.name)
         options = options_from_form(formdata)
-        # raise here so the spawn page shows the form again with the reason
-        parse_options(options, self.policy)
-        return options
+        try:
+            validate_instance_name(self.name)
+            # raise here so the spawn page shows the form again with the reason
+            return parse_options(options, self.policy).to_options()
+        except InvalidOptions:
+            # JupyterHub re-renders the form of the user's default spawner, not this
+            # one: keep what was typed so that form shows it again
+            _rejected_forms[self.user.name] = options
+            raise
 
     def _render_options_form(self, spawner=None):
-        current = dict(self.user_options or {})
+        current = _rejected_forms.pop(self.user.name, None) or dict(self.user_options or {})
         policy = self.policy
         image_name = current.get("image", policy.default_image)
         flavor_name = current.get("flavor", policy.default_flavor)

@@ -56,6 +56,7 @@ start_timeout = 60
 """
         )
         self.log_path = root / "hub.log"
+        self.passwords = {"admin": ADMIN_PASSWORD}
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -119,6 +120,7 @@ start_timeout = 60
     def add_user(self, name: str, password: str | None = None) -> WorkbenchClient:
         """Sign a user up through the sign-up page, approve them as admin, sign them in."""
         password = password or "pw-" + secrets.token_hex(8)
+        self.passwords[name] = password
         s = requests.Session()
         s.get(f"{self.url}/hub/signup")
         r = s.post(

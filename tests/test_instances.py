@@ -84,6 +84,8 @@ def test_plain_python_kernel_has_no_engine(hub, alice):
         f"{base}/api/kernelspecs", headers={"Authorization": f"token {alice.token}"}
     ).json()
     assert specs["default"] == "python"
+    # the server's own environment offers no kernel
+    assert set(specs["kernelspecs"]) == {"python"}
     assert specs["kernelspecs"]["python"]["spec"]["display_name"] == "Python 3 (no engine)"
     code = (
         "import importlib.util as u\n"
@@ -250,3 +252,16 @@ def test_hub_refuses_to_start_without_a_container_engine(tmp_path):
     with pytest.raises(RuntimeError) as e:
         h.start(timeout=30)
     assert "No container engine answers" in str(e.value)
+
+
+def test_a_draft_from_an_abandoned_spawn_page_can_be_created(hub, alice):
+    """Opening /hub/spawn/<user>/<name> registers the name; creating it later must work."""
+    session = hub.browser_session("alice", hub.passwords["alice"])
+    page = session.get(f"{hub.url}/hub/spawn/alice/draft1")
+    assert page.status_code == 200 and "Instance draft1" in page.text
+    drafts = [i for i in alice.instances() if i["name"] == "draft1"]
+    assert [i["state"] for i in drafts] == ["creating"]
+    model = alice.create_instance("draft1", flavor="cpu.tiny", storage_gib=1)
+    assert (model["state"], model["flavor"]) == ("running", "cpu.tiny")
+    alice.stop_instance("draft1")
+    alice.delete_instance("draft1")

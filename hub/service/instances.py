@@ -27,8 +27,21 @@ class InstanceError(Exception):
         super().__init__(message)
 
 
+def is_draft(server: dict) -> bool:
+    """A named server whose options were never set and that never ran.
+
+    Opening an instance's spawn page makes one; the instance is created when its form is
+    submitted (or the API creates it), so a draft may be taken over by a create.
+    """
+    return (
+        not server.get("user_options") and not server.get("started") and not server.get("pending")
+    )
+
+
 def instance_state(server: dict, failure: str | None = None) -> str:
     """One of creating, starting, running, stopping, stopped, failed."""
+    if is_draft(server):
+        return "creating"
     if server.get("pending") == "spawn":
         return "starting"
     if server.get("pending") == "stop":
@@ -120,12 +133,15 @@ class InstanceManager:
             raise InstanceError(400, "'start' must be true or false.")
         spec = self._spec(body)
         servers = await self._servers(user)
-        if name in servers:
+        draft = name in servers and is_draft(servers[name])
+        if name in servers and not draft:
             raise InstanceError(409, f"Instance {name!r} already exists. Pick another name.")
         async with self.lock(user, name):
             try:
                 await self.hub.request(
-                    "PUT", server_path(user, name), {"user_options": spec.to_options()}
+                    "PATCH" if draft else "PUT",
+                    server_path(user, name),
+                    {"user_options": spec.to_options()},
                 )
             except HubAPIError as e:
                 raise InstanceError(e.code if e.code < 500 else 502, e.message) from None

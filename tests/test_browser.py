@@ -1,0 +1,229 @@
+"""The hub's web UI in headless Chromium: sign in, create an instance, open JupyterLab.
+
+Drives the real pages (login, home, spawn form, spawn progress, JupyterLab) as a user does,
+against the session hub of conftest.py, as its own user "carol". Screenshots go to
+artifacts/screenshots/ (CI keeps artifacts/). Needs Chromium at /usr/bin/chromium (or
+$WORKBENCH_CHROMIUM): a missing browser fails these tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, expect, sync_playwright
+
+from hub.client import WorkbenchError
+
+from .platform import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+
+USER = "carol"
+PASSWORD = "pw-" + secrets.token_hex(8)
+NAME = "browser-nb"  # created through the UI and opened in JupyterLab
+TOO_BIG = "browser-big"  # its spawn form is submitted with storage out of range
+OUR_INSTANCES = (NAME, TOO_BIG)
+
+# the machine may have 2 cores: be patient with page loads and container starts
+PAGE_TIMEOUT_MS = 30_000
+LAB_TIMEOUT_MS = 90_000
+
+
+def shot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"browser-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def carol(hub):
+    """carol, signed up and approved; the instances this module made are deleted after."""
+    client = hub.add_user(USER, PASSWORD)
+    yield client
+    errors = []
+    for model in client.instances(USER):
+        if model["name"] not in OUR_INSTANCES:
+            continue
+        try:
+            if model["state"] != "stopped":
+                client.stop_instance(model["name"], USER)
+            client.delete_instance(model["name"], USER)
+        except WorkbenchError as e:
+            errors.append(f"{model['name']}: {e}")
+    assert not errors, f"cleanup failed: {errors}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) "
+            "or point $WORKBENCH_CHROMIUM at a Chromium binary",
+            pytrace=False,
+        )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(hub, carol, browser):
+    """A browser tab signed in as carol through the real login page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", PASSWORD)
+    shot(page, "01-login")
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/home")
+    yield page
+    context.close()
+
+
+def goto_home(page: Page, hub) -> None:
+    page.goto(f"{hub.url}/hub/home")
+    expect(page.locator("#instances")).to_be_visible()
+    expect(page.locator("#new-instance-form")).to_be_visible()
+
+
+def test_create_instance_and_open_jupyterlab(hub, carol, page):
+    goto_home(page, hub)
+    shot(page, "02-home")
+    page.fill("#new-instance-name", NAME)
+    page.click("#new-instance-btn")
+    page.wait_for_url(f"**/hub/spawn/{USER}/{NAME}")
+
+    # the spawn form lists the catalog's images and the flavors this machine can run
+    image, flavor = page.locator("#wb-image"), page.locator("#wb-flavor")
+    expect(image.locator("option[value='python']")).to_have_count(1)
+    expect(flavor.locator("option[value='cpu.tiny']")).to_have_count(1)
+    image.select_option("python")
+    flavor.select_option("cpu.tiny")
+    page.fill("#wb-storage", "1")
+    page.fill("#wb-description", "made in a browser")
+    shot(page, "03-spawn-form")
+    page.click("#spawn_form button[type=submit]")
+
+    # the progress page shows unless the start beats JupyterHub's slow_spawn_timeout
+    page.wait_for_url(
+        re.compile(rf"/(hub/spawn-pending|user)/{USER}/{NAME}"), timeout=LAB_TIMEOUT_MS
+    )
+    if "/hub/spawn-pending/" in page.url:
+        try:
+            expect(page.locator("#progress-bar")).to_be_attached(timeout=5_000)
+            shot(page, "04-spawn-progress")
+        except (AssertionError, PlaywrightError):
+            pass  # it went on to JupyterLab meanwhile
+
+    page.wait_for_url(f"**/user/{USER}/{NAME}/lab**", timeout=LAB_TIMEOUT_MS)
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    launcher = page.locator(".jp-Launcher")
+    expect(launcher).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    kernel_card = launcher.locator(".jp-LauncherCard", has_text="Python 3 (no engine)")
+    expect(kernel_card.first).to_be_visible()
+    shot(page, "05-jupyterlab")
+
+    goto_home(page, hub)
+    row = page.locator(f"tr[data-server-name='{NAME}']")
+    expect(row.locator(".instance-image")).to_have_text("python")
+    expect(row.locator(".instance-flavor")).to_have_text("cpu.tiny")
+    expect(row.locator(".instance-storage")).to_have_text("1 GiB")
+    expect(row.locator(".instance-state")).to_have_text("running")
+    expect(row.locator(".instance-name")).to_contain_text("made in a browser")
+    shot(page, "06-home-running")
+
+    model = carol.instance(NAME, USER)
+    assert (model["state"], model["image"], model["flavor"]) == ("running", "python", "cpu.tiny")
+    assert model["storage_gib"] == 1, (
+        f"the platform API reports storage_gib={model['storage_gib']!r} for an instance made "
+        "through the spawn form: the form's options are stored as strings, not validated values"
+    )
+
+
+def test_home_page_explains_an_invalid_instance_name(hub, page):
+    goto_home(page, hub)
+    url = page.url
+    name_input, help_text = page.locator("#new-instance-name"), page.locator("#new-instance-help")
+    expect(help_text).not_to_have_class(re.compile("text-danger"))
+    name_input.fill("Bad Name")
+    page.click("#new-instance-btn")
+    if "Invalid name" not in help_text.inner_text() and not name_input.evaluate(
+        "e => e.validity.valid"
+    ):
+        shot(page, "07-home-invalid-name")
+        pytest.fail(
+            "the browser's own constraint validation (pattern/required on #new-instance-name) "
+            "blocks the submit event, so the page's readable error never shows; the user gets "
+            f"only the browser's {name_input.evaluate('e => e.validationMessage')!r}",
+            pytrace=False,
+        )
+    expect(help_text).to_contain_text("Invalid name 'Bad Name'")
+    expect(help_text).to_contain_text("lower-case letters, digits and '-'")
+    expect(help_text).to_have_class(re.compile("text-danger"))
+    shot(page, "07-home-invalid-name")
+    assert page.url == url
+
+
+def test_spawn_form_rejects_storage_out_of_range(hub, carol, page):
+    posts = []
+    # JupyterHub puts ?_xsrf=... in the form's action: compare URLs without the query
+    page.on("request", lambda r: posts.append(r.url.split("?")[0]) if r.method == "POST" else None)
+    spawn_url = f"{hub.url}/hub/spawn/{USER}/{TOO_BIG}"
+    page.goto(spawn_url)
+    storage = page.locator("#wb-storage")
+    expect(storage).to_be_visible()
+    page.fill("#wb-description", "too big")
+    storage.fill("999")
+    # the browser checks the field's min/max itself and does not send the form ...
+    assert storage.evaluate("e => e.validity.rangeOverflow")
+    assert "50" in storage.evaluate("e => e.validationMessage")
+    page.click("#spawn_form button[type=submit]")
+    shot(page, "08-spawn-form-storage-999")
+
+    # ... and the hub refuses it too, when sent anyway: it shows the form again with the reason
+    page.locator("#spawn_form").evaluate("f => { f.noValidate = true; }")
+    with page.expect_navigation():
+        page.click("#spawn_form button[type=submit]")
+    error = page.locator(".spawn-error-msg")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("between 1 and 50 GiB")
+    # the form comes back with what the user typed, not the defaults
+    expect(page.locator("#wb-storage")).to_have_value("999")
+    expect(page.locator("#wb-description")).to_have_value("too big")
+    shot(page, "09-spawn-form-storage-error")
+    assert page.url.split("?")[0] == spawn_url
+    assert posts == [spawn_url], posts  # only the submission with validation turned off
+
+    # opening the spawn page made a draft of that name: listed as still being created
+    drafts = [m for m in carol.instances(USER) if m["name"] == TOO_BIG]
+    assert [m["state"] for m in drafts] == ["creating"]
+    goto_home(page, hub)
+    row = page.locator(f"tr[data-server-name='{TOO_BIG}']")
+    expect(row.locator(".instance-state")).to_contain_text("creating")
+    expect(row.locator(".start-server")).to_have_text("set up")
+    shot(page, "10-home-after-storage-error")
