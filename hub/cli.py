@@ -47,12 +47,14 @@ def _builder(settings, engine):
         settings.path(settings.catalog_path) if settings.catalog_path else None,
         registry=settings.image_registry,
     )
-    env = podman_env()
-    if engine.kind == "docker":
-        env["DOCKER_HOST"] = engine.url
-    return catalog, ImageBuilder(
-        catalog, cli=engine.cli, cache_dir=settings.data_path / "cache", env=env
+    builder = ImageBuilder(
+        catalog,
+        cli=engine.cli,
+        engine_url=engine.url,
+        cache_dir=settings.data_path / "cache",
+        env=podman_env(),
     )
+    return catalog, builder
 
 
 # --- platform -------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class ImageBuilder:
         *,
         cli: str,
         cache_dir: str | Path,
+        engine_url: str = "",
         env: dict | None = None,
         progress: Progress = print,
         pip: list[str] | None = None,
@@ -98,7 +99,10 @@ class ImageBuilder:
         self.catalog = catalog
         self.cli = cli
         self.cache_dir = Path(cache_dir)
-        self.env = env or dict(os.environ)
+        self.env = dict(env or os.environ)
+        if engine_url and Path(cli).name == "docker":
+            # the docker CLI talks to the engine through its API; podman uses its storage
+            self.env["DOCKER_HOST"] = engine_url
         self.progress = progress
         self.pip = pip or [sys.executable, "-m", "pip"]
 

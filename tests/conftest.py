@@ -11,7 +11,7 @@ from hub.settings import load_settings
 from images.catalog import DEFAULT_CATALOG
 from spawner.engine import podman_env
 
-from .platform import REPO, Hub
+from .platform import REPO, Hub, remove_engine_objects
 
 
 @pytest.fixture(scope="session")
@@ -30,25 +30,15 @@ def base_image(engine):
     from images.catalog import load_catalog
 
     catalog = load_catalog()
-    env = podman_env()
-    builder = ImageBuilder(catalog, cli=engine.cli, cache_dir=REPO / ".run" / "cache", env=env)
+    builder = ImageBuilder(
+        catalog,
+        cli=engine.cli,
+        engine_url=engine.url,
+        cache_dir=REPO / ".run" / "cache",
+        env=podman_env(),
+    )
     builder.build(["python"])
     return catalog.get("python")
-
-
-def _cleanup_engine(engine, prefix: str):
-    env = podman_env()
-    for kind, fmt in (("container", "{{.Names}}"), ("volume", "{{.Name}}")):
-        listed = subprocess.run(
-            [engine.cli, kind, "ls", "-a" if kind == "container" else "-q", "--format", fmt],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        names = [n for n in listed.stdout.split() if n.startswith(prefix)]
-        if names:
-            args = ["rm", "-f", *names] if kind == "container" else ["volume", "rm", "-f", *names]
-            subprocess.run([engine.cli, *args], capture_output=True, env=env)
 
 
 BROKEN_REF = "localhost/ai-workbench-test/broken:python_3.11-cpu-py_3.11-debian_12-x86_64"
@@ -94,5 +84,5 @@ def hub(tmp_path_factory, engine, base_image, test_catalog):
     h.start()
     yield h
     h.stop()
-    _cleanup_engine(engine, h.prefix)
+    remove_engine_objects(engine.url, h.prefix)
     print(f"\n--- hub log tail ---\n{h.log_tail(30)}")

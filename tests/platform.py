@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import docker
 import requests
 import websocket
 
@@ -215,3 +216,22 @@ def run_code(
     finally:
         ws.close()
         requests.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+
+
+def engine_names(engine_url: str, kind: str, prefix: str) -> list[str]:
+    """Names of the engine's containers or volumes that start with prefix."""
+    client = docker.APIClient(base_url=engine_url, timeout=60)
+    if kind == "container":
+        names = [c["Names"][0].lstrip("/") for c in client.containers(all=True)]
+    else:
+        names = [v["Name"] for v in client.volumes().get("Volumes") or []]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def remove_engine_objects(engine_url: str, prefix: str):
+    """Remove the containers, then the volumes, whose names start with prefix."""
+    client = docker.APIClient(base_url=engine_url, timeout=60)
+    for name in engine_names(engine_url, "container", prefix):
+        client.remove_container(name, force=True)
+    for name in engine_names(engine_url, "volume", prefix):
+        client.remove_volume(name, force=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -10,9 +9,8 @@ import pytest
 import requests
 
 from hub.client import WorkbenchError
-from spawner.engine import podman_env
 
-from .platform import Hub, run_code
+from .platform import Hub, engine_names, run_code
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +33,6 @@ def alice(hub):
 @pytest.fixture(scope="module")
 def bob(hub):
     return hub.add_user("bob")
-
-
-def engine_names(engine, kind: str, prefix: str) -> list[str]:
-    env = podman_env()
-    fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
-    args = [kind, "ls", "--format", fmt] + (["-a"] if kind == "container" else [])
-    out = subprocess.run([engine.cli, *args], capture_output=True, text=True, env=env, check=True)
-    return [n for n in out.stdout.split() if n.startswith(prefix)]
 
 
 def test_lifecycle_keeps_files_across_stop_and_start(hub, alice):
@@ -140,8 +130,8 @@ def test_bad_create_requests_leave_nothing_behind(hub, engine, bob, body, status
     assert e.value.status == status
     assert pytest.importorskip("re").search(message, e.value.message), e.value.message
     assert bob.instances() == before
-    assert engine_names(engine, "container", f"{hub.prefix}-bob--ok1") == []
-    assert engine_names(engine, "volume", f"{hub.prefix}-bob--ok1") == []
+    assert engine_names(engine.url, "container", f"{hub.prefix}-bob--ok1") == []
+    assert engine_names(engine.url, "volume", f"{hub.prefix}-bob--ok1") == []
 
 
 def test_duplicate_names_and_malformed_bodies(hub, alice):
@@ -220,12 +210,12 @@ def test_spawn_progress_is_reported(hub, alice):
 
 def test_delete_removes_the_instance_and_its_storage(hub, engine, alice):
     alice.create_instance("scratch", flavor="cpu.tiny", storage_gib=1)
-    assert engine_names(engine, "volume", f"{hub.prefix}-alice--scratch")
+    assert engine_names(engine.url, "volume", f"{hub.prefix}-alice--scratch")
     alice.stop_instance("scratch")
     alice.delete_instance("scratch")
     assert "scratch" not in [i["name"] for i in alice.instances()]
-    assert engine_names(engine, "volume", f"{hub.prefix}-alice--scratch") == []
-    assert engine_names(engine, "container", f"{hub.prefix}-alice--scratch") == []
+    assert engine_names(engine.url, "volume", f"{hub.prefix}-alice--scratch") == []
+    assert engine_names(engine.url, "container", f"{hub.prefix}-alice--scratch") == []
     with pytest.raises(WorkbenchError) as e:
         alice.instance("scratch")
     assert e.value.status == 404
