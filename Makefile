@@ -41,10 +41,11 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
 	fi
 
-# What only the tests use: a browser, real SSH and database clients.
+# What only the tests use: a browser, a PostgreSQL server.
 test-system:
 	@need=""; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
 		$(MAKE) --no-print-directory $(APT_STAMP); \
 		echo "installing:$$need"; \
