@@ -100,7 +100,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         flavor = self.policy.flavor(spec.flavor)
         self._progress(10, f"Checking image {image.name} ({image.ref})")
         try:
-            await self._engine("inspect_image", image.ref)
+            image_info = await self._engine("inspect_image", image.ref)
         except docker.errors.NotFound:
             raise web.HTTPError(
                 400,
@@ -127,6 +127,9 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             run_as=self.run_as,
         )
         self.image = cs["image"]
+        # the image was just inspected: spare DockerSpawner inspecting it twice more
+        # (pull_image and get_command), one engine round trip each
+        self._image_cmd = image_info["Config"].get("Cmd") or []
         self.mem_limit = cs["mem_limit"]
         self.cpu_limit = cs["cpu_limit"]
         self.volumes = {cs["volume"]: cs["volumes"][cs["volume"]]}
@@ -142,6 +145,16 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}"
         )
         return cs
+
+    async def pull_image(self, image):
+        # images are built or pulled by `workbench images build`; _apply_spec checked
+        # that this one is present, with a message saying how to build it
+        return
+
+    async def get_command(self):
+        if self.cmd:
+            return await super().get_command()
+        return list(getattr(self, "_image_cmd", None) or []) + self.get_args()
 
     async def check_allowed(self, image):
         # DockerSpawner reads user_options["image"] as a raw reference; ours is a

@@ -38,6 +38,11 @@ class HubAPI:
 
     async def request(self, method: str, path: str, body=None, *, ok_404: bool = False):
         """JSON of the response (None if empty); HubAPIError on error statuses."""
+        _, data = await self.request_status(method, path, body, ok_404=ok_404)
+        return data
+
+    async def request_status(self, method: str, path: str, body=None, *, ok_404: bool = False):
+        """The status code and JSON of the response; HubAPIError on error statuses."""
         req = HTTPRequest(
             self.api_url + path,
             method=method,
@@ -50,7 +55,7 @@ class HubAPI:
             resp = await self.client.fetch(req)
         except HTTPClientError as e:
             if ok_404 and e.code == 404:
-                return None
+                return 404, None
             message = e.message or ""
             if e.response is not None and e.response.body:
                 try:
@@ -58,7 +63,10 @@ class HubAPI:
                 except (ValueError, AttributeError):
                     message = e.response.body.decode(errors="replace")[:500]
             raise HubAPIError(e.code, message) from None
-        return json.loads(resp.body) if resp.body else None
+        try:
+            return resp.code, json.loads(resp.body) if resp.body else None
+        except ValueError:  # e.g. the hub's text/plain answers to start requests
+            return resp.code, None
 
     async def user(self, name: str):
         return await self.request("GET", f"/users/{quote(name, safe='')}", ok_404=True)

@@ -110,6 +110,13 @@ class InstanceManager:
     async def get(self, user: str, name: str) -> dict:
         return self.model(user, await self.get_server(user, name))
 
+    async def _current(self, user: str, name: str) -> dict:
+        """The model after an operation on an instance known to exist."""
+        server = await self.hub.server(user, name)
+        if server is None:
+            raise InstanceError(404, f"No instance {name!r} of user {user!r}.")
+        return self.model(user, server)
+
     def _spec(self, options: dict):
         try:
             return parse_options(options, self.policy)
@@ -152,7 +159,7 @@ class InstanceManager:
                 except InstanceError:
                     await self._remove(user, name)
                     raise
-        return await self.get(user, name)
+        return await self._current(user, name)
 
     async def start(self, user: str, name: str) -> dict:
         server = await self.get_server(user, name)
@@ -164,14 +171,14 @@ class InstanceManager:
             # options are checked before the hub sees them: settings may have changed
             self._spec(server.get("user_options") or {})
             await self._start_and_wait(user, name)
-        return await self.get(user, name)
+        return await self._current(user, name)
 
     async def stop(self, user: str, name: str) -> dict:
         server = await self.get_server(user, name)
         async with self.lock(user, name):
             if not server.get("stopped") or server.get("pending"):
                 await self._stop(user, name)
-        return await self.get(user, name)
+        return await self._current(user, name)
 
     async def update(self, user: str, name: str, body: dict) -> dict:
         """Change description, flavor or image; a running instance restarts to apply them."""
@@ -202,7 +209,7 @@ class InstanceManager:
             log.info("instance %s/%s updated: %s", user, name, spec)
             if restart:
                 await self._start_and_wait(user, name)
-        return await self.get(user, name)
+        return await self._current(user, name)
 
     async def delete(self, user: str, name: str) -> None:
         server = await self.get_server(user, name)
@@ -229,11 +236,13 @@ class InstanceManager:
     async def _start_and_wait(self, user: str, name: str):
         self.failures.pop((user, name), None)
         try:
-            await self.hub.request("POST", server_path(user, name))
+            status, _ = await self.hub.request_status("POST", server_path(user, name))
         except HubAPIError as e:
             self._record_failure(user, name, e.message)
             code = e.code if e.code < 500 or e.code in (503, 504) else 500
             raise InstanceError(code, self._failed(name, e.message)) from e
+        if status == 201:
+            return  # started within the hub's slow_spawn_timeout: it is ready
         last = "no progress reported"
         async for event in self.hub.progress(user, name, limit=self.start_timeout + 10):
             last = event.get("message", last)
