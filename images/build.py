@@ -214,6 +214,11 @@ class ImageBuilder:
         base_id = self._inspect(base, "{{.Id}}") or ""
         return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}")
 
+    def _remove_replaced(self, previous: str | None, ref: str):
+        """Remove the image a rebuild replaced, unless something still uses it."""
+        if previous and previous != self._inspect(ref, "{{.Id}}"):
+            subprocess.run([self.cli, "rmi", previous], capture_output=True, env=self.env)
+
     # build
 
     def build(self, names: list[str] | None = None, *, force: bool = False) -> list[BuildResult]:
@@ -234,6 +239,7 @@ class ImageBuilder:
             self.progress(f"[{entry.name}] up to date")
             return BuildResult(entry.name, entry.ref, "up to date", 0.0, self.size(entry.ref))
         house = self.wheelhouse(entry)
+        previous = self._inspect(entry.ref, "{{.Id}}")
         with tempfile.TemporaryDirectory(prefix=f"workbench-build-{entry.name}-") as ctx:
             ctx_path = Path(ctx)
             for item in self.image_dir(entry).iterdir():
@@ -269,6 +275,7 @@ class ImageBuilder:
             except BuildError as e:
                 raise BuildError(f"{e}\n  Failing step: {step['current']}") from None
         seconds = time.monotonic() - t0
+        self._remove_replaced(previous, entry.ref)
         size = self.size(entry.ref)
         self.progress(f"[{entry.name}] built in {seconds:.0f} s, {size / 1e6:.0f} MB")
         return BuildResult(entry.name, entry.ref, "built", seconds, size)
