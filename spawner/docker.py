@@ -109,7 +109,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             ) from None
         if self.check_engine_capacity:
             ncpu, mem = await self._capacity()
-            if ncpu and flavor.cpu > ncpu or mem and flavor.memory > mem:
+            if (ncpu and flavor.cpu > ncpu) or (mem and flavor.memory > mem):
                 raise web.HTTPError(
                     400,
                     f"Flavor {flavor.name!r} needs {flavor.cpu:g} vCPUs and "
