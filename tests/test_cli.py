@@ -1,0 +1,71 @@
+"""The `workbench` command against the real hub: sign in, manage instances, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cli(hub, tmp_path_factory):
+    """Run `workbench ...` as a user with their own HOME (where the token is kept)."""
+    home = tmp_path_factory.mktemp("home")
+    hub.add_user("frank")
+
+    def run(*args, password=None, expect=0):
+        env = {**os.environ, "HOME": str(home), "WORKBENCH_CONFIG": str(hub.config)}
+        env.pop("WORKBENCH_TOKEN", None)
+        if password:
+            env["WORKBENCH_PASSWORD"] = password
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == expect, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    run("login", "--user", "frank", "--url", hub.url, password=hub.passwords["frank"])
+    return run
+
+
+def test_instance_lifecycle_from_the_command_line(cli):
+    out = cli("instances", "create", "cli1", "--flavor", "cpu.tiny", "--storage", "1")
+    assert "cli1" in out and "running" in out and "Open: http" in out
+    assert "cpu.tiny" in cli("instances", "list")
+    out = cli("instances", "switch", "cli1", "--flavor", "cpu.small")
+    assert "cpu.small" in out and "running" in out
+    assert "stopped" in cli("instances", "stop", "cli1")
+    assert "Deleted instance cli1" in cli("instances", "delete", "cli1")
+    assert "cli1" not in cli("instances", "list")
+
+
+def test_command_line_errors_say_what_to_do(cli, tmp_path):
+    out = cli("instances", "create", "cli2", "--flavor", "cpu.giant", expect=1)
+    assert "error: Unknown flavor 'cpu.giant'" in out
+    out = cli("instances", "switch", "cli2", expect=2)
+    assert "--flavor" in out
+    out = cli("instances", "stop", "nope", expect=1)
+    assert "No instance 'nope'" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[workbench]\nbind_ulr = 1\n")
+    out = cli("--config", str(bad), "images", "list", expect=2)
+    assert "Unknown setting(s) in [workbench]" in out
+
+
+def test_login_with_a_wrong_password_is_refused(cli, hub):
+    out = cli("login", "--user", "frank", "--url", hub.url, password="wrong-password", expect=1)
+    assert "wrong user name or password" in out
+
+
+def test_images_list_shows_what_is_built(cli):
+    out = cli("images", "list")
+    assert "python" in out and "ready" in out
+    assert "missing" in out and "not built" in out
