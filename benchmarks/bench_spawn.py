@@ -365,7 +365,7 @@ def benchmark(args, root: Path) -> dict:
         dc = docker.APIClient(base_url=engine.url, timeout=120)
         ref = image_ref(args.image)
         check_image(dc, ref)
-        hub = Hub(root, extra_settings=f'docker_host = "{engine.url}"')
+        hub = Hub(root, engine_url=engine.url)
         log.info("starting the hub at %s (log: %s)", hub.url, hub.log_path)
         hub.start()
         flavor = load_flavors()[args.flavor]

@@ -80,7 +80,11 @@ def test_catalog(tmp_path_factory, engine, base_image):
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory, engine, base_image, test_catalog):
     """A real hub with the platform API, spawning real containers; torn down after."""
-    h = Hub(tmp_path_factory.mktemp("hub"), extra_settings=f'catalog_path = "{test_catalog}"')
+    h = Hub(
+        tmp_path_factory.mktemp("hub"),
+        extra_settings=f'catalog_path = "{test_catalog}"',
+        engine_url=engine.url,
+    )
     h.start()
     yield h
     h.stop()

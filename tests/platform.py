@@ -33,7 +33,7 @@ def free_port() -> int:
 class Hub:
     """A real ai-workbench hub (JupyterHub + proxy + platform API) on free ports."""
 
-    def __init__(self, root: Path, extra_settings: str = ""):
+    def __init__(self, root: Path, extra_settings: str = "", engine_url: str = ""):
         self.root = root
         self.prefix = "wbtest" + uuid.uuid4().hex[:6]
         self.port = free_port()
@@ -53,6 +53,7 @@ container_prefix = "{self.prefix}"
 max_instances_per_user = 5
 storage_max_gib = 50
 start_timeout = 60
+{f'docker_host = "{engine_url}"' if engine_url else ""}
 {extra_settings}
 """
         )

@@ -95,7 +95,7 @@ def postgres():
 def test_hub_keeps_users_and_instances_in_postgresql(tmp_path, postgres, engine, base_image):
     import psycopg
 
-    hub = Hub(tmp_path, extra_settings=f'db_url = "{postgres}"')
+    hub = Hub(tmp_path, extra_settings=f'db_url = "{postgres}"', engine_url=engine.url)
     hub.start()
     try:
         dana = hub.add_user("dana")
