@@ -30,7 +30,8 @@ IMAGE_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)] 
     "manylinux1_x86_64",
 ]
 BOOTSTRAP_PACKAGES = (
-    "python3,python3-venv,python3-pip,ca-certificates,git,tini,curl,procps,less,openssh-client"
+    "python3,python3-venv,python3-pip,ca-certificates,git,tini,curl,procps,less,openssh-client,"
+    "libgomp1"
 )
 
 Progress = Callable[[str], None]

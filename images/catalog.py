@@ -41,6 +41,11 @@ class Environment:
     display_name: str
     path: str
     engine: str = ""
+    kernel: str = ""  # the kernel's name; default: the environment's
+
+    @property
+    def kernel_name(self) -> str:
+        return self.kernel or self.name
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,12 @@ class ImageEntry:
             "os": self.os,
             "arch": self.arch,
             "environments": [
-                {"name": e.name, "display_name": e.display_name, "engine": e.engine}
+                {
+                    "name": e.name,
+                    "kernel": e.kernel_name,
+                    "display_name": e.display_name,
+                    "engine": e.engine,
+                }
                 for e in self.environments
             ],
             "kind": "preset",
@@ -146,6 +156,7 @@ def _parse_entry(raw: dict, registry: str) -> ImageEntry:
             display_name=e["display_name"],
             path=e["path"],
             engine=e.get("engine", ""),
+            kernel=e.get("kernel", ""),
         )
         for e in raw.get("environments", [])
     )

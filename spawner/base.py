@@ -121,7 +121,16 @@ class InstanceSpawnerMixin(HasTraits):
 
     @default("options_form")
     def _default_options_form(self):
-        return self._render_options_form
+        return self._options_form
+
+    async def _options_form(self, spawner=None):
+        # the catalog and flavors files are read on first use: not on the event loop
+        await asyncio.to_thread(lambda: self.policy)
+        return self._render_options_form(available=await self.available_images())
+
+    async def available_images(self) -> set[str] | None:
+        """References of the images this backend can start now; None if it cannot tell."""
+        return None
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -139,21 +148,24 @@ class InstanceSpawnerMixin(HasTraits):
             _rejected_forms[self.user.name] = options
             raise
 
-    def _render_options_form(self, spawner=None):
+    def _render_options_form(self, available: set[str] | None = None):
         current = _rejected_forms.pop(self.user.name, None) or dict(self.user_options or {})
         policy = self.policy
         image_name = current.get("image", policy.default_image)
         flavor_name = current.get("flavor", policy.default_flavor)
         esc = html.escape
 
-        def option(value, label, selected):
-            sel = " selected" if selected else ""
-            return f'<option value="{esc(value)}"{sel}>{esc(label)}</option>'
+        def option(value, label, selected, disabled=False):
+            sel = " selected" if selected and not disabled else ""
+            dis = " disabled" if disabled else ""
+            return f'<option value="{esc(value)}"{sel}{dis}>{esc(label)}</option>'
 
-        images = "".join(
-            option(e.name, f"{e.name}: {e.description}", e.name == image_name)
-            for e in policy.catalog
-        )
+        def image_option(e):
+            missing = available is not None and e.ref not in available
+            label = f"{e.name}: {e.description}" + (" (not built)" if missing else "")
+            return option(e.name, label, e.name == image_name, disabled=missing)
+
+        images = "".join(image_option(e) for e in policy.catalog)
         flavors = "".join(
             option(f.name, f"{f.name}: {f.description}", f.name == flavor_name)
             for f in policy.visible_flavors()

@@ -146,6 +146,14 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         )
         return cs
 
+    async def available_images(self) -> set[str] | None:
+        """The image references present on the engine (for the spawn form)."""
+        try:
+            images = await self._engine("images")
+        except web.HTTPError:
+            return None
+        return {tag for image in images for tag in image.get("RepoTags") or []}
+
     async def pull_image(self, image):
         # images are built or pulled by `workbench images build`; _apply_spec checked
         # that this one is present, with a message saying how to build it

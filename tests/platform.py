@@ -159,7 +159,7 @@ def run_code(
     client: WorkbenchClient,
     instance_url: str,
     code: str,
-    kernel: str = "python",
+    kernel: str = "python3",
     timeout: float = 120,
 ) -> dict:
     """Run code in a new kernel of a running instance through the Jupyter server's API.

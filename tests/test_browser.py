@@ -122,6 +122,11 @@ def test_create_instance_and_open_jupyterlab(hub, carol, page):
     image, flavor = page.locator("#wb-image"), page.locator("#wb-flavor")
     expect(image.locator("option[value='python']")).to_have_count(1)
     expect(flavor.locator("option[value='cpu.tiny']")).to_have_count(1)
+    # a catalog image that is not built here is listed as such and cannot be picked
+    missing = image.locator("option[value='missing']")
+    expect(missing).to_contain_text("(not built)")
+    expect(missing).to_be_disabled()
+    expect(image.locator("option[value='python']")).not_to_contain_text("not built")
     image.select_option("python")
     flavor.select_option("cpu.tiny")
     page.fill("#wb-storage", "1")

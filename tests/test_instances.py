@@ -73,15 +73,18 @@ def test_plain_python_kernel_has_no_engine(hub, alice):
     specs = requests.get(
         f"{base}/api/kernelspecs", headers={"Authorization": f"token {alice.token}"}
     ).json()
-    assert specs["default"] == "python"
+    assert specs["default"] == "python3"
     # the server's own environment offers no kernel
-    assert set(specs["kernelspecs"]) == {"python"}
-    assert specs["kernelspecs"]["python"]["spec"]["display_name"] == "Python 3 (no engine)"
+    assert set(specs["kernelspecs"]) == {"python3"}
+    assert specs["kernelspecs"]["python3"]["spec"]["display_name"] == "Python 3 (no engine)"
     code = (
         "import importlib.util as u\n"
         "print([m for m in ('torch', 'tensorflow', 'mindspore') if u.find_spec(m)])"
     )
     assert run_code(alice, "/user/alice/nb1/", code)["stdout"].strip() == "[]"
+    # it runs in the plain environment, not in the Jupyter server's own
+    where = run_code(alice, "/user/alice/nb1/", "import sys; print(sys.prefix)")["stdout"]
+    assert where.strip() == "/opt/envs/python"
 
 
 def test_flavor_switch_restarts_with_new_limits_and_keeps_files(hub, alice):

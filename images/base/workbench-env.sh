@@ -11,6 +11,8 @@ workbench-env() {
         return 1
     fi
     export PATH="/opt/envs/$1/bin:$(echo "$PATH" | tr ':' '\n' | grep -v '^/opt/envs/' | paste -sd:)"
+    # a login shell's /etc/profile resets PATH: keep the server's commands (jupyter lab, ...)
+    case ":$PATH:" in *:/opt/jupyter/bin:*) ;; *) export PATH="$PATH:/opt/jupyter/bin" ;; esac
     export VIRTUAL_ENV="/opt/envs/$1"
 }
 workbench-env "${WORKBENCH_DEFAULT_ENV:-python}"

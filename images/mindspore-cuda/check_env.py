@@ -1,0 +1,1 @@
+../mindspore/check_env.py

