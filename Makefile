@@ -8,18 +8,18 @@ export CONTAINERS_CONF := $(CURDIR)/spawner/containers.conf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := .run/apt-updated
 
-.PHONY: up test system test-system venv node images lint format bench clean help
+.PHONY: up test system test-system venv node images images-all lint format bench clean help
 
 help:
 	@echo "make up      install what is missing, then run the platform on http://127.0.0.1:8000"
 	@echo "make test    install what is missing, then run lint and the whole test suite"
-	@echo "make images  build the catalog's default image"
+	@echo "make images  build the catalog's default image (images-all: every engine image)"
 	@echo "make bench   run the benchmarks"
 
 up: system venv node images
 	$(BIN)/workbench up
 
-test: system test-system venv node images
+test: system test-system venv node images-all
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -v $(PYTEST_ARGS)
@@ -66,8 +66,13 @@ node_modules/.bin/configurable-http-proxy: package.json
 	npm install --no-audit --no-fund
 	@touch $@
 
+# the default image: what `make up` needs to start instances
 images: venv system
 	$(BIN)/workbench images build python
+
+# every CPU image of the catalog (PyTorch, TensorFlow, MindSpore: ~9 GB, ~8 min the first time)
+images-all: venv system
+	$(BIN)/workbench images build
 
 lint:
 	$(BIN)/ruff check .

@@ -38,15 +38,15 @@ def _engine(settings):
         _fail(str(e))
 
 
-def _builder(settings, engine):
+def _builder(args, settings, engine):
     from images.build import ImageBuilder
     from images.catalog import load_catalog
     from spawner.engine import podman_env
 
-    catalog = load_catalog(
-        settings.path(settings.catalog_path) if settings.catalog_path else None,
-        registry=settings.image_registry,
+    path = getattr(args, "catalog", None) or (
+        settings.path(settings.catalog_path) if settings.catalog_path else None
     )
+    catalog = load_catalog(path, registry=settings.image_registry)
     builder = ImageBuilder(
         catalog,
         cli=engine.cli,
@@ -65,7 +65,7 @@ def cmd_up(args):
     settings, _ = _settings(args)
     engine = _engine(settings)
     print(f"container engine: {engine.kind} at {engine.url}")
-    catalog, builder = _builder(settings, engine)
+    catalog, builder = _builder(args, settings, engine)
     default = catalog.get(settings.default_image)
     if not builder.exists(default.ref):
         print(f"building the default image {default.name} (first start only)")
@@ -131,7 +131,7 @@ def cmd_images_build(args):
 
     settings, _ = _settings(args)
     engine = _engine(settings)
-    catalog, builder = _builder(settings, engine)
+    catalog, builder = _builder(args, settings, engine)
     try:
         results = builder.build(args.names or None, force=args.force)
     except UnknownImage as e:
@@ -147,7 +147,7 @@ def cmd_images_list(args):
     """List catalog images and whether each is built here."""
     settings, _ = _settings(args)
     engine = _engine(settings)
-    catalog, builder = _builder(settings, engine)
+    catalog, builder = _builder(args, settings, engine)
     for entry in catalog:
         status = "ready" if builder.exists(entry.ref) else "not built"
         print(f"{entry.name:<14} {status:<10} {entry.ref}\n    {entry.description}")
@@ -248,8 +248,11 @@ def main(argv=None):
     p = images.add_parser("build", help="build catalog images (default: all)")
     p.add_argument("names", nargs="*")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--catalog", help="another catalog file, e.g. images/catalog-gpu.yaml")
     p.set_defaults(func=cmd_images_build)
-    images.add_parser("list", help="list catalog images").set_defaults(func=cmd_images_list)
+    p = images.add_parser("list", help="list catalog images")
+    p.add_argument("--catalog", help="another catalog file, e.g. images/catalog-gpu.yaml")
+    p.set_defaults(func=cmd_images_list)
 
     p = sub.add_parser("login", help="sign in and save a token")
     p.add_argument("--user", required=True)
