@@ -132,6 +132,12 @@ class InstanceSpawnerMixin(HasTraits):
         """References of the images this backend can start now; None if it cannot tell."""
         return None
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # JupyterHub calls this before start(): invalid options are refused with a 400
+        # there; start() applies them
+        return lambda spawner, user_options: spawner.instance_spec()
+
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._options_from_form
