@@ -213,7 +213,20 @@ class ImageBuilder:
     def build_hash(self, entry: ImageEntry) -> str:
         base = self.catalog.get(entry.base).ref if entry.base else BASE_OS_IMAGE
         base_id = self._inspect(base, "{{.Id}}") or ""
-        return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}")
+        args = " ".join(self.environment_args(entry))
+        return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
+
+    @staticmethod
+    def environment_args(entry: ImageEntry) -> list[str]:
+        """Build arguments naming the image's engine environment (images/engine/Dockerfile)."""
+        env = next((e for e in entry.environments if e.engine), None)
+        if env is None:
+            return []
+        return [
+            *("--build-arg", f"ENV_NAME={env.name}"),
+            *("--build-arg", f"ENV_DISPLAY_NAME={env.display_name}"),
+            *("--build-arg", f"ENV_ENGINE={env.engine}"),
+        ]
 
     def _remove_replaced(self, previous: str | None, ref: str):
         """Remove the image a rebuild replaced, unless something still uses it."""
@@ -259,6 +272,7 @@ class ImageBuilder:
                 cmd += ["--build-arg", f"BASE_IMAGE={self.catalog.get(entry.base).ref}"]
             else:
                 cmd += ["--build-arg", f"BASE_IMAGE={BASE_OS_IMAGE}"]
+            cmd += self.environment_args(entry)
             cmd.append(str(ctx_path))
             step = {"current": "preparing the build"}
 

@@ -71,3 +71,22 @@ def test_bad_catalogs(tmp_path, entries, message):
 def test_unknown_base_is_refused(tmp_path):
     with pytest.raises(UnknownImage):
         load_catalog(_write(tmp_path, [_entry(base="nope")]))
+
+
+def test_engine_images_share_one_dockerfile_with_their_environment_as_arguments():
+    from images.build import HERE, ImageBuilder
+
+    catalog = load_catalog()
+    for name, display in (("pytorch", "PyTorch 2.13"), ("mindspore", "MindSpore 2.10")):
+        entry = catalog.get(name)
+        assert (HERE / entry.dockerfile / "Dockerfile").resolve() == HERE / "engine" / "Dockerfile"
+        assert (HERE / entry.dockerfile / f"requirements-{name}.txt").is_file()
+        assert ImageBuilder.environment_args(entry) == [
+            "--build-arg",
+            f"ENV_NAME={name}",
+            "--build-arg",
+            f"ENV_DISPLAY_NAME={display}",
+            "--build-arg",
+            f"ENV_ENGINE={name}",
+        ]
+    assert ImageBuilder.environment_args(catalog.get("python")) == []
