@@ -218,15 +218,17 @@ class ImageBuilder:
 
     @staticmethod
     def environment_args(entry: ImageEntry) -> list[str]:
-        """Build arguments naming the image's engine environment (images/engine/Dockerfile)."""
+        """Build arguments: the catalog's build_args, and the engine environment's name,
+        display name and engine for the shared engine Dockerfiles (images/engine*/)."""
+        args = list(entry.build_args)
         env = next((e for e in entry.environments if e.engine), None)
-        if env is None:
-            return []
-        return [
-            *("--build-arg", f"ENV_NAME={env.name}"),
-            *("--build-arg", f"ENV_DISPLAY_NAME={env.display_name}"),
-            *("--build-arg", f"ENV_ENGINE={env.engine}"),
-        ]
+        if env is not None:
+            args += [
+                ("ENV_NAME", env.name),
+                ("ENV_DISPLAY_NAME", env.display_name),
+                ("ENV_ENGINE", env.engine),
+            ]
+        return [part for key, value in args for part in ("--build-arg", f"{key}={value}")]
 
     def _remove_replaced(self, previous: str | None, ref: str):
         """Remove the image a rebuild replaced, unless something still uses it."""

@@ -65,6 +65,7 @@ class ImageEntry:
     arch: str
     environments: tuple[Environment, ...] = field(default_factory=tuple)
     base: str = ""
+    build_args: tuple[tuple[str, str], ...] = ()  # extra Dockerfile arguments, e.g. CUDA_IMAGE
 
     @property
     def ref(self) -> str:
@@ -176,6 +177,7 @@ def _parse_entry(raw: dict, registry: str) -> ImageEntry:
         arch=str(raw.get("arch", match["arch"])),
         environments=envs,
         base=raw.get("base", ""),
+        build_args=tuple((str(k), str(v)) for k, v in (raw.get("build_args") or {}).items()),
     )
 
 

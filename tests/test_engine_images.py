@@ -280,5 +280,6 @@ def test_gpu_catalog_loads_and_follows_the_tag_format():
         )
         assert [e.name for e in entry.environments] == [entry.engine, "python"]
         folder = Path(REPO / "images" / entry.dockerfile)
-        assert (folder / "Dockerfile").is_file()
+        assert (folder / "Dockerfile").resolve() == REPO / "images" / "engine-cuda" / "Dockerfile"
+        assert dict(entry.build_args)["CUDA_IMAGE"].startswith("nvidia/cuda:")
         assert list(folder.glob("requirements-*.txt")), folder
