@@ -111,6 +111,12 @@ class InstanceSpawnerMixin(HasTraits):
             )
         return self._policy
 
+    async def load_policy(self) -> InstancePolicy:
+        """The policy, its catalog and flavors files read off the event loop on first use."""
+        if self._policy is None:
+            await asyncio.to_thread(lambda: self.policy)
+        return self.policy
+
     def instance_spec(self) -> InstanceSpec:
         """The validated spec of this instance; HTTP 400 with the reason if invalid."""
         try:
@@ -124,8 +130,7 @@ class InstanceSpawnerMixin(HasTraits):
         return self._options_form
 
     async def _options_form(self, spawner=None):
-        # the catalog and flavors files are read on first use: not on the event loop
-        await asyncio.to_thread(lambda: self.policy)
+        await self.load_policy()
         return self._render_options_form(available=await self.available_images())
 
     async def available_images(self) -> set[str] | None:
@@ -136,7 +141,11 @@ class InstanceSpawnerMixin(HasTraits):
     def _default_apply_user_options(self):
         # JupyterHub calls this before start(): invalid options are refused with a 400
         # there; start() applies them
-        return lambda spawner, user_options: spawner.instance_spec()
+        async def check(spawner, user_options):
+            await spawner.load_policy()
+            spawner.instance_spec()
+
+        return check
 
     @default("options_from_form")
     def _default_options_from_form(self):

@@ -93,8 +93,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         return int(cls._engine_info.get("NCPU", 0)), int(cls._engine_info.get("MemTotal", 0))
 
     async def _apply_spec(self):
-        # the first use reads the catalog and flavors files: not on the event loop
-        await asyncio.to_thread(lambda: self.policy)
+        await self.load_policy()
         spec = self.instance_spec()
         image = self.policy.image(spec.image)
         flavor = self.policy.flavor(spec.flavor)

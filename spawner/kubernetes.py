@@ -127,8 +127,7 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
 
     async def _apply_spec(self):
         """Validate the options and set this start's image, resources and storage traits."""
-        # the first use reads the catalog and flavors files: not on the event loop
-        await asyncio.to_thread(lambda: self.policy)
+        await self.load_policy()
         spec = self.instance_spec()
         image = self.policy.image(spec.image)
         flavor = self.policy.flavor(spec.flavor)
