@@ -53,6 +53,12 @@ class WorkbenchSettings(Configurable):
         help="""Database URL (SQLAlchemy form). Default: SQLite in data_dir.
         PostgreSQL: "postgresql://user:password@host:5432/workbench".""",
     ).tag(config=True)
+    platform_db_url = Unicode(
+        "",
+        help="""Database URL of the platform's own tables (keys, images, audit, quotas).
+        Default: db_url when that is PostgreSQL (the tables share its database), else
+        SQLite in data_dir (workbench.sqlite).""",
+    ).tag(config=True)
 
     authenticator = Unicode(
         "native",
@@ -134,6 +140,22 @@ class WorkbenchSettings(Configurable):
     work_dir = Unicode(
         "/home/jovyan/work", help="Where instance storage is mounted. Default /home/jovyan/work."
     ).tag(config=True)
+    idle_stop_default_minutes = Integer(
+        60,
+        help="""Minutes without activity after which an instance stops, unless its owner
+        sets otherwise (0: never). Default 60.""",
+    ).tag(config=True)
+    idle_stop_min_minutes = Integer(
+        1, help="Shortest idle timeout users may set, minutes. Default 1."
+    ).tag(config=True)
+    idle_stop_max_minutes = Integer(
+        7 * 24 * 60, help="Longest idle timeout users may set, minutes. Default 10080 (a week)."
+    ).tag(config=True)
+    max_runtime_max_hours = Float(
+        7 * 24,
+        help="""Longest fixed run time ("stop after N hours, whatever happens") users may
+        set, hours. Default 168 (a week).""",
+    ).tag(config=True)
     max_instances_per_user = Integer(
         10, help="Instances one user may have (0: no limit). Default 10."
     ).tag(config=True)
@@ -204,6 +226,10 @@ class WorkbenchSettings(Configurable):
             "storage_max_gib": self.storage_max_gib,
             "storage_default_gib": self.storage_default_gib,
             "work_dir": self.work_dir,
+            "idle_stop_default_minutes": self.idle_stop_default_minutes,
+            "idle_stop_min_minutes": self.idle_stop_min_minutes,
+            "idle_stop_max_minutes": self.idle_stop_max_minutes,
+            "max_runtime_max_hours": self.max_runtime_max_hours,
         }
 
 

@@ -6,7 +6,7 @@ import asyncio
 import html
 
 from tornado import web
-from traitlets import HasTraits, Integer, List, Unicode, default
+from traitlets import Float, HasTraits, Integer, List, Unicode, default
 
 from .options import (
     InstancePolicy,
@@ -77,6 +77,26 @@ class InstanceSpawnerMixin(HasTraits):
     )
     storage_default_gib = Integer(
         10, config=True, help="Storage an instance gets when none is asked for, GiB. Default 10."
+    )
+    idle_stop_default_minutes = Integer(
+        60,
+        config=True,
+        help="""Minutes without activity after which an instance stops, unless its owner
+        sets otherwise (0: never). Default 60.""",
+    )
+    idle_stop_min_minutes = Integer(
+        1, config=True, help="Shortest idle timeout users may set, minutes. Default 1."
+    )
+    idle_stop_max_minutes = Integer(
+        7 * 24 * 60,
+        config=True,
+        help="Longest idle timeout users may set, minutes. Default 10080 (a week).",
+    )
+    max_runtime_max_hours = Float(
+        7 * 24,
+        config=True,
+        help="""Longest fixed run time ("stop after N hours, whatever happens") users may
+        set, hours. Default 168 (a week).""",
     )
     work_dir = Unicode(
         "/home/jovyan/work",

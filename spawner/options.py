@@ -1,7 +1,9 @@
-"""Instance options: validating what a user asks for (name, image, flavor, storage)."""
+"""Instance options: validating what a user asks for (name, image, flavor, storage, SSH,
+auto-stop)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -11,7 +13,10 @@ from .flavors import Flavor, UnknownFlavor, get_flavor, load_flavors
 
 INSTANCE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 MAX_DESCRIPTION = 512
-OPTION_KEYS = ("image", "flavor", "storage_gib", "description")
+OPTION_KEYS = ("image", "flavor", "storage_gib", "description", "ssh", "auto_stop")
+# options applied to a running instance without restarting it
+LIVE_OPTION_KEYS = ("description", "ssh", "auto_stop")
+MAX_ALLOWLIST = 64
 
 
 class InvalidOptions(ValueError):
@@ -42,6 +47,10 @@ class InstancePolicy:
     storage_max_gib: int = 100
     storage_default_gib: int = 10
     allowed_flavors: tuple[str, ...] = field(default_factory=tuple)
+    idle_stop_default_minutes: int = 60
+    idle_stop_min_minutes: int = 1
+    idle_stop_max_minutes: int = 7 * 24 * 60
+    max_runtime_max_hours: float = 7 * 24
 
     def visible_flavors(self) -> list[Flavor]:
         """The flavors users may pick, in definition order."""
@@ -70,6 +79,10 @@ def make_policy(
     flavors_path: str = "",
     image_registry: str = "localhost/",
     default_image: str,
+    idle_stop_default_minutes: int = 60,
+    idle_stop_min_minutes: int = 1,
+    idle_stop_max_minutes: int = 7 * 24 * 60,
+    max_runtime_max_hours: float = 7 * 24,
     default_flavor: str,
     allowed_flavors=(),
     storage_min_gib: int,
@@ -87,6 +100,10 @@ def make_policy(
         storage_max_gib=storage_max_gib,
         storage_default_gib=storage_default_gib,
         allowed_flavors=tuple(allowed_flavors),
+        idle_stop_default_minutes=idle_stop_default_minutes,
+        idle_stop_min_minutes=idle_stop_min_minutes,
+        idle_stop_max_minutes=idle_stop_max_minutes,
+        max_runtime_max_hours=max_runtime_max_hours,
     )
 
 
@@ -98,6 +115,8 @@ class InstanceSpec:
     flavor: str
     storage_gib: int
     description: str = ""
+    ssh: dict = field(default_factory=lambda: {"enabled": False, "allowlist": []})
+    auto_stop: dict = field(default_factory=dict)
 
     def to_options(self) -> dict:
         """The user_options JupyterHub stores for the instance."""
@@ -119,6 +138,83 @@ def _storage(value, policy: InstancePolicy) -> int:
             f"{policy.storage_min_gib} and {policy.storage_max_gib} GiB."
         )
     return gib
+
+
+def parse_ssh(value) -> dict:
+    """SSH settings {"enabled": bool, "allowlist": [CIDR, ...]} (empty allowlist: any address)."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidOptions('\'ssh\' must be an object like {"enabled": true, "allowlist": []}.')
+    unknown = sorted(set(value) - {"enabled", "allowlist"})
+    if unknown:
+        raise InvalidOptions(
+            f"Unknown SSH setting(s): {', '.join(unknown)}; known: allowlist, enabled."
+        )
+    enabled = value.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise InvalidOptions("'ssh.enabled' must be true or false.")
+    allowlist = value.get("allowlist") or []
+    if isinstance(allowlist, str):
+        allowlist = [a for a in re.split(r"[\s,]+", allowlist) if a]
+    if not isinstance(allowlist, list):
+        raise InvalidOptions("'ssh.allowlist' must be a list of addresses or CIDRs.")
+    if len(allowlist) > MAX_ALLOWLIST:
+        raise InvalidOptions(f"'ssh.allowlist' has more than {MAX_ALLOWLIST} entries.")
+    networks = []
+    for entry in allowlist:
+        try:
+            network = ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            raise InvalidOptions(
+                f"{entry!r} in the SSH allowlist is not an IP address or CIDR "
+                "(for example 203.0.113.7 or 10.0.0.0/8)."
+            ) from None
+        if str(network) not in networks:
+            networks.append(str(network))
+    return {"enabled": enabled, "allowlist": networks}
+
+
+def _number(value, what: str, kind=int):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidOptions(f"{what} must be a number.")
+    try:
+        number = kind(value)
+    except ValueError:
+        raise InvalidOptions(f"{what} must be a number, not {value!r}.") from None
+    if kind is int and isinstance(value, float) and value != int(value):
+        raise InvalidOptions(f"{what} must be a whole number.")
+    return number
+
+
+def parse_auto_stop(value, policy: InstancePolicy) -> dict:
+    """Auto-stop settings {"idle_minutes": N (0: never), "max_hours": H (0: no fixed stop)}."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidOptions(
+            '\'auto_stop\' must be an object like {"idle_minutes": 60, "max_hours": 0}.'
+        )
+    unknown = sorted(set(value) - {"idle_minutes", "max_hours"})
+    if unknown:
+        raise InvalidOptions(
+            f"Unknown auto-stop setting(s): {', '.join(unknown)}; known: idle_minutes, max_hours."
+        )
+    idle = value.get("idle_minutes")
+    idle = policy.idle_stop_default_minutes if idle in (None, "") else _number(idle, "idle_minutes")
+    if idle != 0 and not policy.idle_stop_min_minutes <= idle <= policy.idle_stop_max_minutes:
+        raise InvalidOptions(
+            f"Idle stop after {idle} minutes is out of range: choose 0 (never) or between "
+            f"{policy.idle_stop_min_minutes} and {policy.idle_stop_max_minutes} minutes."
+        )
+    hours = value.get("max_hours")
+    hours = 0 if hours in (None, "") else _number(hours, "max_hours", float)
+    if hours < 0 or hours > policy.max_runtime_max_hours:
+        raise InvalidOptions(
+            f"A fixed stop after {hours:g} hours is out of range: choose 0 (none) or up to "
+            f"{policy.max_runtime_max_hours:g} hours."
+        )
+    return {"idle_minutes": idle, "max_hours": hours}
 
 
 def parse_options(raw: dict | None, policy: InstancePolicy) -> InstanceSpec:
@@ -146,14 +242,32 @@ def parse_options(raw: dict | None, policy: InstancePolicy) -> InstanceSpec:
         flavor=flavor,
         storage_gib=_storage(raw.get("storage_gib"), policy),
         description=description.strip(),
+        ssh=parse_ssh(raw.get("ssh")),
+        auto_stop=parse_auto_stop(raw.get("auto_stop"), policy),
     )
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict:
-    """user_options from the spawn page's form fields (each a list of strings)."""
-    options = {}
-    for key in OPTION_KEYS:
+    """user_options from the spawn page's form fields (each a list of strings).
+
+    SSH and auto-stop settings come as flat fields: ssh_enabled (a checkbox), ssh_allowlist
+    (addresses separated by spaces, commas or lines), idle_minutes, max_hours.
+    """
+
+    def first(key):
         values = formdata.get(key)
-        if values and values[0].strip():
-            options[key] = values[0].strip()
+        return values[0].strip() if values and values[0].strip() else None
+
+    options = {}
+    for key in ("image", "flavor", "storage_gib", "description"):
+        if first(key) is not None:
+            options[key] = first(key)
+    if "ssh_enabled" in formdata or first("ssh_allowlist"):
+        options["ssh"] = {
+            "enabled": first("ssh_enabled") in ("on", "true", "1"),
+            "allowlist": first("ssh_allowlist") or [],
+        }
+    auto_stop = {key: first(key) for key in ("idle_minutes", "max_hours") if first(key)}
+    if auto_stop:
+        options["auto_stop"] = auto_stop
     return options

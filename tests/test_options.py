@@ -57,8 +57,68 @@ def test_options_round_trip(policy):
         "flavor": "cpu.tiny",
         "storage_gib": 20,
         "description": "demo",
+        "ssh": {"enabled": False, "allowlist": []},
+        "auto_stop": {"idle_minutes": 60, "max_hours": 0},
     }
     assert parse_options(spec.to_options(), policy) == spec
+
+
+def test_ssh_settings_are_normalised(policy):
+    spec = parse_options(
+        {"ssh": {"enabled": True, "allowlist": "10.1.2.3, 192.168.0.0/16 10.1.2.3"}}, policy
+    )
+    assert spec.ssh == {"enabled": True, "allowlist": ["10.1.2.3/32", "192.168.0.0/16"]}
+
+
+@pytest.mark.parametrize(
+    "ssh, reason",
+    [
+        ({"enabled": "yes"}, "true or false"),
+        ({"allowlist": ["300.1.1.1"]}, "not an IP address or CIDR"),
+        ({"allowlist": 7}, "list of addresses"),
+        ({"port": 22}, "Unknown SSH setting"),
+        ("on", "must be an object"),
+    ],
+)
+def test_bad_ssh_settings_are_refused(policy, ssh, reason):
+    with pytest.raises(InvalidOptions, match=reason):
+        parse_options({"ssh": ssh}, policy)
+
+
+@pytest.mark.parametrize(
+    "auto_stop, reason",
+    [
+        ({"idle_minutes": -5}, "out of range"),
+        ({"idle_minutes": 10**6}, "out of range"),
+        ({"idle_minutes": "soon"}, "must be a number"),
+        ({"max_hours": -1}, "out of range"),
+        ({"max_hours": 10**4}, "out of range"),
+        ({"after": 3}, "Unknown auto-stop setting"),
+    ],
+)
+def test_bad_auto_stop_settings_are_refused(policy, auto_stop, reason):
+    with pytest.raises(InvalidOptions, match=reason):
+        parse_options({"auto_stop": auto_stop}, policy)
+
+
+def test_auto_stop_zero_means_never(policy):
+    spec = parse_options({"auto_stop": {"idle_minutes": 0, "max_hours": "4"}}, policy)
+    assert spec.auto_stop == {"idle_minutes": 0, "max_hours": 4.0}
+
+
+def test_form_fields_become_nested_options():
+    form = {
+        "image": ["python"],
+        "ssh_enabled": ["on"],
+        "ssh_allowlist": ["10.0.0.0/8"],
+        "idle_minutes": ["30"],
+        "max_hours": [""],
+    }
+    assert options_from_form(form) == {
+        "image": "python",
+        "ssh": {"enabled": True, "allowlist": "10.0.0.0/8"},
+        "auto_stop": {"idle_minutes": "30"},
+    }
 
 
 def test_unknown_image_lists_known_ones(policy):

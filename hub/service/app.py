@@ -16,6 +16,7 @@ from tornado.httpserver import HTTPServer
 from spawner.engine import ping
 from spawner.options import make_policy
 
+from ..db import Database, database_url, upgrade_when_ready
 from ..settings import WorkbenchSettings, load_settings
 from . import handlers
 from .hubapi import HubAPI
@@ -60,13 +61,15 @@ class EngineProbe:
             return None
 
 
-def make_app(settings: WorkbenchSettings) -> web.Application:
+def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
     api_prefix = url_path_join(prefix, "api")
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     policy = make_policy(**settings.spawner_config())
     probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
+    if db is None:
+        db = Database(database_url(settings))
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
     routes = [
@@ -90,6 +93,8 @@ def make_app(settings: WorkbenchSettings) -> web.Application:
         api_prefix=api_prefix,
         engine_check=probe.check,
         image_checker=probe.images,
+        db=db,
+        workbench_settings=settings,
     )
 
 
@@ -98,7 +103,9 @@ async def main():
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s workbench-api] %(message)s"
     )
     settings, _ = load_settings()
-    app = make_app(settings)
+    db_url = database_url(settings)
+    await asyncio.to_thread(upgrade_when_ready, db_url)
+    app = make_app(settings, Database(db_url))
     default_url = f"http://127.0.0.1:{settings.service_port}"
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url))
     server = HTTPServer(app, xheaders=True)

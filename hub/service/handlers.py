@@ -24,6 +24,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def policy(self):
         return self.settings["policy"]
 
+    @property
+    def db(self):
+        """The platform database (hub.db.Database): `await self.db.run(fn)`."""
+        return self.settings["db"]
+
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
 

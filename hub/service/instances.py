@@ -7,6 +7,8 @@ import logging
 import time
 
 from spawner.options import (
+    LIVE_OPTION_KEYS,
+    OPTION_KEYS,
     InstancePolicy,
     InvalidOptions,
     parse_options,
@@ -80,6 +82,8 @@ class InstanceManager:
             "image": options.get("image", self.policy.default_image),
             "flavor": options.get("flavor", self.policy.default_flavor),
             "storage_gib": options.get("storage_gib", self.policy.storage_default_gib),
+            "ssh": options.get("ssh", {"enabled": False, "allowlist": []}),
+            "auto_stop": options.get("auto_stop", {}),
             "state": state,
             "url": server.get("url"),
             "started": server.get("started"),
@@ -181,10 +185,13 @@ class InstanceManager:
         return await self._current(user, name)
 
     async def update(self, user: str, name: str, body: dict) -> dict:
-        """Change description, flavor or image; a running instance restarts to apply them."""
+        """Change options; a running instance restarts only if its image or flavor changes.
+
+        Description, SSH and auto-stop settings apply to a running instance at once.
+        """
         server = await self.get_server(user, name)
         current = dict(server.get("user_options") or {})
-        allowed = {"description", "flavor", "image"}
+        allowed = set(OPTION_KEYS) - {"storage_gib"}
         unknown = sorted(set(body) - allowed - {"storage_gib"})
         if unknown:
             raise InstanceError(
@@ -197,15 +204,16 @@ class InstanceManager:
                 "The storage size is fixed at creation. Create a new instance for more storage.",
             )
         spec = self._spec({**current, **body})
-        if spec.to_options() == self._spec(current).to_options():
+        before = self._spec(current).to_options()
+        after = spec.to_options()
+        if after == before:
             return self.model(user, server)
+        needs_restart = any(after[k] != before[k] for k in after if k not in LIVE_OPTION_KEYS)
         async with self.lock(user, name):
-            restart = not server.get("stopped") or bool(server.get("pending"))
+            restart = needs_restart and (not server.get("stopped") or bool(server.get("pending")))
             if restart:
                 await self._stop(user, name)
-            await self.hub.request(
-                "PATCH", server_path(user, name), {"user_options": spec.to_options()}
-            )
+            await self.hub.request("PATCH", server_path(user, name), {"user_options": after})
             log.info("instance %s/%s updated: %s", user, name, spec)
             if restart:
                 await self._start_and_wait(user, name)

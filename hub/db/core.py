@@ -1,0 +1,136 @@
+"""Engine, sessions and migrations of the platform database (beside JupyterHub's own)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger("workbench.db")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# the platform's tables may share a PostgreSQL database with JupyterHub's, which has its
+# own alembic_version table
+VERSION_TABLE = "workbench_alembic_version"
+
+T = TypeVar("T")
+
+
+class Base(DeclarativeBase):
+    """Base class of the platform's tables."""
+
+
+def database_url(settings) -> str:
+    """The platform database's URL: platform_db_url, else the hub's PostgreSQL URL, else SQLite
+    in the data folder (workbench.sqlite, beside jupyterhub.sqlite)."""
+    if settings.platform_db_url:
+        return settings.platform_db_url
+    if settings.db_url and not settings.db_url.startswith("sqlite"):
+        return settings.db_url
+    return f"sqlite:///{settings.data_path / 'workbench.sqlite'}"
+
+
+def _sqlalchemy_url(url: str) -> str:
+    # SQLAlchemy's postgresql:// means psycopg2; the platform ships psycopg 3
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL and a busy timeout, as several processes share the file."""
+    url = _sqlalchemy_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", _sqlalchemy_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "heads"):
+    """Bring the database at url to revision (creating it if needed).
+
+    Each feature keeps its own migration branch off the initial revision, so "heads"
+    (every branch) is the default.
+    """
+    from alembic import command
+
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_when_ready(url: str, attempts: int = 10):
+    """upgrade(), retried: several of the platform's processes may start at once, and the
+    loser of a race to create the first tables sees them already there on its retry."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return upgrade(url)
+        except DBAPIError as e:
+            if attempt == attempts - 1:
+                raise
+            log.info("database migration raced another process (%s); retrying", e.orig)
+            time.sleep(0.5 + attempt * 0.5)
+
+
+class Database:
+    """The platform database for async code: each call runs in a worker thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self):
+        """A session committed on success and rolled back on error."""
+        session = self.sessionmaker()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def call(self, fn: Callable[[Session], T]) -> T:
+        """Run fn(session) in a transaction (blocking)."""
+        with self.session() as session:
+            return fn(session)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run fn(session) in a transaction in a worker thread, off the event loop."""
+        return await asyncio.to_thread(self.call, fn)
+
+    def dispose(self):
+        self.engine.dispose()
