@@ -31,7 +31,7 @@ IMAGE_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)] 
 ]
 BOOTSTRAP_PACKAGES = (
     "python3,python3-venv,python3-pip,ca-certificates,git,tini,curl,procps,less,openssh-client,"
-    "libgomp1"
+    "libgomp1,openssh-server,rsync"
 )
 
 Progress = Callable[[str], None]
