@@ -33,6 +33,12 @@ AcceptEnv LANG LC_* TERM COLORTERM VSCODE_*
 SetEnv PATH=$PATH WORKBENCH_DEFAULT_ENV=${WORKBENCH_DEFAULT_ENV:-python} WORKBENCH_WORK_DIR=$work BASH_ENV=/etc/profile.d/workbench-ssh.sh
 Subsystem sftp /usr/lib/openssh/sftp-server -d $work
 CONFIG
+    # bash run by sshd for a command reads ~/.bashrc instead of $BASH_ENV
+    rc="$HOME/.bashrc"
+    if ! grep -qs workbench-ssh.sh "$rc"; then
+        { echo '. /etc/profile.d/workbench-ssh.sh'; cat "$rc" 2>/dev/null; } > "$dir/bashrc" \
+            && cp "$dir/bashrc" "$rc"
+    fi
     /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" || echo "workbench: sshd did not start" >&2
 fi
 exec "$@"
