@@ -1,0 +1,178 @@
+"""Audit API and admin page: query events, export them as JSON lines, verify the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from datetime import datetime, timedelta
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from ..audit import AuditQuery
+from ..audit.log import OUTCOMES
+from .handlers import APIHandler
+
+MAX_LIMIT = 10000
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """Naive UTC time from ISO 8601 ("2026-11-30", "2026-11-30T10:00:00Z") or "-24h"/"-7d"."""
+    text = value.strip()
+    if text.startswith("-") and text[-1:] in ("h", "d", "m") and text[1:-1].isdigit():
+        unit = {"h": "hours", "d": "days", "m": "minutes"}[text[-1]]
+        return datetime.utcnow() - timedelta(**{unit: int(text[1:-1])})
+    try:
+        when = datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        raise web.HTTPError(
+            400,
+            f"{name}={value!r} is not a time: use ISO 8601 (2026-11-30T10:00:00Z) "
+            "or a relative time such as -24h or -7d.",
+        ) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(tz=None).replace(tzinfo=None) - (datetime.now() - datetime.utcnow())
+    return when
+
+
+def query_from_args(handler: web.RequestHandler) -> AuditQuery:
+    """An AuditQuery from ?since=&until=&user=&resource_type=&resource=&event=&outcome=&limit="""
+    known = {
+        "since",
+        "until",
+        "user",
+        "resource_type",
+        "resource",
+        "event",
+        "outcome",
+        "limit",
+        "offset",
+        "format",
+    }
+    unknown = sorted(set(handler.request.arguments) - known)
+    if unknown:
+        raise web.HTTPError(
+            400, f"Unknown filter(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+        )
+
+    def arg(name):
+        value = handler.get_argument(name, "")
+        return value.strip() or None
+
+    q = AuditQuery()
+    if arg("since"):
+        q.since = parse_time(arg("since"), "since")
+    if arg("until"):
+        q.until = parse_time(arg("until"), "until")
+    if q.since and q.until and q.since >= q.until:
+        raise web.HTTPError(400, "'since' must be before 'until'.")
+    q.actor, q.resource_type, q.resource_id, q.event = (
+        arg("user"),
+        arg("resource_type"),
+        arg("resource"),
+        arg("event"),
+    )
+    q.outcome = arg("outcome")
+    if q.outcome and q.outcome not in OUTCOMES:
+        raise web.HTTPError(400, f"outcome must be one of {', '.join(OUTCOMES)}.")
+    for name, low, high in (("limit", 1, MAX_LIMIT), ("offset", 0, 10**9)):
+        if arg(name) is None:
+            continue
+        try:
+            value = int(arg(name))
+        except ValueError:
+            raise web.HTTPError(400, f"{name} must be a whole number.") from None
+        if not low <= value <= high:
+            raise web.HTTPError(400, f"{name} must be between {low} and {high}.")
+        setattr(q, name, value)
+    return q
+
+
+class AuditEventsHandler(APIHandler):
+    """GET /api/audit: events, newest first; ?format=jsonl exports JSON lines."""
+
+    @web.authenticated
+    async def get(self):
+        self.require_scope("audit:read")
+        query = query_from_args(self)
+        fmt = self.get_argument("format", "json")
+        if fmt not in ("json", "jsonl"):
+            raise web.HTTPError(400, "format must be json or jsonl.")
+        events = await asyncio.to_thread(self.settings["audit"].query, query)
+        if fmt == "jsonl":
+            self.set_header("Content-Type", "application/x-ndjson")
+            self.set_header("Content-Disposition", 'attachment; filename="audit.jsonl"')
+            self.finish("".join(json.dumps(e) + "\n" for e in events))
+            return
+        self.write_json(events)
+
+
+class AuditVerifyHandler(APIHandler):
+    """GET /api/audit/verify: whether the stored chain is intact."""
+
+    @web.authenticated
+    async def get(self):
+        self.require_scope("audit:read")
+        checked, problems = await asyncio.to_thread(self.settings["audit"].verify)
+        self.write_json({"ok": not problems, "checked": checked, "problems": problems})
+
+
+class AuditPageHandler(HubOAuthenticated, web.RequestHandler):
+    """The admin page of the audit log (filters as in the API)."""
+
+    @web.authenticated
+    async def get(self):
+        from .rbac import has_scope
+
+        if not has_scope(self.current_user, "audit:read"):
+            raise web.HTTPError(403, "The audit log is for administrators.")
+        query = query_from_args(self)
+        query.limit = min(query.limit, 500)
+        events = await asyncio.to_thread(self.settings["audit"].query, query)
+        rows = "\n".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(e[k]))}</td>"
+                for k in ("time", "actor", "source", "event", "resource_type", "resource_id")
+            )
+            + f'<td class="{e["outcome"]}">{e["outcome"]}</td>'
+            + f"<td>{html.escape(e['reason'])}</td></tr>"
+            for e in events
+        )
+        api = self.settings["api_prefix"]
+        args = "&".join(
+            f"{k}={html.escape(v[0].decode())}"
+            for k, v in self.request.arguments.items()
+            if k != "format"
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            PAGE.format(
+                rows=rows or '<tr><td colspan="8">No events match.</td></tr>',
+                count=len(events),
+                export=f"{api}/audit?format=jsonl&{args}",
+                values={k: html.escape(self.get_argument(k, "")) for k in FILTERS},
+            ).replace("{{", "{")
+        )
+
+
+FILTERS = ("since", "until", "user", "resource", "event", "outcome")
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Audit log</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}}
+.denied{{color:#b35900}}.failure{{color:#b00}}.success{{color:#070}}</style></head><body>
+<h1>Audit log</h1>
+<form method="get" id="filters">
+since <input name="since" value="{values[since]}" placeholder="-24h or 2026-11-30">
+until <input name="until" value="{values[until]}">
+user <input name="user" value="{values[user]}">
+resource <input name="resource" value="{values[resource]}" placeholder="alice/">
+event <input name="event" value="{values[event]}" placeholder="createNotebook">
+outcome <input name="outcome" value="{values[outcome]}" placeholder="denied">
+<button type="submit">Filter</button> <a href="{export}" id="export">Export JSON lines</a>
+</form><p>{count} events, newest first.</p>
+<table id="events"><tr><th>time (UTC)</th><th>user</th><th>source</th><th>event</th>
+<th>type</th><th>resource</th><th>outcome</th><th>reason</th></tr>
+{rows}
+</table></body></html>"""
