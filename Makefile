@@ -45,6 +45,7 @@ system:
 test-system:
 	@need=""; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
+	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
 		$(MAKE) --no-print-directory $(APT_STAMP); \

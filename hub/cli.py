@@ -217,6 +217,9 @@ def cmd_instances(args):
         if not changes:
             _fail("say what to switch to: --flavor and/or --image", 2)
         model = client.update_instance(args.name, args.user, **changes)
+    elif action == "save":
+        _save_instance(client, args)
+        return
     elif action == "delete":
         client.delete_instance(args.name, args.user)
         print(f"Deleted instance {args.name} and its storage.")
@@ -226,6 +229,76 @@ def cmd_instances(args):
     _print_instances([model])
     if model.get("state") == "running":
         print(f"\nOpen: {client.url}{model['url']}")
+
+
+def _save_instance(client, args):
+    if not args.image:
+        _fail("say what to save it as: --image NAME [--tag TAG] [--description TEXT]", 2)
+    status = client.save_instance(
+        args.name, args.image, args.tag or "latest", args.description or "", user=args.user
+    )
+    shown = {}
+
+    def show(status):
+        line = f"[{status['progress']:3d}%] {status['message']}"
+        if shown.get("line") != line:
+            print(line, flush=True)
+            shown["line"] = line
+
+    show(status)
+    status = client.wait_saved(args.name, args.user, on_status=show)
+    image = status["image"]
+    print(f"\nSaved {image['name']} ({image['ref']}, {image['added_size'] / 1e6:.0f} MB added).")
+    print(f"Use it: workbench instances create NEW --image {image['name']}")
+
+
+def _image_name_tag(value: str) -> tuple[str, str]:
+    name, _, tag = (value or "").removeprefix("saved:").rpartition("/")[-1].partition(":")
+    if not name:
+        _fail("name the saved image as NAME:TAG, for example bert-env:v1", 2)
+    return name, tag or "latest"
+
+
+def _print_images(images):
+    print(f"{'NAME':<44} {'KIND':<7} {'SIZE':>9}  {'OWNER':<10} DESCRIPTION")
+    for i in images:
+        size = f"{i['added_size'] / 1e6:.0f} MB" if i.get("kind") == "saved" else ""
+        status = "" if i.get("kind") == "saved" else f" ({i.get('status', '')})"
+        print(
+            f"{i['name']:<44} {i.get('kind', ''):<7} {size:>9}  {i.get('owner', '-'):<10} "
+            f"{i.get('description', '')}{status}"
+        )
+
+
+def cmd_saved_images(args):
+    """Saved image commands through the platform API."""
+    client = _client(args)
+    action = args.images_command
+    if action == "pull":
+        print(f"pulling {args.ref} ...", flush=True)
+        image = client.pull_image(args.ref, args.name, args.tag, user=args.user)
+        print(f"Registered {image['name']} ({image['ref']}).")
+        return
+    name, tag = _image_name_tag(args.image)
+    if action == "delete":
+        client.delete_image(name, tag, user=args.user)
+        print(f"Deleted saved image {name}:{tag}.")
+    elif action == "push":
+        print(f"pushing {name}:{tag} ...", flush=True)
+        image = client.push_image(name, tag, user=args.user)
+        print(f"Pushed to {image['pushed_ref']}.")
+    elif action == "share":
+        everyone = True if args.everyone else False if args.no_everyone else None
+        image = client.share_image(
+            name,
+            tag,
+            users=args.users,
+            everyone=everyone,
+            replace=False,
+            remove=args.remove,
+            user=args.user,
+        )
+        print(f"{image['name']} is shared with: {', '.join(image['shares']) or 'nobody'}")
 
 
 def main(argv=None):
@@ -253,6 +326,31 @@ def main(argv=None):
     p = images.add_parser("list", help="list catalog images")
     p.add_argument("--catalog", help="another catalog file, e.g. images/catalog-gpu.yaml")
     p.set_defaults(func=cmd_images_list)
+    p = images.add_parser("saved", help="images you may use, saved ones included (API)")
+    p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+    p.set_defaults(func=lambda args: _print_images(_client(args).images()))
+    for action, what in (
+        ("delete", "delete a saved image of yours"),
+        ("push", "push a saved image to the configured registry"),
+        ("share", "share a saved image with users or everyone"),
+    ):
+        p = images.add_parser(action, help=what)
+        p.add_argument("image", help="NAME:TAG of the saved image")
+        if action == "share":
+            p.add_argument("--users", nargs="*", default=[], help="user names to share with")
+            p.add_argument("--remove", nargs="*", default=[], help="user names to stop sharing")
+            p.add_argument("--everyone", action="store_true", help="share with everyone")
+            p.add_argument("--no-everyone", action="store_true", help="stop sharing with all")
+        p.add_argument("--user", help="act on another user's images (admins)")
+        p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+        p.set_defaults(func=cmd_saved_images)
+    p = images.add_parser("pull", help="pull a saved image from the registry and register it")
+    p.add_argument("ref", help="registry reference, e.g. 127.0.0.1:5000/workbench-saved/a/b:v1")
+    p.add_argument("--name", help="register it under this name (default: from the reference)")
+    p.add_argument("--tag", help="register it under this tag (default: the reference's)")
+    p.add_argument("--user", help="register it for another user (admins)")
+    p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+    p.set_defaults(func=cmd_saved_images)
 
     p = sub.add_parser("login", help="sign in and save a token")
     p.add_argument("--user", required=True)
@@ -261,10 +359,12 @@ def main(argv=None):
 
     p = sub.add_parser("instances", help="list, create, start, stop, switch, delete instances")
     p.add_argument(
-        "action", choices=["list", "show", "create", "start", "stop", "switch", "delete", "flavors"]
+        "action",
+        choices=["list", "show", "create", "start", "stop", "switch", "delete", "flavors", "save"],
     )
     p.add_argument("name", nargs="?")
-    p.add_argument("--image")
+    p.add_argument("--image", help="image to create or switch to; save: the new image's name")
+    p.add_argument("--tag", help="save: the new image's tag (default latest)")
     p.add_argument("--flavor")
     p.add_argument("--storage", type=int, help="storage size in GiB (create)")
     p.add_argument("--description")

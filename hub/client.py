@@ -130,6 +130,72 @@ class WorkbenchClient:
                 if line and line.startswith("data:"):
                     yield json.loads(line[5:])
 
+    # saved images
+
+    def save_instance(
+        self,
+        name: str,
+        image: str,
+        tag: str = "latest",
+        description: str = "",
+        user: str | None = None,
+    ) -> dict:
+        """Start saving a running instance as image:tag; the save's status (state "saving")."""
+        body = {"name": image, "tag": tag, "description": description}
+        return self.api("POST", f"users/{self._user(user)}/instances/{name}/save", body)
+
+    def save_status(self, name: str, user: str | None = None) -> dict:
+        """The current or last save of an instance: state saving, done or failed, progress."""
+        return self.api("GET", f"users/{self._user(user)}/instances/{name}/save")
+
+    def wait_saved(self, name: str, user: str | None = None, poll: float = 0.5, on_status=None):
+        """Poll a save until it is done (its status) or failed (WorkbenchError)."""
+        import time
+
+        while True:
+            status = self.save_status(name, user)
+            if on_status:
+                on_status(status)
+            if status["state"] == "done":
+                return status
+            if status["state"] == "failed":
+                raise WorkbenchError(500, status["message"])
+            time.sleep(poll)
+
+    def delete_image(self, image: str, tag: str, user: str | None = None) -> None:
+        self.api("DELETE", f"users/{self._user(user)}/images/{image}/{tag}")
+
+    def share_image(
+        self,
+        image: str,
+        tag: str,
+        users: list[str] | None = None,
+        everyone: bool | None = None,
+        replace: bool = True,
+        remove: list[str] | None = None,
+        user: str | None = None,
+    ) -> dict:
+        body: dict = {"users": users or []}
+        if everyone is not None:
+            body["everyone"] = everyone
+        if remove:
+            body["remove"] = remove
+        method = "PUT" if replace else "PATCH"
+        return self.api(method, f"users/{self._user(user)}/images/{image}/{tag}/shares", body)
+
+    def push_image(self, image: str, tag: str, user: str | None = None) -> dict:
+        return self.api("POST", f"users/{self._user(user)}/images/{image}/{tag}/push")
+
+    def pull_image(
+        self, ref: str, image: str | None = None, tag: str | None = None, user: str | None = None
+    ) -> dict:
+        body = {"ref": ref}
+        if image:
+            body["name"] = image
+        if tag:
+            body["tag"] = tag
+        return self.api("POST", f"users/{self._user(user)}/images/pull", body)
+
     # tokens
 
     def login(self, username: str, password: str) -> str:

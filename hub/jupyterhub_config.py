@@ -98,6 +98,18 @@ else:
         spawner.storage_class = settings.storage_class
 for key, value in settings.spawner_config().items():
     setattr(spawner, key, value)
+
+
+def _saved_images():
+    from hub.db import Database, database_url
+    from hub.saved_images import SavedImageStore
+
+    return SavedImageStore(Database(database_url(settings)))
+
+
+# saved images are looked up in the platform database (the service creates its tables);
+# a factory, as JupyterHub copies its configuration
+spawner.saved_images = _saved_images
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
 c.Spawner.default_url = "/lab"

@@ -166,6 +166,33 @@ class WorkbenchSettings(Configurable):
         10, help="Seconds an instance gets to shut down before it is killed. Default 10."
     ).tag(config=True)
 
+    saved_images_max_count = Integer(
+        20,
+        help="""Saved images one user may have (saving ones included; 0: no limit).
+        A save beyond it is refused before it starts. Default 20.""",
+    ).tag(config=True)
+    saved_images_max_gib = Float(
+        50,
+        help="""Disk one user's saved images may take, GiB: the sum of what each adds to
+        its preset image (0: no limit). A save is refused once it is reached. Default 50.""",
+    ).tag(config=True)
+    registry_url = Unicode(
+        "",
+        help="""Registry that saved images are pushed to and pulled from, host[:port],
+        for example "registry.example.com" or "127.0.0.1:5000". Default "": none.""",
+    ).tag(config=True)
+    registry_username = Unicode(
+        "", help="""User name for registry_url; empty (the default): no credentials."""
+    ).tag(config=True)
+    registry_password = Unicode(
+        "", help="""Password or token for registry_username. Default ""."""
+    ).tag(config=True)
+    registry_insecure = Bool(
+        False,
+        help="""Talk to registry_url over plain HTTP / without verifying its certificate
+        (a registry on loopback or a lab network). Default False.""",
+    ).tag(config=True)
+
     base_dir = Unicode(help="Folder relative paths are resolved against (the settings file's).")
 
     @default("base_dir")

@@ -6,7 +6,7 @@ import asyncio
 import html
 
 from tornado import web
-from traitlets import Float, HasTraits, Integer, List, Unicode, default
+from traitlets import Any, Float, HasTraits, Integer, List, Unicode, default
 
 from .options import (
     InstancePolicy,
@@ -105,6 +105,14 @@ class InstanceSpawnerMixin(HasTraits):
         Default "/home/jovyan/work".""",
     )
 
+    saved_images = Any(
+        None,
+        config=True,
+        help="""Where saved images are looked up: an object with lookup(user, name) and
+        available(user) (hub.saved_images.SavedImageStore, set by jupyterhub_config.py from
+        the platform database). None: instances use catalog images only.""",
+    )
+
     _policy = None
 
     # JupyterHub's PATCH of a stopped server writes user_options to the database
@@ -135,13 +143,14 @@ class InstanceSpawnerMixin(HasTraits):
         """The policy, its catalog and flavors files read off the event loop on first use."""
         if self._policy is None:
             await asyncio.to_thread(lambda: self.policy)
+        await self._policy.prefetch(self.user.name, (self.user_options or {}).get("image"))
         return self.policy
 
     def instance_spec(self) -> InstanceSpec:
         """The validated spec of this instance; HTTP 400 with the reason if invalid."""
         try:
             validate_instance_name(self.name)
-            return parse_options(self.user_options, self.policy)
+            return parse_options(self.user_options, self.policy, self.user.name)
         except InvalidOptions as e:
             raise web.HTTPError(400, str(e), reason=str(e)) from None
 
@@ -150,8 +159,11 @@ class InstanceSpawnerMixin(HasTraits):
         return self._options_form
 
     async def _options_form(self, spawner=None):
-        await self.load_policy()
-        return self._render_options_form(available=await self.available_images())
+        policy = await self.load_policy()
+        saved = []
+        if policy.saved_images is not None:
+            saved = await asyncio.to_thread(policy.saved_images.available, self.user.name)
+        return self._render_options_form(available=await self.available_images(), saved=saved)
 
     async def available_images(self) -> set[str] | None:
         """References of the images this backend can start now; None if it cannot tell."""
@@ -162,7 +174,8 @@ class InstanceSpawnerMixin(HasTraits):
         # JupyterHub calls this before start(): invalid options are refused with a 400
         # there; start() applies them
         async def check(spawner, user_options):
-            await spawner.load_policy()
+            policy = await spawner.load_policy()
+            await policy.prefetch(spawner.user.name, (user_options or {}).get("image"))
             spawner.instance_spec()
 
         return check
@@ -176,14 +189,14 @@ class InstanceSpawnerMixin(HasTraits):
         try:
             validate_instance_name(self.name)
             # raise here so the spawn page shows the form again with the reason
-            return parse_options(options, self.policy).to_options()
+            return parse_options(options, self.policy, self.user.name).to_options()
         except InvalidOptions:
             # JupyterHub re-renders the form of the user's default spawner, not this
             # one: keep what was typed so that form shows it again
             _rejected_forms[self.user.name] = options
             raise
 
-    def _render_options_form(self, available: set[str] | None = None):
+    def _render_options_form(self, available: set[str] | None = None, saved=()):
         current = _rejected_forms.pop(self.user.name, None) or dict(self.user_options or {})
         policy = self.policy
         image_name = current.get("image", policy.default_image)
@@ -201,6 +214,12 @@ class InstanceSpawnerMixin(HasTraits):
             return option(e.name, label, e.name == image_name, disabled=missing)
 
         images = "".join(image_option(e) for e in policy.catalog)
+        for image in saved:
+            missing = available is not None and image.ref not in available
+            label = f"saved: {image.owner}/{image.name}:{image.tag} (from {image.base})"
+            label += f": {image.description}" if image.description else ""
+            label += " (not on this machine)" if missing else ""
+            images += option(image.saved_name, label, image.saved_name == image_name, missing)
         flavors = "".join(
             option(f.name, f"{f.name}: {f.description}", f.name == flavor_name)
             for f in policy.visible_flavors()

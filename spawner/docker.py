@@ -95,7 +95,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
     async def _apply_spec(self):
         await self.load_policy()
         spec = self.instance_spec()
-        image = self.policy.image(spec.image)
+        image = self.policy.image(spec.image, self.user.name)
         flavor = self.policy.flavor(spec.flavor)
         self._progress(10, f"Checking image {image.name} ({image.ref})")
         try:
@@ -166,7 +166,7 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
     async def check_allowed(self, image):
         # DockerSpawner reads user_options["image"] as a raw reference; ours is a
         # catalog name, already checked against the catalog by _apply_spec
-        return self.policy.image(image).ref
+        return self.policy.image(image, self.user.name).ref
 
     async def _ensure_volume(self, name: str, labels: dict):
         try:

@@ -129,7 +129,7 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
         """Validate the options and set this start's image, resources and storage traits."""
         await self.load_policy()
         spec = self.instance_spec()
-        image = self.policy.image(spec.image)
+        image = self.policy.image(spec.image, self.user.name)
         flavor = self.policy.flavor(spec.flavor)
         self._progress(10, f"Image {image.name} ({image.ref})")
         overrides = make_kube_overrides(

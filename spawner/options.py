@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from images.catalog import Catalog, ImageEntry, UnknownImage, load_catalog
+from images.saved import InvalidImage, is_saved_name, parse_saved_name
 
 from .flavors import Flavor, UnknownFlavor, get_flavor, load_flavors
 
@@ -52,6 +53,10 @@ class InstancePolicy:
     idle_stop_max_minutes: int = 7 * 24 * 60
     max_runtime_max_hours: float = 7 * 24
 
+    # saved images: an object with lookup(user, name) -> images.saved.SavedImage | None
+    # (blocking; see prefetch) and available(user) -> [SavedImage]; None: no saved images
+    saved_images: object = field(default=None, compare=False, repr=False)
+
     def visible_flavors(self) -> list[Flavor]:
         """The flavors users may pick, in definition order."""
         if not self.allowed_flavors:
@@ -65,12 +70,48 @@ class InstancePolicy:
             raise InvalidOptions(str(UnknownFlavor(name, names)))
         return get_flavor(self.flavors, name)
 
-    def image(self, name: str) -> ImageEntry:
-        """The catalog image of that name, or InvalidOptions."""
+    def image(self, name: str, user: str | None = None) -> ImageEntry:
+        """The catalog image of that name, or the saved image (saved:<owner>/<name>:<tag>)
+        that `user` may use, as a catalog entry with its base's environments; else
+        InvalidOptions."""
+        if is_saved_name(name):
+            return self._saved_image(name, user)
         try:
             return self.catalog.get(name)
         except UnknownImage as e:
             raise InvalidOptions(str(e)) from None
+
+    def _saved_image(self, name: str, user: str | None) -> ImageEntry:
+        try:
+            parse_saved_name(name)
+        except InvalidImage as e:
+            raise InvalidOptions(str(e)) from None
+        saved = self.saved_images.lookup(user, name) if self.saved_images and user else None
+        if saved is None:
+            raise InvalidOptions(
+                f"Unknown saved image {name!r}, or not shared with you. "
+                "`workbench images list` (GET /api/images) shows the images you may use."
+            )
+        try:
+            return saved.entry(self.catalog.get(saved.base))
+        except UnknownImage:
+            raise InvalidOptions(
+                f"Saved image {name!r} was saved from {saved.base!r}, which the catalog no "
+                "longer has."
+            ) from None
+
+    async def prefetch(self, user: str | None, name) -> None:
+        """Look a saved image up in a worker thread, so image() answers without blocking."""
+        if self.saved_images and user and is_saved_name(name):
+            import asyncio
+
+            try:
+                await asyncio.to_thread(self.saved_images.lookup, user, name)
+            except InvalidImage:
+                pass  # image() says why
+
+
+_saved_image_stores: dict = {}
 
 
 def make_policy(
@@ -84,6 +125,7 @@ def make_policy(
     idle_stop_max_minutes: int = 7 * 24 * 60,
     max_runtime_max_hours: float = 7 * 24,
     default_flavor: str,
+    saved_images=None,
     allowed_flavors=(),
     storage_min_gib: int,
     storage_max_gib: int,
@@ -91,6 +133,9 @@ def make_policy(
     **_ignored,
 ) -> InstancePolicy:
     """The policy from spawner settings (the same keys as the spawners' traits)."""
+    if callable(saved_images) and not hasattr(saved_images, "lookup"):
+        # a factory (configuration holds no live objects): one store per process
+        saved_images = _saved_image_stores.setdefault(saved_images, saved_images())
     return InstancePolicy(
         catalog=load_catalog(catalog_path or None, registry=image_registry),
         flavors=load_flavors(flavors_path or None),
@@ -104,6 +149,7 @@ def make_policy(
         idle_stop_min_minutes=idle_stop_min_minutes,
         idle_stop_max_minutes=idle_stop_max_minutes,
         max_runtime_max_hours=max_runtime_max_hours,
+        saved_images=saved_images,
     )
 
 
@@ -217,8 +263,13 @@ def parse_auto_stop(value, policy: InstancePolicy) -> dict:
     return {"idle_minutes": idle, "max_hours": hours}
 
 
-def parse_options(raw: dict | None, policy: InstancePolicy) -> InstanceSpec:
-    """A validated InstanceSpec from user_options (defaults filled in), or InvalidOptions."""
+def parse_options(
+    raw: dict | None, policy: InstancePolicy, user: str | None = None
+) -> InstanceSpec:
+    """A validated InstanceSpec from user_options (defaults filled in), or InvalidOptions.
+
+    `user` is who starts the instance: saved images are checked against their shares.
+    """
     raw = dict(raw or {})
     unknown = sorted(set(raw) - set(OPTION_KEYS))
     if unknown:
@@ -230,7 +281,7 @@ def parse_options(raw: dict | None, policy: InstancePolicy) -> InstanceSpec:
     flavor = raw.get("flavor") or policy.default_flavor
     if not isinstance(image, str) or not isinstance(flavor, str):
         raise InvalidOptions("'image' and 'flavor' must be names (strings).")
-    policy.image(image)
+    policy.image(image, user)
     policy.flavor(flavor)
     description = raw.get("description") or ""
     if not isinstance(description, str):

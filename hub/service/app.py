@@ -17,9 +17,11 @@ from spawner.engine import ping
 from spawner.options import make_policy
 
 from ..db import Database, database_url, upgrade_when_ready
+from ..saved_images import SavedImageStore
 from ..settings import WorkbenchSettings, load_settings
 from . import handlers
 from .hubapi import HubAPI
+from .images import image_routes, make_image_service
 from .instances import InstanceManager
 
 log = logging.getLogger("workbench.service")
@@ -65,7 +67,10 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
     api_prefix = url_path_join(prefix, "api")
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
-    policy = make_policy(**settings.spawner_config())
+    if db is None:
+        db = Database(database_url(settings))
+    saved_images = SavedImageStore(db)
+    policy = make_policy(**settings.spawner_config(), saved_images=saved_images)
     probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
     if db is None:
@@ -77,7 +82,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         (api_prefix + "/?", handlers.RootHandler),
         (url_path_join(api_prefix, "flavors"), handlers.FlavorsHandler),
-        (url_path_join(api_prefix, "images"), handlers.ImagesHandler),
+        *image_routes(api_prefix),
         (url_path_join(api_prefix, "users", user, "instances"), handlers.InstancesHandler),
         (url_path_join(api_prefix, "users", user, "instances", name), handlers.InstanceHandler),
         (
@@ -94,6 +99,14 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
         engine_check=probe.check,
         image_checker=probe.images,
         db=db,
+        image_service=make_image_service(
+            db=db,
+            hub=hub,
+            policy=policy,
+            settings=settings,
+            store=saved_images,
+            engine_url=probe.url,
+        ),
         workbench_settings=settings,
     )
 
@@ -106,6 +119,8 @@ async def main():
     db_url = database_url(settings)
     await asyncio.to_thread(upgrade_when_ready, db_url)
     app = make_app(settings, Database(db_url))
+    # saves a restart interrupted: nothing half-made stays
+    await app.settings["image_service"].cleanup_interrupted()
     default_url = f"http://127.0.0.1:{settings.service_port}"
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url))
     server = HTTPServer(app, xheaders=True)

@@ -121,9 +121,11 @@ class InstanceManager:
             raise InstanceError(404, f"No instance {name!r} of user {user!r}.")
         return self.model(user, server)
 
-    def _spec(self, options: dict):
+    async def _spec(self, options: dict, user: str | None = None):
+        # a saved image is looked up in the database, off the event loop
+        await self.policy.prefetch(user, (options or {}).get("image"))
         try:
-            return parse_options(options, self.policy)
+            return parse_options(options, self.policy, user)
         except InvalidOptions as e:
             raise InstanceError(400, str(e)) from None
 
@@ -142,7 +144,7 @@ class InstanceManager:
             raise InstanceError(400, str(e)) from None
         if not isinstance(start, bool):
             raise InstanceError(400, "'start' must be true or false.")
-        spec = self._spec(body)
+        spec = await self._spec(body, user)
         servers = await self._servers(user)
         draft = name in servers and is_draft(servers[name])
         if name in servers and not draft:
@@ -173,7 +175,7 @@ class InstanceManager:
             if server.get("pending") == "stop":
                 await self._wait_stopped(user, name)
             # options are checked before the hub sees them: settings may have changed
-            self._spec(server.get("user_options") or {})
+            await self._spec(server.get("user_options") or {}, user)
             await self._start_and_wait(user, name)
         return await self._current(user, name)
 
@@ -203,8 +205,8 @@ class InstanceManager:
                 400,
                 "The storage size is fixed at creation. Create a new instance for more storage.",
             )
-        spec = self._spec({**current, **body})
-        before = self._spec(current).to_options()
+        spec = await self._spec({**current, **body}, user)
+        before = (await self._spec(current, user)).to_options()
         after = spec.to_options()
         if after == before:
             return self.model(user, server)

@@ -1,0 +1,683 @@
+"""Saved images for the platform API: saving running instances, listing, sharing, deleting,
+quotas, pushing to and pulling from a registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from tornado import web
+
+from images.registry import EngineImages, ImageEngineError
+from images.saved import (
+    InvalidImage,
+    is_saved_name,
+    make_commit_changes,
+    make_saved_labels,
+    saved_repository,
+    validate_description,
+    validate_image_name,
+    validate_tag,
+)
+
+from ..saved_images import EVERYONE as EVERYONE_SHARE
+from ..saved_images import SavedImageRow, SavedImageStore, find_row, utcnow, visible_rows
+from .handlers import APIHandler
+from .instances import InstanceError
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+
+
+class ImageService:
+    """Saves instances as images and manages saved images, one save per instance at a time."""
+
+    def __init__(self, *, db, hub, policy, settings, store: SavedImageStore, engine_url: str):
+        self.db = db
+        self.hub = hub
+        self.policy = policy
+        self.settings = settings
+        self.store = store
+        self.engine_url = engine_url
+        self._engine: EngineImages | None = None
+        self.namespace = f"{settings.container_prefix}-saved"
+        # the current or last save of each instance, by (user, instance)
+        self.saves: dict[tuple[str, str], dict] = {}
+        self.tasks: dict[tuple[str, str], asyncio.Task] = {}
+
+    @property
+    def engine(self) -> EngineImages:
+        if self.settings.backend != "docker" or not self.engine_url:
+            raise InstanceError(
+                501,
+                "Saving, pushing and pulling images needs the Docker/Podman backend here; on "
+                "Kubernetes the node agent does it (see the README, 'Saved images').",
+            )
+        if self._engine is None:
+            self._engine = EngineImages(self.engine_url)
+        return self._engine
+
+    def repository(self, owner: str, name: str) -> str:
+        return saved_repository(self.settings.image_registry, self.namespace, owner, name)
+
+    # --- saving ---------------------------------------------------------------------------
+
+    async def start_save(self, user: str, instance: str, body: dict) -> dict:
+        """Check everything, register the image as saving and commit in the background."""
+        unknown = sorted(set(body) - {"name", "tag", "description"})
+        if unknown:
+            raise InstanceError(
+                400, f"Unknown field(s): {', '.join(unknown)}; send name, tag, description."
+            )
+        try:
+            name = validate_image_name(body.get("name"))
+            tag = validate_tag(body.get("tag") or "latest")
+            description = validate_description(body.get("description"))
+        except InvalidImage as e:
+            raise InstanceError(400, str(e)) from None
+        key = (user, instance)
+        if key in self.tasks:
+            raise InstanceError(409, f"Instance {instance!r} is already saving; wait for it.")
+        engine = self.engine
+        server = await self.hub.server(user, instance)
+        if server is None:
+            raise InstanceError(404, f"No instance {instance!r} of user {user!r}.")
+        if not server.get("ready") or server.get("pending"):
+            raise InstanceError(
+                409,
+                f"Instance {instance!r} is not running; only a running instance can be saved. "
+                f"Start it (POST .../instances/{instance}/start or `workbench instances start "
+                f"{instance}`), then save again.",
+            )
+        options = server.get("user_options") or {}
+        image_name = options.get("image") or self.policy.default_image
+        await self.policy.prefetch(user, image_name)
+        try:
+            current = self.policy.image(image_name, user)
+        except Exception as e:  # noqa: BLE001 - InvalidOptions: the image went away
+            raise InstanceError(409, f"Instance {instance!r} runs an unknown image: {e}") from None
+        base = self.policy.catalog.get(current.base if is_saved_name(image_name) else image_name)
+        repository = self.repository(user, name)
+        ref = f"{repository}:{tag}"
+        await self._check_quota(user)
+
+        def register(session):
+            old = find_row(session, user, name, tag)
+            if old is not None and old.state == "failed":
+                session.delete(old)  # an interrupted save of the same name: start over
+                session.flush()
+            elif old is not None:
+                return None
+            row = SavedImageRow(
+                owner=user,
+                name=name,
+                tag=tag,
+                ref=ref,
+                base_image=base.name,
+                source_instance=instance,
+                description=description,
+                state="saving",
+                shares=[],
+            )
+            session.add(row)
+            session.flush()
+            return row.id, row.to_dict()
+
+        try:
+            registered = await self.db.run(register)
+        except IntegrityError:
+            registered = None
+        if registered is None:
+            raise InstanceError(
+                409,
+                f"You already have an image {name}:{tag}. Pick another tag, or delete it first "
+                f"(`workbench images delete {name}:{tag}`).",
+            )
+        row_id, image = registered
+        status = {
+            "instance": instance,
+            "state": "saving",
+            "step": "queued",
+            "progress": 0,
+            "message": f"Saving instance {instance!r} as {name}:{tag}",
+            "image": image,
+            "started": utcnow().isoformat() + "Z",
+            "finished": None,
+        }
+        self.saves[key] = status
+        self.tasks[key] = asyncio.create_task(
+            self._save(key, row_id, engine, base, ref, repository, tag, description)
+        )
+        log.info("%s/%s: saving as %s (from %s)", user, instance, ref, base.name)
+        return dict(status)
+
+    def _step(self, status: dict, step: str, progress: int, message: str):
+        status.update(step=step, progress=progress, message=message)
+        log.info("%s: %s", status["image"]["ref"], message)
+
+    async def _save(self, key, row_id, engine, base, ref, repository, tag, description):
+        user, instance = key
+        status = self.saves[key]
+        committed = False
+        try:
+            self._step(status, "container", 5, "Finding the instance's container")
+            container = await asyncio.to_thread(
+                engine.find_container,
+                f"{self.settings.container_prefix}-",
+                {"ai-workbench.user": user, "ai-workbench.instance": instance},
+            )
+            if container is None:
+                raise ImageEngineError(
+                    f"Instance {instance!r} has no running container; start it and save again."
+                )
+            base_info = await asyncio.to_thread(engine.inspect, base.ref)
+            if base_info is None:
+                raise ImageEngineError(f"The preset image {base.ref} is not on this machine.")
+            labels = make_saved_labels(
+                owner=user,
+                instance=instance,
+                base=base.name,
+                description=description,
+                name=repository.rsplit("/", 1)[-1],
+                tag=tag,
+            )
+            changes = make_commit_changes(base_info["Config"], container.attrs["Config"], labels)
+            self._step(
+                status,
+                "commit",
+                20,
+                "Committing the instance's files (it pauses while they are copied)",
+            )
+            committed = True
+            image_id = await asyncio.to_thread(
+                engine.commit,
+                container.id,
+                repository,
+                tag,
+                changes=changes,
+                message=f"saved from instance {instance} of {user}",
+            )
+            self._step(status, "register", 90, "Registering the image")
+            info = await asyncio.to_thread(engine.inspect, ref)
+            size = int(info.get("Size") or 0)
+            added = max(size - int(base_info.get("Size") or 0), 0)
+
+            def ready(session):
+                row = session.get(SavedImageRow, row_id)
+                row.state = "ready"
+                row.image_id = image_id
+                row.size = size
+                row.added_size = added
+                row.created = utcnow()
+                return row.to_dict()
+
+            image = await self.db.run(ready)
+            self.store.forget()
+            status.update(state="done", step="done", progress=100, image=image)
+            status["message"] = f"Saved as {image['name']} ({added / 1e6:.0f} MB added)"
+            log.info("%s/%s: saved as %s, %s bytes added", user, instance, ref, added)
+        except BaseException as e:
+            message = str(e) if isinstance(e, ImageEngineError) else f"Saving failed: {e}"
+            if isinstance(e, asyncio.CancelledError):
+                message = "Saving was cancelled."
+            else:
+                log.warning("%s/%s: saving as %s failed: %s", user, instance, ref, message)
+            await self._discard(row_id, ref if committed else None)
+            status.update(state="failed", step="failed", progress=100, message=message)
+            status["image"] = {**status["image"], "state": "failed", "error": message}
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            status["finished"] = utcnow().isoformat() + "Z"
+            self.tasks.pop(key, None)
+
+    async def _discard(self, row_id: int | None, ref: str | None):
+        """Remove a failed save's row and any image it left."""
+        if ref:
+            try:
+                await asyncio.to_thread(self.engine.remove, ref)
+            except Exception as e:  # noqa: BLE001 - cleanup must not hide the failure
+                log.warning("could not remove partial image %s: %s", ref, e)
+        if row_id is not None:
+
+            def delete(session):
+                row = session.get(SavedImageRow, row_id)
+                if row is not None:
+                    session.delete(row)
+
+            await self.db.run(delete)
+
+    async def save_status(self, user: str, instance: str) -> dict:
+        """The current or last save of an instance (after a restart: from the database)."""
+        status = self.saves.get((user, instance))
+        if status is not None:
+            return dict(status)
+
+        def last(session):
+            row = session.scalars(
+                select(SavedImageRow)
+                .where(SavedImageRow.owner == user, SavedImageRow.source_instance == instance)
+                .order_by(SavedImageRow.created.desc())
+            ).first()
+            return row.to_dict() if row else None
+
+        image = await self.db.run(last)
+        if image is None:
+            raise InstanceError(
+                404,
+                f"Instance {instance!r} has not been saved yet. POST a name and tag to "
+                "this address to save it.",
+            )
+        state = {"ready": "done", "failed": "failed"}.get(image["state"], "saving")
+        return {
+            "instance": instance,
+            "state": state,
+            "step": state,
+            "progress": 100 if state != "saving" else 0,
+            "message": image["error"] or f"Saved as {image['name']}",
+            "image": image,
+            "started": image["created"],
+            "finished": image["created"] if state != "saving" else None,
+        }
+
+    async def cleanup_interrupted(self):
+        """Fail saves a restart interrupted, removing what they left on the engine."""
+
+        def interrupted(session):
+            return [
+                (r.id, r.ref)
+                for r in session.scalars(
+                    select(SavedImageRow).where(SavedImageRow.state == "saving")
+                ).all()
+            ]
+
+        for row_id, ref in await self.db.run(interrupted):
+            if self.settings.backend == "docker" and self.engine_url:
+                try:
+                    await asyncio.to_thread(self.engine.remove, ref)
+                except Exception as e:  # noqa: BLE001 - keep cleaning the others
+                    log.warning("could not remove interrupted image %s: %s", ref, e)
+
+            def fail(session, row_id=row_id):
+                row = session.get(SavedImageRow, row_id)
+                row.state = "failed"
+                row.error = (
+                    "The platform restarted while this image was being saved; nothing was "
+                    "kept. Save the instance again."
+                )
+
+            await self.db.run(fail)
+            log.warning("save of %s was interrupted by a restart; cleaned up", ref)
+
+    # --- quotas ---------------------------------------------------------------------------
+
+    async def _check_quota(self, user: str):
+        def usage(session):
+            rows = session.scalars(
+                select(SavedImageRow).where(
+                    SavedImageRow.owner == user, SavedImageRow.state != "failed"
+                )
+            ).all()
+            return len(rows), sum(r.added_size for r in rows)
+
+        count, size = await self.db.run(usage)
+        max_count = self.settings.saved_images_max_count
+        max_gib = self.settings.saved_images_max_gib
+        if max_count and count >= max_count:
+            raise InstanceError(
+                403,
+                f"You have {count} saved images, the most allowed ({max_count}). Delete one "
+                "(`workbench images delete NAME:TAG`) and save again.",
+            )
+        if max_gib and size >= max_gib * GIB:
+            raise InstanceError(
+                403,
+                f"Your saved images take {size / GIB:.2f} GiB, the most allowed is "
+                f"{max_gib:g} GiB. Delete one (`workbench images delete NAME:TAG`) and save "
+                "again.",
+            )
+
+    # --- listing, deleting, sharing -------------------------------------------------------
+
+    async def list(self, user: str, catalog_models: list[dict]) -> list[dict]:
+        rows = await self.db.run(lambda s: [r.to_dict() for r in visible_rows(s, user)])
+        return catalog_models + rows
+
+    async def _own_row(self, user: str, name: str, tag: str) -> dict:
+        row = await self.db.run(
+            lambda s: r.to_dict() if (r := find_row(s, user, name, tag)) else None
+        )
+        if row is None or row["state"] == "failed":
+            raise InstanceError(404, f"You have no saved image {name}:{tag}.")
+        return row
+
+    async def users_of(self, image: str) -> list[str]:
+        """Instances (user/name) of any user whose image is `image`."""
+        found, offset = [], 0
+        while True:
+            users = await self.hub.request(
+                "GET", f"/users?include_stopped_servers=1&offset={offset}&limit=200"
+            )
+            users = users.get("items", []) if isinstance(users, dict) else users or []
+            for u in users:
+                for name, server in (u.get("servers") or {}).items():
+                    if name and (server.get("user_options") or {}).get("image") == image:
+                        found.append(f"{u['name']}/{name}")
+            if len(users) < 200:
+                return found
+            offset += 200
+
+    async def delete(self, user: str, name: str, tag: str):
+        row = await self._own_row(user, name, tag)
+        if row["state"] == "saving":
+            raise InstanceError(409, f"Image {name}:{tag} is being saved; wait until it is done.")
+        users = await self.users_of(row["name"])
+        if users:
+            raise InstanceError(
+                409,
+                f"Image {name}:{tag} is used by instance(s) {', '.join(users)}. Switch them to "
+                "another image or delete them first.",
+            )
+        if self.settings.backend == "docker" and self.engine_url:
+            try:
+                await asyncio.to_thread(self.engine.remove, row["ref"])
+            except Exception as e:  # noqa: BLE001 - the engine's words
+                raise InstanceError(409, f"The engine cannot remove {row['ref']}: {e}") from None
+        await self.db.run(lambda s: s.delete(find_row(s, user, name, tag)))
+        self.store.forget(row["name"])
+        log.info("%s: deleted saved image %s", user, row["ref"])
+
+    async def share(self, user: str, name: str, tag: str, body: dict, replace: bool) -> dict:
+        """Share with users (list of names) and/or everyone; PUT replaces, PATCH adds/removes."""
+        await self._own_row(user, name, tag)
+        unknown = sorted(set(body) - {"users", "everyone", "remove"})
+        if unknown:
+            raise InstanceError(
+                400, f"Unknown field(s): {', '.join(unknown)}; send users, everyone, remove."
+            )
+        users, remove = body.get("users", []), body.get("remove", [])
+        everyone = body.get("everyone")
+        for value, what in ((users, "users"), (remove, "remove")):
+            if not isinstance(value, list) or not all(isinstance(u, str) and u for u in value):
+                raise InstanceError(400, f"'{what}' must be a list of user names.")
+        if everyone is not None and not isinstance(everyone, bool):
+            raise InstanceError(400, "'everyone' must be true or false.")
+        for other in users:
+            if await self.hub.user(other) is None:
+                raise InstanceError(400, f"No user {other!r} to share with.")
+
+        def update(session):
+            row = find_row(session, user, name, tag)
+            shares = [] if replace else [s for s in row.shares or [] if s not in remove]
+            shares += [u for u in users if u not in shares and u != user]
+            if everyone is True and EVERYONE_SHARE not in shares:
+                shares.append(EVERYONE_SHARE)
+            if everyone is False and EVERYONE_SHARE in shares:
+                shares.remove(EVERYONE_SHARE)
+            row.shares = shares
+            return row.to_dict()
+
+        model = await self.db.run(update)
+        self.store.forget(model["name"])
+        return model
+
+    # --- registries -----------------------------------------------------------------------
+
+    def _registry(self) -> tuple[str, dict | None, bool]:
+        url = self.settings.registry_url.rstrip("/")
+        if not url:
+            raise InstanceError(
+                400,
+                "No registry is configured: set registry_url (and registry_username, "
+                "registry_password) in the settings file.",
+            )
+        auth = None
+        if self.settings.registry_username:
+            auth = {
+                "username": self.settings.registry_username,
+                "password": self.settings.registry_password,
+                "serveraddress": url,
+            }
+        return url, auth, self.settings.registry_insecure
+
+    async def push(self, user: str, name: str, tag: str) -> dict:
+        row = await self._own_row(user, name, tag)
+        if row["state"] != "ready":
+            raise InstanceError(409, f"Image {name}:{tag} is being saved; push it when done.")
+        url, auth, insecure = self._registry()
+        engine = self.engine
+        target_repo = saved_repository(url, self.namespace, user, name)
+        target = f"{target_repo}:{tag}"
+        await asyncio.to_thread(engine.tag, row["ref"], target_repo, tag)
+        try:
+            await asyncio.to_thread(engine.push, target, auth=auth, insecure=insecure)
+        except ImageEngineError as e:
+            raise InstanceError(502, str(e)) from None
+        finally:
+            # the registry's name stays only in the database
+            await asyncio.to_thread(engine.remove, target)
+
+        def pushed(session):
+            found = find_row(session, user, name, tag)
+            found.pushed_ref = target
+            return found.to_dict()
+
+        log.info("%s: pushed %s to %s", user, row["ref"], target)
+        return await self.db.run(pushed)
+
+    async def pull(self, user: str, body: dict) -> dict:
+        """Pull an image saved elsewhere from the registry and register it for the user."""
+        ref = body.get("ref")
+        if not isinstance(ref, str) or "/" not in ref:
+            raise InstanceError(
+                400,
+                "Send 'ref', the image's registry reference, for example "
+                "127.0.0.1:5000/workbench-saved/alice/bert-env:v1.",
+            )
+        repository, sep, ref_tag = ref.rpartition(":")
+        if not sep or "/" in ref_tag:
+            repository, ref_tag = ref, "latest"
+            ref = f"{ref}:latest"
+        try:
+            name = validate_image_name(body.get("name") or repository.rsplit("/", 1)[-1])
+            tag = validate_tag(body.get("tag") or ref_tag)
+        except InvalidImage as e:
+            raise InstanceError(400, str(e)) from None
+        _, auth, insecure = self._registry()
+        engine = self.engine
+        await self._check_quota(user)
+        local_repo = self.repository(user, name)
+        local_ref = f"{local_repo}:{tag}"
+
+        def register(session):
+            if find_row(session, user, name, tag) is not None:
+                return None
+            row = SavedImageRow(
+                owner=user,
+                name=name,
+                tag=tag,
+                ref=local_ref,
+                base_image="",
+                state="saving",
+                shares=[],
+                pushed_ref=ref,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        try:
+            row_id = await self.db.run(register)
+        except IntegrityError:
+            row_id = None
+        if row_id is None:
+            raise InstanceError(
+                409, f"You already have an image {name}:{tag}. Pull it under another tag."
+            )
+        tagged = False
+        try:
+            image_id = await asyncio.to_thread(engine.pull, ref, auth=auth, insecure=insecure)
+            info = await asyncio.to_thread(engine.inspect, ref)
+            labels = info.get("Config", {}).get("Labels") or {}
+            base = labels.get("ai-workbench.saved.base-image", "")
+            if base not in self.policy.catalog.names:
+                raise InstanceError(
+                    400,
+                    f"{ref} is not an image saved by ai-workbench from this catalog "
+                    f"(base image {base or 'unknown'!r}).",
+                )
+            await asyncio.to_thread(engine.tag, ref, local_repo, tag)
+            tagged = True
+            await asyncio.to_thread(engine.remove, ref)
+            base_size = (
+                await asyncio.to_thread(engine.inspect, self.policy.catalog.get(base).ref) or {}
+            ).get("Size", 0)
+
+            def ready(session):
+                row = session.get(SavedImageRow, row_id)
+                row.state = "ready"
+                row.image_id = image_id
+                row.size = int(info.get("Size") or 0)
+                row.added_size = max(row.size - int(base_size or 0), 0)
+                row.base_image = base
+                row.source_instance = labels.get("ai-workbench.saved.source-instance", "")
+                row.description = body.get("description") or labels.get(
+                    "ai-workbench.saved.description", ""
+                )
+                return row.to_dict()
+
+            model = await self.db.run(ready)
+        except BaseException as e:
+            await self._discard(row_id, local_ref if tagged else None)
+            if not tagged:
+                try:
+                    await asyncio.to_thread(engine.remove, ref)
+                except Exception:  # noqa: BLE001 - nothing was pulled
+                    pass
+            if isinstance(e, ImageEngineError):
+                raise InstanceError(502, str(e)) from None
+            raise
+        self.store.forget()
+        log.info("%s: pulled %s as %s", user, ref, local_ref)
+        return model
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+class ImagesHandler(APIHandler):
+    """GET /images: preset images, the user's own saved images and those shared with them."""
+
+    @web.authenticated
+    async def get(self):
+        available = await self.settings["image_checker"]()
+        presets = []
+        for entry in self.policy.catalog:
+            model = entry.to_dict()
+            model["status"] = (
+                "unknown"
+                if available is None
+                else "ready"
+                if entry.ref in available
+                else "not built"
+            )
+            presets.append(model)
+        images = await self.run(self.images.list(self.current_user["name"], presets))
+        self.write_json(images)
+
+    @property
+    def images(self) -> ImageService:
+        return self.settings["image_service"]
+
+
+class SaveHandler(ImagesHandler):
+    """POST /users/{user}/instances/{name}/save starts a save; GET shows its progress."""
+
+    @web.authenticated
+    async def get(self, user, name):
+        self.check_user(user)
+        self.write_json(await self.run(self.images.save_status(user, name)))
+
+    @web.authenticated
+    async def post(self, user, name):
+        self.check_user(user)
+        body = self.get_json_body()
+        status = await self.run(self.images.start_save(user, name, body))
+        self.set_header("Location", self.request.path)
+        self.write_json(status, status=202)
+
+
+class SavedImageHandler(ImagesHandler):
+    """DELETE /users/{user}/images/{name}/{tag}."""
+
+    @web.authenticated
+    async def delete(self, user, name, tag):
+        self.check_user(user)
+        await self.run(self.images.delete(user, name, tag))
+        self.set_status(204)
+        self.finish()
+
+
+class SharesHandler(ImagesHandler):
+    """PUT (replace) or PATCH (add, remove) /users/{user}/images/{name}/{tag}/shares."""
+
+    @web.authenticated
+    async def put(self, user, name, tag):
+        self.check_user(user)
+        body = self.get_json_body()
+        self.write_json(await self.run(self.images.share(user, name, tag, body, replace=True)))
+
+    @web.authenticated
+    async def patch(self, user, name, tag):
+        self.check_user(user)
+        body = self.get_json_body()
+        self.write_json(await self.run(self.images.share(user, name, tag, body, replace=False)))
+
+
+class PushHandler(ImagesHandler):
+    """POST /users/{user}/images/{name}/{tag}/push: push to the configured registry."""
+
+    @web.authenticated
+    async def post(self, user, name, tag):
+        self.check_user(user)
+        self.write_json(await self.run(self.images.push(user, name, tag)))
+
+
+class PullHandler(ImagesHandler):
+    """POST /users/{user}/images/pull {ref, name?, tag?}: pull and register for the user."""
+
+    @web.authenticated
+    async def post(self, user):
+        self.check_user(user)
+        body = self.get_json_body()
+        model = await self.run(self.images.pull(user, body))
+        prefix = self.settings["api_prefix"]
+        self.set_header(
+            "Location",
+            f"{prefix}/users/{quote(user, safe='')}/images/{model['image_name']}/{model['tag']}",
+        )
+        self.write_json(model, status=201)
+
+
+def image_routes(api_prefix: str) -> list[tuple]:
+    """The saved-image routes under the API prefix."""
+    user = r"(?P<user>[^/]+)"
+    image = r"(?P<name>[a-z0-9][a-z0-9._-]*)/(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+    return [
+        (f"{api_prefix}/images", ImagesHandler),
+        (f"{api_prefix}/users/{user}/instances/(?P<name>[^/]+)/save", SaveHandler),
+        (f"{api_prefix}/users/{user}/images/pull", PullHandler),
+        (f"{api_prefix}/users/{user}/images/{image}", SavedImageHandler),
+        (f"{api_prefix}/users/{user}/images/{image}/shares", SharesHandler),
+        (f"{api_prefix}/users/{user}/images/{image}/push", PushHandler),
+    ]
+
+
+def make_image_service(*, db, hub, policy, settings, store, engine_url) -> ImageService:
+    return ImageService(
+        db=db, hub=hub, policy=policy, settings=settings, store=store, engine_url=engine_url
+    )

@@ -1,0 +1,189 @@
+"""Images on the container engine: committing instances, pushing to and pulling from registries.
+
+Blocking docker-py calls; async callers run them with asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+
+import docker
+from requests.exceptions import ConnectionError as RequestsConnectionError
+
+log = logging.getLogger(__name__)
+
+
+class ImageEngineError(RuntimeError):
+    """The engine or a registry refused or failed; the message says why and what to do."""
+
+
+class RegistryError(ImageEngineError):
+    """A registry is unreachable or refused the credentials."""
+
+
+def _auth_header(auth: dict | None) -> dict:
+    if not auth:
+        return {}
+    encoded = base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+    return {"X-Registry-Auth": encoded}
+
+
+def registry_message(registry: str, error: str) -> str:
+    """A registry failure in words, with what to do next."""
+    lowered = error.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+        return (
+            f"The registry {registry} refused the credentials ({error}). Check "
+            "registry_username and registry_password in the settings."
+        )
+    if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+        return (
+            f"The registry {registry} is unreachable ({error}). Check registry_url and that "
+            "the registry runs."
+        )
+    if "http response to https client" in lowered:
+        return (
+            f"The registry {registry} speaks plain HTTP ({error}). Set registry_insecure = true "
+            "for it."
+        )
+    return f"The registry {registry} failed: {error}"
+
+
+class EngineImages:
+    """Image operations on one Docker Engine API (Docker, or Podman's service)."""
+
+    def __init__(self, url: str, timeout: float = 600):
+        self.url = url
+        self.client = docker.DockerClient(base_url=url, timeout=timeout)
+        self._podman: bool | None = None
+
+    @property
+    def is_podman(self) -> bool:
+        if self._podman is None:
+            try:
+                components = self.client.version().get("Components") or []
+            except Exception:  # noqa: BLE001 - cannot tell: assume Docker
+                components = []
+            self._podman = any("podman" in c.get("Name", "").lower() for c in components)
+        return self._podman
+
+    def find_container(self, name_prefix: str, labels: dict[str, str]):
+        """The running container with all these labels whose name starts with name_prefix."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
+        for container in self.client.containers.list(filters=filters):
+            if container.name.startswith(name_prefix):
+                return container
+        return None
+
+    def inspect(self, ref: str) -> dict | None:
+        try:
+            return self.client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def commit(
+        self, container_id: str, repository: str, tag: str, *, changes: list[str], message: str
+    ) -> str:
+        """Commit the container (paused for the copy) as repository:tag; the image's id."""
+        try:
+            container = self.client.containers.get(container_id)
+            image = container.commit(
+                repository=repository, tag=tag, message=message, pause=True, changes=changes
+            )
+        except (docker.errors.APIError, RequestsConnectionError) as e:
+            explanation = getattr(e, "explanation", None) or str(e)
+            raise ImageEngineError(
+                f"The engine failed to commit the instance: {explanation}"
+            ) from e
+        return image.id
+
+    def remove(self, ref: str) -> bool:
+        """Remove the image reference (the image itself once no other reference is left)."""
+        try:
+            self.client.images.remove(ref, force=False)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def tag(self, ref: str, repository: str, tag: str):
+        self.client.api.tag(ref, repository, tag)
+
+    def _stream(self, response, on_event: Callable[[dict], None] | None) -> str:
+        """Read a JSON progress stream; the last error message, or ""."""
+        error = ""
+        for event in self.client.api._stream_helper(response, decode=True):
+            if event.get("error") or event.get("errorDetail"):
+                error = event.get("error") or event["errorDetail"].get("message", "")
+            elif on_event:
+                on_event(event)
+        return error
+
+    def push(
+        self,
+        ref: str,
+        *,
+        auth: dict | None,
+        insecure: bool,
+        on_event: Callable[[dict], None] | None = None,
+    ):
+        """Push ref (named <registry>/<path>:<tag>) to its registry; RegistryError on failure."""
+        repository, _, tag = ref.rpartition(":")
+        registry = repository.split("/", 1)[0]
+        params = {"tag": tag}
+        if insecure:
+            params["tlsVerify"] = "false"  # Podman; Docker treats 127.0.0.0/8 as insecure
+        try:
+            response = self.client.api._post(
+                self.client.api._url("/images/{0}/push", repository),
+                params=params,
+                headers=_auth_header(auth),
+                stream=True,
+            )
+            self.client.api._raise_for_status(response)
+            error = self._stream(response, on_event)
+        except docker.errors.APIError as e:
+            error = e.explanation or str(e)
+        except RequestsConnectionError as e:
+            raise ImageEngineError(
+                f"The container engine at {self.url} is not reachable: {e}"
+            ) from e
+        if error:
+            raise RegistryError(registry_message(registry, error))
+
+    def pull(self, ref: str, *, auth: dict | None, insecure: bool) -> str:
+        """Pull ref from its registry; the image's id. RegistryError on failure."""
+        repository, _, tag = ref.rpartition(":")
+        registry = repository.split("/", 1)[0]
+        try:
+            if self.is_podman:
+                # Podman's Docker-compatible pull ignores tlsVerify; its own API honours it
+                response = self.client.api.post(
+                    self.client.api.base_url + "/v4.0.0/libpod/images/pull",
+                    params={"reference": ref, "tlsVerify": str(not insecure).lower()},
+                    headers=_auth_header(auth),
+                    stream=True,
+                )
+            else:
+                response = self.client.api._post(
+                    self.client.api._url("/images/create"),
+                    params={"fromImage": repository, "tag": tag},
+                    headers=_auth_header(auth),
+                    stream=True,
+                )
+            self.client.api._raise_for_status(response)
+            error = self._stream(response, None)
+        except docker.errors.APIError as e:
+            error = e.explanation or str(e)
+        except RequestsConnectionError as e:
+            raise ImageEngineError(
+                f"The container engine at {self.url} is not reachable: {e}"
+            ) from e
+        if error:
+            raise RegistryError(registry_message(registry, error))
+        info = self.inspect(ref)
+        if info is None:
+            raise RegistryError(f"The registry {registry} has no image {ref}.")
+        return info["Id"]

@@ -1,0 +1,425 @@
+"""Saving running instances as images, end to end: the real hub, real containers on the
+engine, a real OCI registry (Debian's docker-registry) on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shutil
+import sqlite3
+import subprocess
+import time
+import zipfile
+
+import bcrypt
+import docker
+import pytest
+import requests
+
+from hub.client import WorkbenchError
+from images.registry import EngineImages, ImageEngineError, RegistryError
+from images.saved import InvalidImage, make_commit_changes, owner_slug, parse_saved_name
+
+from .platform import Hub, free_port, remove_engine_objects, run_code
+
+REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "registry-secret-1"
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+
+def test_commit_changes_restore_the_base_configuration():
+    base = {
+        "Env": ["PATH=/opt/envs/python/bin:/usr/bin", "LANG=C.UTF-8"],
+        "Cmd": ["/opt/jupyter/bin/jupyterhub-singleuser"],
+        "Entrypoint": ["/usr/bin/tini", "--"],
+        "User": "1000:100",
+        "WorkingDir": "/home/jovyan/work",
+        "Labels": {"ai-workbench.build-hash": "x"},
+    }
+    container = {
+        "Env": base["Env"] + ["JUPYTERHUB_API_TOKEN=secret", "LANG=C"],
+        "Labels": {"ai-workbench.user": "alice", "ai-workbench.build-hash": "x"},
+    }
+    changes = make_commit_changes(base, container, {"ai-workbench.saved.owner": "alice"})
+    assert "ENV JUPYTERHUB_API_TOKEN=" in changes
+    assert 'ENV LANG="C.UTF-8"' in changes
+    assert 'CMD ["/opt/jupyter/bin/jupyterhub-singleuser"]' in changes
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in changes
+    assert "USER 1000:100" in changes and "WORKDIR /home/jovyan/work" in changes
+    assert "LABEL ai-workbench.user=" in changes
+    assert 'LABEL ai-workbench.saved.owner="alice"' in changes
+    assert not any("secret" in c for c in changes)
+
+
+def test_saved_names():
+    assert parse_saved_name("saved:alice/bert-env:v1") == ("alice", "bert-env", "v1")
+    assert parse_saved_name("saved:a@b.c/x:1") == ("a@b.c", "x", "1")
+    with pytest.raises(InvalidImage):
+        parse_saved_name("saved:bert-env")
+    assert owner_slug("alice") == "alice"
+    assert owner_slug("Alice@Example.com").startswith("alice-example.com-")
+
+
+# --- a registry on loopback, and a hub that uses it -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on a free loopback port with htpasswd authentication."""
+    exe = shutil.which("docker-registry")
+    assert exe, "docker-registry is not installed: `make test-system` installs it"
+    root = tmp_path_factory.mktemp("registry")
+    hashed = bcrypt.hashpw(REGISTRY_PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    (root / "htpasswd").write_text(f"{REGISTRY_USER}:{hashed}\n")
+    port = free_port()
+    (root / "config.yml").write_text(
+        f"""version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root / "data"}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  htpasswd:
+    realm: workbench-test
+    path: {root / "htpasswd"}
+"""
+    )
+    log = open(root / "registry.log", "wb")
+    proc = subprocess.Popen([exe, "serve", str(root / "config.yml")], stdout=log, stderr=log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def image_hub(tmp_path_factory, engine, base_image, registry):
+    """A hub with a registry and small saved-image quotas (settings the session hub lacks)."""
+    h = Hub(
+        tmp_path_factory.mktemp("image-hub"),
+        extra_settings=f"""
+saved_images_max_count = 3
+saved_images_max_gib = 5
+registry_url = "{registry}"
+registry_username = "{REGISTRY_USER}"
+registry_password = "{REGISTRY_PASSWORD}"
+registry_insecure = true
+""",
+        engine_url=engine.url,
+    )
+    h.start()
+    yield h
+    h.stop()
+    remove_engine_objects(engine.url, h.prefix)
+    client = docker.DockerClient(base_url=engine.url)
+    for image in client.images.list():
+        for tag in image.tags:
+            if f"/{h.prefix}-saved/" in tag:
+                client.images.remove(tag, force=True)
+    print(f"\n--- image hub log tail ---\n{h.log_tail(40)}")
+
+
+@pytest.fixture(scope="module")
+def saver(image_hub):
+    return image_hub.add_user("saver")
+
+
+@pytest.fixture(scope="module")
+def other(image_hub):
+    return image_hub.add_user("other")
+
+
+def tiny_wheel() -> bytes:
+    """A pure-Python wheel of a package no image has (pip installs it from a file)."""
+    files = {
+        "wbtinypkg/__init__.py": b"VALUE = 42\n",
+        "wbtinypkg-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: wbtinypkg\n"
+        b"Version: 0.1\n",
+        "wbtinypkg-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append("wbtinypkg-0.1.dist-info/RECORD,,")
+    files["wbtinypkg-0.1.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return buf.getvalue()
+
+
+SETUP = """
+import base64, os, subprocess, sys
+wheel = '/tmp/wbtinypkg-0.1-py3-none-any.whl'
+open(wheel, 'wb').write(base64.b64decode({wheel!r}))
+r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps', wheel],
+                   capture_output=True, text=True)
+print(r.returncode, r.stderr[-500:])
+ext = os.path.expanduser('~/.vscode-server/extensions/wb-test-ext')
+os.makedirs(ext, exist_ok=True)
+open(ext + '/package.json', 'w').write('{{"name": "wb-test-ext"}}')
+open('/home/jovyan/work/only-in-work.txt', 'w').write('volume')
+"""
+
+CHECK = """
+import os
+try:
+    import wbtinypkg
+    print('pkg', wbtinypkg.VALUE)
+except ImportError:
+    print('pkg missing')
+ext = '~/.vscode-server/extensions/wb-test-ext/package.json'
+print('ext', os.path.exists(os.path.expanduser(ext)))
+print('work', os.path.exists('/home/jovyan/work/only-in-work.txt'))
+print('token', bool(os.environ.get('JUPYTERHUB_API_TOKEN')))
+"""
+
+
+def wait_saved(client, instance):
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = client.save_status(instance)
+        if status["state"] != "saving":
+            return status
+        time.sleep(0.3)
+    raise TimeoutError(f"save of {instance} did not end: {status}")
+
+
+@pytest.fixture(scope="module")
+def saved(image_hub, saver, engine):
+    """saver's instance 'src' with a pip install, an extension and a work file, saved as
+    'env1:v1'."""
+    model = saver.create_instance("src", image="python", flavor="cpu.tiny", storage_gib=1)
+    wheel = base64.b64encode(tiny_wheel()).decode()
+    out = run_code(saver, model["url"], SETUP.format(wheel=wheel))
+    assert out["error"] is None and out["stdout"].startswith("0 "), out
+    status = saver.save_instance("src", "env1", "v1", description="with wbtinypkg")
+    assert status["state"] == "saving" and status["image"]["name"] == "saved:saver/env1:v1"
+    # one save at a time per instance
+    with pytest.raises(WorkbenchError) as e:
+        saver.save_instance("src", "env1", "v2")
+    assert e.value.status == 409 and "already saving" in e.value.message
+    status = wait_saved(saver, "src")
+    assert status["state"] == "done", status
+    assert status["progress"] == 100
+    return status["image"]
+
+
+# --- saving and using ---------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_saved_image_keeps_installs_and_extensions_not_work_files(image_hub, saver, saved, engine):
+    assert saved["state"] == "ready" and saved["base_image"] == "python"
+    assert saved["source_instance"] == "src" and saved["description"] == "with wbtinypkg"
+    assert saved["ref"] == f"localhost/{image_hub.prefix}-saved/saver/env1:v1"
+    assert 0 < saved["added_size"] < 50e6
+    # the image keeps the preset's command, user and environment, not the instance's secrets
+    config = docker.APIClient(base_url=engine.url).inspect_image(saved["ref"])["Config"]
+    base = docker.APIClient(base_url=engine.url).inspect_image(
+        "localhost/ai-workbench/python:python_3.11-cpu-py_3.11-debian_12-x86_64"
+    )["Config"]
+    assert config["Cmd"] == base["Cmd"] and config["Entrypoint"] == base["Entrypoint"]
+    assert config["User"] == base["User"] and config["WorkingDir"] == base["WorkingDir"]
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert all(env[k] == v for k, v in (e.split("=", 1) for e in base["Env"]))
+    assert all(not v for k, v in env.items() if k.startswith("JUPYTERHUB_"))
+    assert config["Labels"]["ai-workbench.saved.owner"] == "saver"
+    assert config["Labels"]["ai-workbench.saved.source-instance"] == "src"
+    assert config["Labels"]["ai-workbench.saved.base-image"] == "python"
+
+    # it is in the owner's image list at once
+    names = [i["name"] for i in saver.images()]
+    assert "python" in names and "saved:saver/env1:v1" in names
+
+    model = saver.create_instance("copy", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert model["state"] == "running" and model["image"] == "saved:saver/env1:v1"
+    out = run_code(saver, model["url"], CHECK)
+    assert out["error"] is None, out
+    assert out["stdout"].split("\n")[:4] == ["pkg 42", "ext True", "work False", "token True"]
+    # the source instance kept running through the save
+    assert saver.instance("src")["state"] == "running"
+    saver.stop_instance("copy")
+    saver.delete_instance("copy")
+
+
+@pytest.mark.integration
+def test_switching_an_instance_to_a_saved_image(image_hub, saver, saved):
+    saver.create_instance("switcher", image="python", flavor="cpu.tiny", start=False)
+    model = saver.update_instance("switcher", image="saved:saver/env1:v1")
+    assert model["image"] == "saved:saver/env1:v1"
+    model = saver.start_instance("switcher")
+    out = run_code(saver, model["url"], CHECK)
+    assert out["stdout"].startswith("pkg 42"), out
+    saver.stop_instance("switcher")
+    saver.delete_instance("switcher")
+
+
+@pytest.mark.integration
+def test_spawn_form_offers_saved_images(image_hub, saver, saved):
+    s = image_hub.browser_session("saver", image_hub.passwords["saver"])
+    page = s.get(f"{image_hub.url}/hub/spawn/saver/formcheck").text
+    assert 'value="saved:saver/env1:v1"' in page
+
+
+@pytest.mark.integration
+def test_refusals(image_hub, saver, saved):
+    cases = [
+        ({"name": "Bad Name", "tag": "v1"}, 400, "Invalid image name"),
+        ({"name": "ok", "tag": "-bad"}, 400, "Invalid tag"),
+        ({"name": "ok", "tag": "v1", "size": 3}, 400, "Unknown field"),
+        ({"name": "env1", "tag": "v1"}, 409, "already have an image env1:v1"),
+    ]
+    for body, code, words in cases:
+        with pytest.raises(WorkbenchError) as e:
+            saver.api("POST", "users/saver/instances/src/save", body)
+        assert e.value.status == code and words in e.value.message, (body, e.value)
+    with pytest.raises(WorkbenchError) as e:
+        saver.save_instance("nosuch", "x", "v1")
+    assert e.value.status == 404
+    saver.create_instance("stopped", image="python", flavor="cpu.tiny", start=False)
+    with pytest.raises(WorkbenchError) as e:
+        saver.save_instance("stopped", "x", "v1")
+    assert e.value.status == 409 and "workbench instances start stopped" in e.value.message
+    saver.delete_instance("stopped")
+    # nothing half-made: the refused saves registered nothing
+    names = [i["name"] for i in saver.images() if i["kind"] == "saved"]
+    assert names == ["saved:saver/env1:v1"]
+    with pytest.raises(WorkbenchError) as e:
+        saver.create_instance("bad", image="saved:saver/nosuch:v1")
+    assert e.value.status == 400 and "Unknown saved image" in e.value.message
+
+
+@pytest.mark.integration
+def test_sharing(image_hub, saver, other, saved):
+    assert "saved:saver/env1:v1" not in [i["name"] for i in other.images()]
+    with pytest.raises(WorkbenchError) as e:
+        other.create_instance("borrow", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert e.value.status == 400 and "not shared with you" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        other.share_image("env1", "v1", users=["other"], user="saver")
+    assert e.value.status == 404  # another user's images are not theirs to share
+    with pytest.raises(WorkbenchError) as e:
+        saver.share_image("env1", "v1", users=["nobody-here"])
+    assert e.value.status == 400 and "No user 'nobody-here'" in e.value.message
+    assert saver.share_image("env1", "v1", users=["other"])["shares"] == ["other"]
+    assert "saved:saver/env1:v1" in [i["name"] for i in other.images()]
+    model = other.create_instance("borrow", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert run_code(other, model["url"], CHECK)["stdout"].startswith("pkg 42")
+    # in use: the owner cannot delete it, and is told by whom
+    with pytest.raises(WorkbenchError) as e:
+        saver.delete_image("env1", "v1")
+    assert e.value.status == 409 and "other/borrow" in e.value.message
+    other.stop_instance("borrow")
+    other.delete_instance("borrow")
+    assert saver.share_image("env1", "v1", users=[])["shares"] == []
+    time.sleep(5.5)  # the hub's lookups are cached for 5 s
+    with pytest.raises(WorkbenchError):
+        other.create_instance("borrow2", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert saver.share_image("env1", "v1", everyone=True)["shares"] == ["*"]
+    assert "saved:saver/env1:v1" in [i["name"] for i in other.images()]
+    saver.share_image("env1", "v1", everyone=False)
+
+
+@pytest.mark.integration
+def test_push_delete_pull_and_start(image_hub, saver, saved, engine, registry):
+    pushed = saver.push_image("env1", "v1")
+    assert pushed["pushed_ref"] == f"{registry}/{image_hub.prefix}-saved/saver/env1:v1"
+    saver.delete_image("env1", "v1")
+    images = EngineImages(engine.url)
+    assert images.inspect(saved["ref"]) is None
+    assert "saved:saver/env1:v1" not in [i["name"] for i in saver.images()]
+    pulled = saver.pull_image(pushed["pushed_ref"])
+    assert pulled["name"] == "saved:saver/env1:v1" and pulled["base_image"] == "python"
+    assert pulled["source_instance"] == "src" and pulled["state"] == "ready"
+    assert images.inspect(pushed["pushed_ref"]) is None  # only the platform's name stays
+    model = saver.create_instance("frompull", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert run_code(saver, model["url"], CHECK)["stdout"].startswith("pkg 42")
+    saver.stop_instance("frompull")
+    saver.delete_instance("frompull")
+    with pytest.raises(WorkbenchError) as e:
+        saver.pull_image(pushed["pushed_ref"])
+    assert e.value.status == 409
+    with pytest.raises(WorkbenchError) as e:
+        saver.pull_image("no-slash")
+    assert e.value.status == 400
+
+
+@pytest.mark.integration
+def test_registry_faults_leave_nothing(engine, base_image, registry):
+    """Unreachable registry and refused credentials, on the engine the platform uses."""
+    images = EngineImages(engine.url)
+    target = f"{registry}/faults/python:t1"
+    images.tag(base_image.ref, f"{registry}/faults/python", "t1")
+    try:
+        with pytest.raises(RegistryError, match="refused the credentials"):
+            images.push(target, auth={"username": REGISTRY_USER, "password": "x"}, insecure=True)
+        dead = f"127.0.0.1:{free_port()}/faults/python:t1"
+        images.tag(base_image.ref, dead.rsplit(":", 1)[0], "t1")
+        with pytest.raises(RegistryError, match="unreachable"):
+            images.push(dead, auth=None, insecure=True)
+        images.remove(dead)
+        with pytest.raises(RegistryError, match="unreachable"):
+            images.pull(dead, auth=None, insecure=True)
+        with pytest.raises(RegistryError, match="refused the credentials"):
+            images.pull(target, auth={"username": REGISTRY_USER, "password": "x"}, insecure=True)
+    finally:
+        images.remove(target)
+    with pytest.raises(ImageEngineError, match="failed to commit"):
+        images.commit("no-such-container", "localhost/faults/x", "t1", changes=[], message="")
+
+
+@pytest.mark.integration
+def test_quota_count(image_hub, saver, saved):
+    for tag in ("q1", "q2"):
+        saver.save_instance("src", "env1", tag)
+        assert wait_saved(saver, "src")["state"] == "done"
+    with pytest.raises(WorkbenchError) as e:
+        saver.save_instance("src", "env1", "q3")
+    assert e.value.status == 403 and "the most allowed (3)" in e.value.message
+    for tag in ("q1", "q2"):
+        saver.delete_image("env1", tag)
+
+
+@pytest.mark.integration
+def test_restart_mid_save_is_cleaned_and_retry_works(image_hub, saver, saved, engine, base_image):
+    """A save interrupted by a restart: its row in "saving" and the image it left."""
+    ref = f"localhost/{image_hub.prefix}-saved/saver/interrupted:v1"
+    images = EngineImages(engine.url)
+    images.tag(base_image.ref, ref.rsplit(":", 1)[0], "v1")
+    db = sqlite3.connect(image_hub.root / "data" / "workbench.sqlite")
+    db.execute(
+        "INSERT INTO saved_images (owner, name, tag, ref, created, base_image, state, shares,"
+        " source_instance) VALUES ('saver', 'interrupted', 'v1', ?,"
+        " '2020-01-01 00:00:00.000000', 'python', 'saving', '[]', 'src')",
+        (ref,),
+    )
+    db.commit()
+    db.close()
+    image_hub.restart()
+    assert images.inspect(ref) is None
+    saver_names = [i["name"] for i in saver.images()]
+    assert "saved:saver/interrupted:v1" not in saver_names
+    status = saver.save_status("src")
+    assert status["state"] in ("done", "failed")
+    # the same name and tag can be saved again
+    saver.save_instance("src", "interrupted", "v1")
+    assert wait_saved(saver, "src")["state"] == "done"
+    saver.delete_image("interrupted", "v1")
