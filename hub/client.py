@@ -122,6 +122,36 @@ class WorkbenchClient:
     def delete_instance(self, name: str, user: str | None = None) -> None:
         self.api("DELETE", f"users/{self._user(user)}/instances/{name}")
 
+    # SSH: keys, and an instance's SSH access through the gateway
+
+    def keys(self, user: str | None = None) -> list[dict]:
+        return self.api("GET", f"users/{self._user(user)}/keys")
+
+    def add_key(self, name: str, public_key: str, user: str | None = None) -> dict:
+        body = {"name": name, "public_key": public_key}
+        return self.api("POST", f"users/{self._user(user)}/keys", body)
+
+    def generate_key(self, name: str, user: str | None = None) -> dict:
+        """A new ed25519 key pair: the key's model with "private_key" (returned only now)."""
+        return self.api("POST", f"users/{self._user(user)}/keys/generate", {"name": name})
+
+    def rename_key(self, key_id: int, name: str, user: str | None = None) -> dict:
+        return self.api("PATCH", f"users/{self._user(user)}/keys/{key_id}", {"name": name})
+
+    def delete_key(self, key_id: int, user: str | None = None) -> None:
+        self.api("DELETE", f"users/{self._user(user)}/keys/{key_id}")
+
+    def instance_ssh(self, name: str, user: str | None = None) -> dict:
+        """{enabled, allowlist, host, port, username, command, config} of an instance."""
+        return self.api("GET", f"users/{self._user(user)}/instances/{name}/ssh")
+
+    def set_ssh(
+        self, name: str, enabled: bool, allowlist: list[str] | None = None, user: str | None = None
+    ) -> dict:
+        """Turn SSH on or off for an instance (applies at once, without a restart)."""
+        ssh = {"enabled": enabled, "allowlist": list(allowlist or [])}
+        return self.update_instance(name, user=user, ssh=ssh)
+
     def progress(self, name: str, user: str | None = None) -> Iterator[dict]:
         """Spawn progress events of an instance (from the hub's event stream)."""
         url = f"{self.hub_api_url}/users/{self._user(user)}/servers/{name}/progress"

@@ -114,5 +114,33 @@ c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
 c.Spawner.default_url = "/lab"
 
+# --- the SSH gateway: one port for SSH to every instance (ssh_gateway) ------------------
+# the secret the gateway's per-instance keys derive from; instances get their public key
+from ssh_gateway.instance_keys import SECRET_FILE, ensure_secret  # noqa: E402
+
+ensure_secret(data / SECRET_FILE)
+spawner.ssh_key_secret_file = str(data / SECRET_FILE)
+c.JupyterHub.services.append(
+    {
+        "name": "ssh-gateway",
+        "command": [sys.executable, "-m", "ssh_gateway"],
+        "cwd": os.getcwd(),
+        "environment": {
+            key: value
+            for key, value in c.JupyterHub.services[0]["environment"].items()
+            if key in ("WORKBENCH_CONFIG", "PYTHONPATH", "WORKBENCH_ENGINE_URL")
+        },
+        "display": False,
+    }
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": "ssh-gateway-service",
+        "description": "The SSH gateway checks instances' SSH settings and reports activity.",
+        "scopes": ["read:users", "read:servers", "users:activity"],
+        "services": ["ssh-gateway"],
+    }
+)
+
 # --- anything else, from the settings file's other tables ----------------------------------
 c.merge(extra_config)

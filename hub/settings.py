@@ -111,6 +111,27 @@ class WorkbenchSettings(Configurable):
         help="""StorageClass of instance PVCs (kubernetes backend). Default: the cluster's.""",
     ).tag(config=True)
 
+    ssh_host = Unicode(
+        "0.0.0.0",
+        help="""Address the SSH gateway listens on. Default "0.0.0.0" (every interface).""",
+    ).tag(config=True)
+    ssh_port = Integer(
+        2222,
+        help="""Port of the SSH gateway: one port for every instance, reached as
+        ssh -p <port> <user>.<instance>@<ssh_public_host>. Default 2222.""",
+    ).tag(config=True)
+    ssh_public_host = Unicode(
+        "",
+        help="""Host name users connect to, shown in the SSH commands and config blocks the
+        platform prints. Default: the host of bind_url.""",
+    ).tag(config=True)
+    ssh_activity_seconds = Float(
+        60,
+        help="""Seconds between the SSH gateway's activity reports to the hub for instances
+        with an open SSH connection (their last_activity moves, so they do not stop as
+        idle). Default 60.""",
+    ).tag(config=True)
+
     image_registry = Unicode(
         "localhost/",
         help="""Registry prefix of catalog images. Default "localhost/" (built here).""",

@@ -37,6 +37,7 @@ class Hub:
         self.root = root
         self.prefix = "wbtest" + uuid.uuid4().hex[:6]
         self.port = free_port()
+        self.ssh_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "workbench.toml"
         self.config.write_text(
@@ -53,6 +54,8 @@ container_prefix = "{self.prefix}"
 max_instances_per_user = 5
 storage_max_gib = 50
 start_timeout = 60
+ssh_port = {self.ssh_port}
+ssh_activity_seconds = 2
 {f'docker_host = "{engine_url}"' if engine_url else ""}
 {extra_settings}
 """

@@ -1,6 +1,7 @@
 """All tables of the platform database (each feature's module registers its own)."""
 
 from .. import saved_images as _saved_images  # noqa: F401
+from .. import keys as _keys  # noqa: F401
 from .core import Base
 
 __all__ = ["Base"]

@@ -23,6 +23,7 @@ from . import handlers
 from .hubapi import HubAPI
 from .images import image_routes, make_image_service
 from .instances import InstanceManager
+from .keys import key_routes
 
 log = logging.getLogger("workbench.service")
 
@@ -89,6 +90,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             url_path_join(api_prefix, "users", user, "instances", name, r"(?P<action>start|stop)"),
             handlers.InstanceActionHandler,
         ),
+        *key_routes(prefix, api_prefix),
     ]
     return web.Application(
         routes,

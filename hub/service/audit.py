@@ -123,7 +123,7 @@ class AuditPageHandler(HubOAuthenticated, web.RequestHandler):
 
     @web.authenticated
     async def get(self):
-        from .rbac import has_scope
+        from ..rbac import has_scope
 
         if not has_scope(self.current_user, "audit:read"):
             raise web.HTTPError(403, "The audit log is for administrators.")
