@@ -6,7 +6,7 @@ import asyncio
 import html
 
 from tornado import web
-from traitlets import Any, Float, HasTraits, Integer, List, Unicode, default
+from traitlets import Any, Float, Integer, List, Unicode, default
 
 from .options import (
     InstancePolicy,
@@ -17,12 +17,13 @@ from .options import (
     parse_options,
     validate_instance_name,
 )
+from .ssh import InstanceSSHMixin
 
 # what a user typed into a spawn form that was refused, shown again once, by user name
 _rejected_forms: dict[str, dict] = {}
 
 
-class InstanceSpawnerMixin(HasTraits):
+class InstanceSpawnerMixin(InstanceSSHMixin):
     """Spawner traits and behaviour that make a JupyterHub named server an instance."""
 
     catalog_path = Unicode(

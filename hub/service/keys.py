@@ -1,0 +1,150 @@
+"""Platform API handlers of SSH keys and of an instance's SSH access."""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import quote
+
+from jupyterhub.services.auth import HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from ssh_gateway.access import public_host, ssh_access
+
+from .. import keys
+from .handlers import APIHandler
+
+log = logging.getLogger("workbench.service")
+
+
+class KeyAPIHandler(APIHandler):
+    async def db_call(self, fn):
+        """Run fn(session) off the loop; InvalidKey becomes a 400 with its message."""
+        try:
+            return await self.db.run(fn)
+        except keys.InvalidKey as e:
+            raise web.HTTPError(400, str(e)) from None
+
+
+class KeysHandler(KeyAPIHandler):
+    """GET: the user's keys. POST {name, public_key}: register a key."""
+
+    @web.authenticated
+    async def get(self, user):
+        self.check_user(user)
+        self.write_json(await self.db.run(lambda s: keys.list_keys(s, user)))
+
+    @web.authenticated
+    async def post(self, user):
+        self.check_user(user)
+        body = self.get_json_body()
+        unknown = sorted(set(body) - {"name", "public_key"})
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown field(s): {', '.join(unknown)}; send name and public_key."
+            )
+        try:
+            name = keys.check_name(body.get("name"))
+            parsed = keys.parse_public_key(body.get("public_key"))
+        except keys.InvalidKey as e:
+            raise web.HTTPError(400, str(e)) from None
+        model = await self.db_call(lambda s: keys.add_key(s, user, name, parsed))
+        log.info("ssh key %s (%s) added for %s", model["fingerprint"], name, user)
+        self.write_json(model, status=201)
+
+
+class GenerateKeyHandler(KeyAPIHandler):
+    """POST {name}: make an ed25519 key pair, register its public key and return the private
+    key, this once (it is not stored)."""
+
+    @web.authenticated
+    async def post(self, user):
+        self.check_user(user)
+        body = self.get_json_body()
+        unknown = sorted(set(body) - {"name"})
+        if unknown:
+            raise web.HTTPError(400, f"Unknown field(s): {', '.join(unknown)}; send name.")
+        try:
+            name = keys.check_name(body.get("name"))
+        except keys.InvalidKey as e:
+            raise web.HTTPError(400, str(e)) from None
+        private_key, public_key = keys.generate_key_pair(f"{user}@ai-workbench")
+        parsed = keys.parse_public_key(public_key)
+        model = await self.db_call(lambda s: keys.add_key(s, user, name, parsed))
+        log.info("ssh key %s (%s) generated for %s", model["fingerprint"], name, user)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({**model, "private_key": private_key}, status=201)
+
+
+class KeyHandler(KeyAPIHandler):
+    """PATCH {name}: rename a key. DELETE: remove it."""
+
+    @web.authenticated
+    async def patch(self, user, key_id):
+        self.check_user(user)
+        body = self.get_json_body()
+        if set(body) != {"name"}:
+            raise web.HTTPError(400, 'Send {"name": "new name"} to rename a key.')
+        try:
+            name = keys.check_name(body["name"])
+        except keys.InvalidKey as e:
+            raise web.HTTPError(400, str(e)) from None
+        model = await self.db_call(lambda s: keys.rename_key(s, user, key_id, name))
+        if model is None:
+            raise web.HTTPError(404, f"No key {key_id!r}; list keys with GET .../keys.")
+        self.write_json(model)
+
+    @web.authenticated
+    async def delete(self, user, key_id):
+        self.check_user(user)
+        if not await self.db.run(lambda s: keys.delete_key(s, user, key_id)):
+            raise web.HTTPError(404, f"No key {key_id!r}; list keys with GET .../keys.")
+        log.info("ssh key %s deleted for %s", key_id, user)
+        self.set_status(204)
+        self.finish()
+
+
+class InstanceSSHHandler(APIHandler):
+    """GET: an instance's SSH settings, the ssh command and the ~/.ssh/config block."""
+
+    @web.authenticated
+    async def get(self, user, name):
+        self.check_user(user)
+        model = await self.run(self.manager.get(user, name))
+        settings = self.settings["workbench_settings"]
+        self.write_json(ssh_access(settings, user, name, model.get("ssh")))
+
+
+class KeysPageHandler(HubOAuthenticated, web.RequestHandler):
+    """The SSH keys page: list, add, generate, rename and delete keys (calls the API above)."""
+
+    def get_template_path(self):
+        return os.path.join(os.path.dirname(__file__), "templates")
+
+    @web.authenticated
+    def get(self):
+        user = self.current_user["name"]
+        settings = self.settings["workbench_settings"]
+        self.render(
+            "keys.html",
+            user=user,
+            api=url_path_join(self.settings["api_prefix"], "users", quote(user, safe="")),
+            xsrf=self.xsrf_token.decode(),
+            host=public_host(settings),
+            port=settings.ssh_port,
+            hub_home=self.hub_auth.hub_prefix + "home",
+        )
+
+
+def key_routes(prefix: str, api_prefix: str) -> list:
+    """The routes of SSH keys and instances' SSH access (for app.make_app)."""
+    user = r"(?P<user>[^/]+)"
+    users = url_path_join(api_prefix, "users", user)
+    return [
+        (url_path_join(users, "keys"), KeysHandler),
+        (url_path_join(users, "keys", "generate"), GenerateKeyHandler),
+        (url_path_join(users, "keys", r"(?P<key_id>[^/]+)"), KeyHandler),
+        (url_path_join(users, "instances", r"(?P<name>[^/]+)", "ssh"), InstanceSSHHandler),
+        (url_path_join(prefix, "keys"), KeysPageHandler),
+    ]

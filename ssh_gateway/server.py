@@ -1,0 +1,429 @@
+"""The gateway's SSH server: sign users in, then bridge their channels to the instance's sshd.
+
+Each user connection gets one client connection to the instance's own OpenSSH server
+(signed in with the gateway's key for that instance). Sessions are bridged request by
+request (pty, env, shell/exec/subsystem, window changes, signals, exit status, stderr), and
+direct-tcpip channels (ssh -L, -D) are forwarded over the same client connection, so what
+runs in the instance is plain OpenSSH: SFTP, scp, rsync and editors behave as with any host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+import asyncssh
+
+from hub.keys import find_key
+
+from .directory import Directory, InstanceUnavailable, Target, split_login
+from .instance_keys import instance_private_pem
+
+log = logging.getLogger("workbench.ssh")
+
+# flow-control window and packet size of both hops
+WINDOW = 8 * 1024 * 1024
+MAX_PKTSIZE = 32768
+# the hop to the instance: AES-GCM is the fastest cipher of asyncssh (one pass, AES-NI)
+UPSTREAM_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"]
+
+
+class Throttle:
+    """Slows down addresses with repeated failed sign-ins: each failure past `free` doubles
+    the wait before the next key is checked, up to `limit` seconds; forgotten after `forget`
+    seconds without failures, or at a successful sign-in."""
+
+    def __init__(self, free: int = 3, base: float = 0.5, limit: float = 16, forget: float = 600):
+        self.free = free
+        self.base = base
+        self.limit = limit
+        self.forget = forget
+        self.failures: dict[str, tuple[int, float]] = {}
+
+    def delay(self, address: str) -> float:
+        count, last = self.failures.get(address, (0, 0.0))
+        if time.monotonic() - last > self.forget:
+            self.failures.pop(address, None)
+            return 0.0
+        if count < self.free:
+            return 0.0
+        return min(self.limit, self.base * 2 ** (count - self.free))
+
+    def failed(self, address: str):
+        count, last = self.failures.get(address, (0, 0.0))
+        if time.monotonic() - last > self.forget:
+            count = 0
+        self.failures[address] = (count + 1, time.monotonic())
+
+    def succeeded(self, address: str):
+        self.failures.pop(address, None)
+
+
+class Activity:
+    """Counts open connections per instance; the gateway reports those to the hub."""
+
+    def __init__(self):
+        self.open: dict[tuple[str, str], int] = defaultdict(int)
+
+    def add(self, user: str, instance: str):
+        self.open[(user, instance)] += 1
+
+    def remove(self, user: str, instance: str):
+        self.open[(user, instance)] -= 1
+        if self.open[(user, instance)] <= 0:
+            del self.open[(user, instance)]
+
+    def active(self) -> list[tuple[str, str]]:
+        return list(self.open)
+
+
+class Gateway:
+    """What every connection shares: the directory, the throttle, activity, the secret."""
+
+    def __init__(self, directory: Directory, secret: bytes, throttle: Throttle | None = None):
+        self.directory = directory
+        self.secret = secret
+        self.throttle = throttle or Throttle()
+        self.activity = Activity()
+        self.report_activity = None  # async fn(user, instance), set by the process
+
+    async def connect_upstream(self, target: Target) -> asyncssh.SSHClientConnection:
+        host, port = await self.directory.address(target.user, target.instance)
+        key = asyncssh.import_private_key(
+            instance_private_pem(self.secret, target.user, target.instance)
+        )
+        try:
+            return await asyncssh.connect(
+                host,
+                port,
+                username="jovyan",
+                client_keys=[key],
+                known_hosts=None,  # the instance's host key is made at each start
+                agent_path=None,
+                config=[],
+                encryption_algs=UPSTREAM_CIPHERS,
+                compression_algs=None,
+                window=WINDOW,
+                max_pktsize=MAX_PKTSIZE,
+                keepalive_interval=30,
+                connect_timeout=15,
+            )
+        except (OSError, asyncssh.Error) as e:
+            log.warning(
+                "ssh: cannot reach the SSH server of %s/%s at %s:%s: %s",
+                target.user,
+                target.instance,
+                host,
+                port,
+                e,
+            )
+            raise InstanceUnavailable(
+                f"Instance {target.instance!r} runs but its SSH server does not answer (its "
+                "image may predate SSH support). Restart it with `workbench instances stop "
+                f"{target.instance}` and `workbench instances start {target.instance}`."
+            ) from None
+
+    def connection(self) -> GatewayConnection:
+        return GatewayConnection(self)
+
+
+class GatewayConnection(asyncssh.SSHServer):
+    """One user's connection to the gateway."""
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.source = "?"
+        self.login = ""
+        self.target: Target | None = None
+        self.decisions: dict[tuple[str, str], Target | None] = {}
+        self.upstream: asyncio.Future | None = None
+        self.authenticated = False
+
+    # --- sign-in ------------------------------------------------------------------------
+
+    def connection_made(self, conn):
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.source = peer[0]
+
+    def begin_auth(self, username):
+        self.login = username
+        return True
+
+    def public_key_auth_supported(self):
+        return True
+
+    async def validate_public_key(self, username, key):
+        fingerprint = key.get_fingerprint("sha256")
+        # asyncssh asks twice per key (offer, then signature): decide once
+        if (username, fingerprint) not in self.decisions:
+            delay = self.gateway.throttle.delay(self.source)
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                target = await self.gateway.directory.authorize(username, fingerprint, self.source)
+            except Exception:  # noqa: BLE001 - refuse, and say why in the log only
+                log.exception("ssh: checking %s from %s failed", username, self.source)
+                target = None
+            self.decisions[(username, fingerprint)] = target
+        target = self.decisions[(username, fingerprint)]
+        if target is not None:
+            self.target = target
+            self.fingerprint = fingerprint
+        return target is not None
+
+    async def auth_completed(self):
+        target = self.target
+        self.authenticated = True
+        self.gateway.throttle.succeeded(self.source)
+        self.gateway.activity.add(target.user, target.instance)
+        log.info(
+            "ssh: accepted user=%s instance=%s source=%s key=%s",
+            target.user,
+            target.instance,
+            self.source,
+            target.key_name,
+        )
+        self.upstream = asyncio.ensure_future(self.gateway.connect_upstream(target))
+        fingerprint = self.fingerprint
+        db = self.gateway.directory.db
+        await db.run(lambda s: find_key(s, target.user, fingerprint))
+        if self.gateway.report_activity is not None:
+            asyncio.ensure_future(self.gateway.report_activity(target.user, target.instance))
+
+    def connection_lost(self, exc):
+        if self.authenticated:
+            target = self.target
+            self.gateway.activity.remove(target.user, target.instance)
+            log.info(
+                "ssh: closed user=%s instance=%s source=%s",
+                target.user,
+                target.instance,
+                self.source,
+            )
+            if self.upstream is not None:
+                if self.upstream.done():
+                    if not self.upstream.cancelled() and self.upstream.exception() is None:
+                        self.upstream.result().close()
+                else:
+                    self.upstream.cancel()
+        else:
+            parts = split_login(self.login) or (self.login, "")
+            self.gateway.throttle.failed(self.source)
+            log.info(
+                "ssh: refused user=%s instance=%s source=%s (%s)",
+                parts[0],
+                parts[1],
+                self.source,
+                "no accepted key" if self.login else "no sign-in",
+            )
+
+    async def upstream_connection(self) -> asyncssh.SSHClientConnection:
+        """The client connection to the instance's sshd; InstanceUnavailable if none."""
+        return await asyncio.shield(self.upstream)
+
+    def unavailable(self, message: str):
+        log.info(
+            "ssh: unavailable user=%s instance=%s source=%s: %s",
+            self.target.user,
+            self.target.instance,
+            self.source,
+            message,
+        )
+
+    # --- channels -----------------------------------------------------------------------
+
+    def session_requested(self):
+        return BridgedSession(self)
+
+    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+        async def forward():
+            try:
+                upstream = await self.upstream_connection()
+            except InstanceUnavailable as e:
+                self.unavailable(str(e))
+                raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
+            return await self.conn.forward_tunneled_connection(upstream, dest_host, dest_port)
+
+        return forward()
+
+    def server_requested(self, listen_host, listen_port):
+        return False  # remote forwarding (-R) is not offered
+
+
+class BridgedSession(asyncssh.SSHServerSession):
+    """A user's session channel, mirrored on a session channel to the instance's sshd."""
+
+    def __init__(self, owner: GatewayConnection):
+        self.owner = owner
+        self.chan = None
+        self.up = None
+        self.pty = None
+        self.request = ("shell", None)
+        self.pending: list[tuple[bytes, int | None]] = []
+        self.eof = False
+        self.task = None
+
+    def connection_made(self, chan):
+        self.chan = chan
+
+    def pty_requested(self, term_type, term_size, term_modes):
+        self.pty = [term_type, term_size, term_modes]
+        return True
+
+    def shell_requested(self):
+        self.request = ("shell", None)
+        return True
+
+    def exec_requested(self, command):
+        self.request = ("exec", command)
+        return True
+
+    def subsystem_requested(self, subsystem):
+        self.request = ("subsystem", subsystem)
+        return True
+
+    def session_started(self):
+        self.chan.pause_reading()  # until the instance's side is open
+        self.task = asyncio.ensure_future(self._open())
+
+    async def _open(self):
+        try:
+            upstream = await self.owner.upstream_connection()
+        except InstanceUnavailable as e:
+            self.owner.unavailable(str(e))
+            self.chan.write_stderr((str(e) + "\r\n").encode())
+            self.chan.exit(1)
+            self.owner.conn.close()
+            return
+        kind, arg = self.request
+        kwargs = {
+            "env": dict(self.chan.get_environment_bytes()),
+            "encoding": None,
+            "window": WINDOW,
+            "max_pktsize": MAX_PKTSIZE,
+        }
+        if self.pty:
+            term_type, term_size, term_modes = self.pty
+            kwargs.update(term_type=term_type, term_size=term_size, term_modes=term_modes)
+        if kind == "exec":
+            kwargs["command"] = arg
+        elif kind == "subsystem":
+            kwargs["subsystem"] = arg
+        try:
+            self.up, _ = await upstream.create_session(lambda: UpstreamSession(self), **kwargs)
+        except (asyncssh.Error, OSError) as e:
+            self.chan.write_stderr(f"The instance refused the session: {e}\r\n".encode())
+            self.chan.exit(1)
+            return
+        for data, datatype in self.pending:
+            self.up.write(data, datatype)
+        self.pending = []
+        if self.eof:
+            self.up.write_eof()
+        self.chan.resume_reading()
+
+    def data_received(self, data, datatype):
+        if self.up is None:
+            self.pending.append((data, datatype))
+        else:
+            self.up.write(data, datatype)
+
+    def eof_received(self):
+        if self.up is None:
+            self.eof = True
+        else:
+            self.up.write_eof()
+        return True  # the instance's side closes the channel
+
+    def terminal_size_changed(self, width, height, pixwidth, pixheight):
+        if self.up is None:
+            if self.pty:
+                self.pty[1] = (width, height, pixwidth, pixheight)
+        else:
+            self.up.change_terminal_size(width, height, pixwidth, pixheight)
+
+    def signal_received(self, signal):
+        if self.up is not None:
+            self.up.send_signal(signal)
+
+    def break_received(self, msec):
+        if self.up is not None:
+            self.up.send_break(msec)
+        return True
+
+    def pause_writing(self):
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self):
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def connection_lost(self, exc):
+        if self.up is not None:
+            self.up.close()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def upstream_closed(self):
+        """The instance's side closed: pass on how the command ended, then close."""
+        up = self.up
+        signal = up.get_exit_signal()
+        status = up.get_exit_status()
+        try:
+            if signal:
+                name, core_dumped, msg, lang = signal
+                self.chan.exit_with_signal(name, core_dumped, msg, lang)
+            elif status is not None and status >= 0:
+                self.chan.exit(status)
+            else:
+                self.chan.close()
+        except OSError:
+            pass
+
+
+class UpstreamSession(asyncssh.SSHClientSession):
+    """The instance's side of a bridged session: everything goes back to the user."""
+
+    def __init__(self, down: BridgedSession):
+        self.down = down
+
+    def data_received(self, data, datatype):
+        self.down.chan.write(data, datatype)
+
+    def eof_received(self):
+        self.down.chan.write_eof()
+        return True
+
+    def pause_writing(self):
+        self.down.chan.pause_reading()
+
+    def resume_writing(self):
+        self.down.chan.resume_reading()
+
+    def connection_lost(self, exc):
+        self.down.upstream_closed()
+
+
+async def start_server(gateway: Gateway, host: str, port: int, host_key: bytes):
+    """Listen for users on host:port."""
+    return await asyncssh.create_server(
+        gateway.connection,
+        host,
+        port,
+        server_host_keys=[asyncssh.import_private_key(host_key)],
+        encoding=None,
+        window=WINDOW,
+        max_pktsize=MAX_PKTSIZE,
+        keepalive_interval=30,
+        keepalive_count_max=4,
+        login_timeout=60,
+        allow_scp=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        config=[],
+    )
