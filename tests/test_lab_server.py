@@ -1,0 +1,262 @@
+"""The JupyterLab panel's server extension (workbench_lab) through jp_fetch.
+
+Most tests point the extension at the real platform API of the session hub (conftest.py),
+with a real user and a stopped instance, so flavor switches and stops take the platform's
+own path without restarting the server under test. Unreachable platforms are real closed
+ports. Only the "older platform version" tests use a small tornado app standing in for the
+platform (it lacks the save and SSH routes), which a current hub cannot be made to do.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import tornado.httpserver
+import tornado.web
+from tornado.httpclient import HTTPClientError
+from workbench_lab.usage import read_cgroup, usage_model
+
+from .platform import free_port
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+pytestmark = pytest.mark.integration
+
+USER = "dana"
+NAME = "lab-nb"
+
+
+@pytest.fixture(scope="module")
+def dana(hub):
+    """dana with a stopped instance on cpu.tiny; deleted after."""
+    client = hub.add_user(USER)
+    client.create_instance(NAME, flavor="cpu.tiny", storage_gib=1, start=False, user=USER)
+    yield client
+    client.delete_instance(NAME, USER)
+
+
+@pytest.fixture
+def platform(request, hub, dana, tmp_path):
+    """Where the extension finds the platform API: the real hub unless parametrized."""
+    kind = getattr(request, "param", "hub")
+    if kind == "hub":
+        return {"platform_url": f"{hub.url}/services/workbench/api", "api_token": dana.token}
+    if kind == "closed-port":
+        return {"platform_url": f"http://127.0.0.1:{free_port()}/services/workbench/api"}
+    if kind == "silent":  # accepts connections, never answers
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        request.addfinalizer(sock.close)
+        port = sock.getsockname()[1]
+        return {"platform_url": f"http://127.0.0.1:{port}/api", "request_timeout": 2.0}
+    if kind == "bad-token":
+        return {"platform_url": f"{hub.url}/services/workbench/api", "api_token": "not-a-token"}
+    raise ValueError(kind)
+
+
+@pytest.fixture
+def jp_server_config(platform, tmp_path):
+    lab = {
+        "api_token": "unused",
+        "user": USER,
+        "instance": NAME,
+        "request_timeout": 5.0,
+        "storage_path": str(tmp_path),
+        **platform,
+    }
+    return {
+        "ServerApp": {"jpserver_extensions": {"workbench_lab": True}},
+        "WorkbenchLabApp": lab,
+    }
+
+
+async def fetch_json(jp_fetch, path, *, method="GET", body=None):
+    kwargs = {"method": method}
+    if body is not None:
+        kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
+    elif method == "POST":
+        kwargs["body"] = ""
+    resp = await jp_fetch("workbench", path, **kwargs)
+    return resp.code, json.loads(resp.body) if resp.body else None
+
+
+async def refused(jp_fetch, path, *, method="GET", body=None):
+    with pytest.raises(HTTPClientError) as info:
+        await fetch_json(jp_fetch, path, method=method, body=body)
+    return info.value.code, json.loads(info.value.response.body)["message"]
+
+
+async def test_instance_model_from_the_platform(jp_fetch, tmp_path):
+    code, model = await fetch_json(jp_fetch, "instance")
+    assert code == 200
+    assert (model["name"], model["image"], model["flavor"]) == (NAME, "python", "cpu.tiny")
+    assert model["state"] == "stopped"
+    assert model["uptime_seconds"] is None
+    assert model["flavor_details"]["name"] == "cpu.tiny"
+    storage = model["storage"]
+    assert storage["path"] == str(tmp_path)
+    assert 0 < storage["used"] <= storage["total"] and storage["free"] > 0
+
+
+async def test_flavors(jp_fetch):
+    code, flavors = await fetch_json(jp_fetch, "flavors")
+    assert code == 200
+    assert "cpu.tiny" in [f["name"] for f in flavors]
+
+
+async def test_usage_from_the_cgroup(jp_fetch):
+    code, usage = await fetch_json(jp_fetch, "usage")
+    assert code == 200
+    assert usage["cpu"]["limit"] > 0 and usage["cpu"]["used"] is not None
+    assert 0 <= usage["cpu"]["percent"] <= 100
+    assert usage["memory"]["used"] > 0 and usage["memory"]["limit"] >= usage["memory"]["used"]
+    # polled again at once: the same reading serves it
+    _, again = await fetch_json(jp_fetch, "usage")
+    assert again == usage
+
+
+def test_cgroup_v2_files(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 1000000\nuser_usec 800000\n")
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    (tmp_path / "memory.current").write_text(str(256 << 20))
+    (tmp_path / "memory.max").write_text(str(1 << 30))
+    before = read_cgroup(tmp_path)
+    (tmp_path / "cpu.stat").write_text("usage_usec 2000000\n")
+    after = read_cgroup(tmp_path)
+    after.at = before.at + 2.0  # one CPU second in two seconds: half a core
+    model = usage_model(before, after)
+    assert model["cgroup"] == 2
+    assert model["cpu"] == {"used": 0.5, "limit": 2.0, "percent": 25.0, "interval": 2.0}
+    assert model["memory"] == {"used": 256 << 20, "limit": 1 << 30, "percent": 25.0}
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    unlimited = read_cgroup(tmp_path)
+    assert unlimited.cpu_limit >= 1 and unlimited.memory_limit > 1 << 30
+
+
+async def test_switch_flavor_of_the_instance(jp_fetch, dana):
+    # the instance is stopped: the platform switches it without a start and answers at once
+    code, model = await fetch_json(jp_fetch, "flavor", method="POST", body={"flavor": "cpu.small"})
+    assert code == 200, model
+    assert dana.instance(NAME, USER)["flavor"] == "cpu.small"
+    code, model = await fetch_json(jp_fetch, "flavor", method="POST", body={"flavor": "cpu.tiny"})
+    assert code == 200 and model["flavor"] == "cpu.tiny"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, 'Send {"flavor": NAME}'),
+        ({"flavor": 3}, 'Send {"flavor": NAME}'),
+        ({"flavor": "cpu.huge"}, "Unknown flavor 'cpu.huge': pick one of"),
+        ({"flavor": "cpu.tiny"}, "already has flavor 'cpu.tiny'"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+async def test_switch_flavor_refusals(jp_fetch, dana, body, message):
+    code, text = await refused(jp_fetch, "flavor", method="POST", body=body)
+    assert code == 400 and message in text, text
+    assert dana.instance(NAME, USER)["flavor"] == "cpu.tiny"
+
+
+async def test_stop_a_stopped_instance(jp_fetch):
+    code, model = await fetch_json(jp_fetch, "stop", method="POST")
+    assert code == 200 and model["state"] == "stopped"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "Give the image a name"),
+        ({"name": "Bad Name"}, "Invalid image name 'Bad Name'"),
+        ({"name": "myimg", "tag": "-x"}, "Invalid tag '-x'"),
+        ({"name": "myimg", "description": 5}, "description must be text"),
+    ],
+)
+async def test_save_refusals(jp_fetch, body, message):
+    code, text = await refused(jp_fetch, "save", method="POST", body=body)
+    assert code == 400 and message in text, text
+
+
+@pytest.mark.parametrize("platform", ["closed-port"], indirect=True)
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("GET", "instance", None),
+        ("GET", "flavors", None),
+        ("POST", "flavor", {"flavor": "cpu.small"}),
+        ("POST", "stop", None),
+        ("GET", "save", None),
+        ("POST", "save", {"name": "myimg"}),
+        ("GET", "ssh", None),
+    ],
+)
+async def test_platform_unreachable(jp_fetch, method, path, body):
+    code, text = await refused(jp_fetch, path, method=method, body=body)
+    assert code == 502
+    assert "does not answer" in text and "try again in a minute" in text, text
+
+
+@pytest.mark.parametrize("platform", ["silent"], indirect=True)
+async def test_platform_that_never_answers(jp_fetch):
+    code, text = await refused(jp_fetch, "flavors")
+    assert code == 502 and "does not answer" in text, text
+
+
+@pytest.mark.parametrize("platform", ["bad-token"], indirect=True)
+async def test_platform_refuses_the_token(jp_fetch):
+    code, text = await refused(jp_fetch, "instance")
+    assert code == 502 and "access:services!service=workbench" in text, text
+
+
+async def test_usage_needs_no_platform(jp_fetch):
+    # the cgroup is local: usage answers even when the platform does not
+    code, _ = await fetch_json(jp_fetch, "usage")
+    assert code == 200
+
+
+class _Instance(tornado.web.RequestHandler):
+    def get(self, user, name):
+        self.finish({"name": name, "owner": user, "image": "python", "flavor": "cpu.tiny"})
+
+
+class _Flavors(tornado.web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps([{"name": "cpu.tiny"}, {"name": "cpu.small"}]))
+
+
+@pytest.fixture
+async def old_platform():
+    """A stand-in for an older platform version: instances and flavors, no save or SSH
+    routes (tornado's plain 404 for them)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    app = tornado.web.Application(
+        [
+            (r"/api/flavors", _Flavors),
+            (r"/api/users/([^/]+)/instances/([^/]+)", _Instance),
+        ]
+    )
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    server.stop()
+
+
+@pytest.mark.parametrize("path", ["save", "ssh"])
+async def test_older_platform_without_save_and_ssh(jp_serverapp, jp_fetch, old_platform, path):
+    app = next(iter(jp_serverapp.extension_manager.extension_apps["workbench_lab"]))
+    app.platform.url = old_platform
+    code, model = await fetch_json(jp_fetch, path)
+    assert code == 200
+    assert model["available"] is False
+    assert "not available on this platform version" in model["reason"]
+    if path == "save":
+        code, text = await refused(jp_fetch, "save", method="POST", body={"name": "myimg"})
+        assert code == 501 and "not available on this platform version" in text
