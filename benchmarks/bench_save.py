@@ -1,0 +1,74 @@
+"""Saving an instance through the platform API against a plain engine commit of the same
+container, interleaved, with medians; and the saved image's added size against what was
+installed."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hub.settings import load_settings  # noqa: E402
+from tests.platform import Hub, remove_engine_objects, run_code  # noqa: E402
+
+ROUNDS = 3
+INSTALL = """
+import os
+os.makedirs(os.path.expanduser('~/.cache/bench'), exist_ok=True)
+with open(os.path.expanduser('~/.cache/bench/blob'), 'wb') as f:
+    f.write(os.urandom(20 * 1024 * 1024))
+"""
+INSTALLED = 20 * 1024 * 1024
+
+
+def main():
+    settings, _ = load_settings(None)
+    engine = settings.engine()
+    client = docker.DockerClient(base_url=engine.url, timeout=600)
+    with tempfile.TemporaryDirectory() as root:
+        hub = Hub(Path(root), engine_url=engine.url)
+        hub.start()
+        try:
+            user = hub.add_user("bencher")
+            model = user.create_instance("src", image="python", flavor="cpu.small")
+            assert run_code(user, model["url"], INSTALL)["error"] is None
+            container = client.containers.list(
+                filters={"label": ["ai-workbench.user=bencher", "ai-workbench.instance=src"]}
+            )[0]
+            api, plain, added = [], [], []
+            for i in range(ROUNDS):
+                t = time.monotonic()
+                image = container.commit(
+                    repository="localhost/bench-plain", tag=f"r{i}", pause=True
+                )
+                plain.append(time.monotonic() - t)
+                client.images.remove(image.id, force=True)
+                t = time.monotonic()
+                user.save_instance("src", "bench", f"r{i}")
+                status = user.wait_saved("src", poll=0.05)
+                api.append(time.monotonic() - t)
+                added.append(status["image"]["added_size"])
+                user.delete_image("bench", f"r{i}")
+            api_m, plain_m = statistics.median(api), statistics.median(plain)
+            runs = ", ".join(f"{x:.2f}" for x in api)
+            print(f"save through the API: median {api_m:.2f} s  ({runs})")
+            runs = ", ".join(f"{x:.2f}" for x in plain)
+            print(f"plain engine commit:  median {plain_m:.2f} s  ({runs})")
+            print(f"ratio {api_m / plain_m:.2f} (target <= 1.15)")
+            print(
+                f"added size {statistics.median(added) / 1e6:.1f} MB for {INSTALLED / 1e6:.1f} MB "
+                f"written (ratio {statistics.median(added) / INSTALLED:.2f})"
+            )
+        finally:
+            hub.stop()
+            remove_engine_objects(engine.url, hub.prefix)
+
+
+if __name__ == "__main__":
+    main()
