@@ -185,6 +185,22 @@ def _print_instances(instances):
         print(f"{row} {i['storage_gib']} GiB")
 
 
+def _print_lifecycle(model):
+    """When the instance stops on its own, or how its last run ended."""
+    if model.get("stops_at"):
+        print(f"Stops at {model['stops_at']} ({model['stop_reason']}) unless extended.")
+    elif model.get("state") == "running":
+        print("Never stops on its own.")
+    elif model.get("stopped_reason"):
+        print(f"Last stop: {model['stopped_reason']} at {model.get('stopped_at')}.")
+    if model.get("restarts"):
+        print(f"Restarted {model['restarts']} time(s) after crashes ({model.get('last_crash')}).")
+    if model.get("out_of_memory"):
+        print(f"Warning: {model['out_of_memory']['message']}")
+    if model.get("error"):
+        print(f"Error: {model['error']}")
+
+
 def cmd_instances(args):
     """Instance commands."""
     client = _client(args)
@@ -220,6 +236,18 @@ def cmd_instances(args):
     elif action == "save":
         _save_instance(client, args)
         return
+    elif action == "update":
+        if args.idle is None and args.max_hours is None and args.description is None:
+            _fail("say what to change: --idle MINUTES, --max-hours HOURS, --description", 2)
+        if args.idle is not None or args.max_hours is not None:
+            client.set_auto_stop(args.name, args.idle, args.max_hours, user=args.user)
+        model = client.instance(args.name, args.user)
+        if args.description is not None:
+            model = client.update_instance(args.name, args.user, description=args.description)
+    elif action == "extend":
+        if args.minutes is None:
+            _fail("say by how much: --minutes N", 2)
+        model = client.extend_instance(args.name, args.minutes, args.user)
     elif action == "delete":
         client.delete_instance(args.name, args.user)
         print(f"Deleted instance {args.name} and its storage.")
@@ -229,6 +257,7 @@ def cmd_instances(args):
     _print_instances([model])
     if model.get("state") == "running":
         print(f"\nOpen: {client.url}{model['url']}")
+    _print_lifecycle(model)
 
 
 def _save_instance(client, args):
@@ -360,13 +389,21 @@ def main(argv=None):
     p = sub.add_parser("instances", help="list, create, start, stop, switch, delete instances")
     p.add_argument(
         "action",
-        choices=["list", "show", "create", "start", "stop", "switch", "delete", "flavors", "save"],
+        choices=[
+            *("list", "show", "create", "start", "stop", "switch", "delete", "flavors", "save"),
+            *("update", "extend"),
+        ],
     )
     p.add_argument("name", nargs="?")
     p.add_argument("--image", help="image to create or switch to; save: the new image's name")
     p.add_argument("--tag", help="save: the new image's tag (default latest)")
     p.add_argument("--flavor")
     p.add_argument("--storage", type=int, help="storage size in GiB (create)")
+    p.add_argument("--idle", type=float, help="update: stop after MINUTES idle (0: never)")
+    p.add_argument(
+        "--max-hours", type=float, help="update: stop after HOURS whatever happens (0: no)"
+    )
+    p.add_argument("--minutes", type=float, help="extend: keep it running N minutes longer")
     p.add_argument("--description")
     p.add_argument("--user", help="act on another user's instances (admins)")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")

@@ -119,6 +119,29 @@ class WorkbenchClient:
     def update_instance(self, name: str, user: str | None = None, **changes) -> dict:
         return self.api("PATCH", f"users/{self._user(user)}/instances/{name}", changes)
 
+    def set_auto_stop(
+        self,
+        name: str,
+        idle_minutes: float | None = None,
+        max_hours: float | None = None,
+        user: str | None = None,
+    ) -> dict:
+        """Change when an instance stops on its own (applies to a running one at once)."""
+        current = self.instance(name, user).get("auto_stop") or {}
+        auto_stop = dict(current)
+        if idle_minutes is not None:
+            auto_stop["idle_minutes"] = idle_minutes
+        if max_hours is not None:
+            auto_stop["max_hours"] = max_hours
+        return self.update_instance(name, user, auto_stop=auto_stop)
+
+    def extend_instance(self, name: str, minutes: float, user: str | None = None) -> dict:
+        """Keep a running instance longer: counts as activity and adds minutes to its fixed
+        run time, if it has one."""
+        return self.api(
+            "POST", f"users/{self._user(user)}/instances/{name}/extend", {"minutes": minutes}
+        )
+
     def delete_instance(self, name: str, user: str | None = None) -> None:
         self.api("DELETE", f"users/{self._user(user)}/instances/{name}")
 

@@ -72,7 +72,15 @@ c.JupyterHub.load_roles = [
     {
         "name": "workbench-service",
         "description": "The platform API manages instances for users.",
-        "scopes": ["admin:servers", "read:users", "list:users"],
+        "scopes": [
+            "admin:servers",
+            "read:users",
+            "list:users",
+            # auto-stop and crash recovery: spawner state, activity, the instances' status
+            "admin:server_state",
+            "users:activity",
+            "access:servers",
+        ],
         "services": ["workbench"],
     },
 ]
@@ -113,6 +121,13 @@ spawner.saved_images = _saved_images
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
 c.Spawner.default_url = "/lab"
+# auto-stop and crash recovery (hub/service/lifecycle.py): a dead container is noticed within
+# poll_interval; instances report their own activity, the proxy's traffic does not count
+c.Spawner.poll_interval = settings.poll_interval
+c.Spawner.environment.update(
+    {"JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_report_seconds)}
+)
+c.JupyterHub.proxy_class = "hub.activity.InstanceActivityProxy"
 
 # --- the SSH gateway: one port for SSH to every instance (ssh_gateway) ------------------
 # the secret the gateway's per-instance keys derive from; instances get their public key

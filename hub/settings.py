@@ -166,8 +166,10 @@ class WorkbenchSettings(Configurable):
         help="""Minutes without activity after which an instance stops, unless its owner
         sets otherwise (0: never). Default 60.""",
     ).tag(config=True)
-    idle_stop_min_minutes = Integer(
-        1, help="Shortest idle timeout users may set, minutes. Default 1."
+    idle_stop_min_minutes = Float(
+        1,
+        help="""Shortest idle timeout users may set, minutes (fractions allowed).
+        Default 1.""",
     ).tag(config=True)
     idle_stop_max_minutes = Integer(
         7 * 24 * 60, help="Longest idle timeout users may set, minutes. Default 10080 (a week)."
@@ -185,6 +187,33 @@ class WorkbenchSettings(Configurable):
     ).tag(config=True)
     stop_timeout = Float(
         10, help="Seconds an instance gets to shut down before it is killed. Default 10."
+    ).tag(config=True)
+    lifecycle_interval_seconds = Float(
+        30,
+        help="""Seconds between the platform's checks for instances to stop (idle or past
+        their fixed run time) or to restart (crashed). Default 30.""",
+    ).tag(config=True)
+    activity_report_seconds = Integer(
+        60,
+        help="""Seconds between an instance's activity reports to the hub
+        (jupyterhub-singleuser's JUPYTERHUB_ACTIVITY_INTERVAL). An idle stop waits this long
+        past the deadline for a late report. Default 60.""",
+    ).tag(config=True)
+    poll_interval = Integer(
+        10,
+        help="""Seconds between the hub's checks that each instance's container still runs
+        (Spawner.poll_interval); a crash is noticed within this time. Default 10.""",
+    ).tag(config=True)
+    restart_max_attempts = Integer(
+        3,
+        help="""Automatic restarts of an instance whose container dies unexpectedly (killed,
+        out of memory, engine restart) before it is left stopped (0: never restart).
+        Default 3.""",
+    ).tag(config=True)
+    restart_backoff_seconds = Float(
+        5,
+        help="""Seconds before the first automatic restart of a crashed instance; doubled
+        for each further attempt. Default 5.""",
     ).tag(config=True)
 
     saved_images_max_count = Integer(

@@ -8,6 +8,7 @@ import html
 from tornado import web
 from traitlets import Any, Float, Integer, List, Unicode, default
 
+from .lifecycle import auto_stop_form_fields
 from .options import (
     InstancePolicy,
     InstanceSpec,
@@ -85,8 +86,10 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         help="""Minutes without activity after which an instance stops, unless its owner
         sets otherwise (0: never). Default 60.""",
     )
-    idle_stop_min_minutes = Integer(
-        1, config=True, help="Shortest idle timeout users may set, minutes. Default 1."
+    idle_stop_min_minutes = Float(
+        1,
+        config=True,
+        help="Shortest idle timeout users may set, minutes (fractions allowed). Default 1.",
     )
     idle_stop_max_minutes = Integer(
         7 * 24 * 60,
@@ -248,6 +251,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
     <input class="form-control" type="text" id="wb-description" name="description"
       maxlength="512" value="{description}">
   </div>
+  {auto_stop_form_fields(current.get("auto_stop"), policy)}
 </div>
 """
 

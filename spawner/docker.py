@@ -15,6 +15,7 @@ from traitlets import Bool, Float, Unicode, default
 from .base import InstanceSpawnerMixin
 from .container import make_container_spec, make_volume_name
 from .flavors import format_bytes
+from .lifecycle import LifecycleStateMixin, exit_reason
 
 
 class EngineError(web.HTTPError):
@@ -24,7 +25,7 @@ class EngineError(web.HTTPError):
         super().__init__(503, message)
 
 
-class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
+class WorkbenchDockerSpawner(InstanceSpawnerMixin, LifecycleStateMixin, DockerSpawner):
     """Run each instance as a container with its flavor's limits and its own volume."""
 
     run_as = Unicode(
@@ -221,6 +222,8 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
     async def start(self):
         """Check the options, prepare the volume, start the container, wait for JupyterLab."""
         self._progress_reset()
+        restarting = self.restart_pending
+        self.record_start()
         try:
             cs = await self._apply_spec()
             await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
@@ -234,6 +237,8 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
             if not isinstance(e, asyncio.CancelledError):
                 self._progress(100, f"Start failed: {getattr(e, 'log_message', None) or e}")
             await self._remove_failed_container()
+            # a failed restart leaves the instance waiting for the next attempt
+            self.restart_pending = restarting
             raise
         finally:
             self._progress_done()
@@ -249,6 +254,35 @@ class WorkbenchDockerSpawner(InstanceSpawnerMixin, DockerSpawner):
         except Exception as e:  # noqa: BLE001 - cleanup must not hide the start error
             self.log.warning("%s: could not remove failed container: %s", self._log_name, e)
         self.object_id = ""
+
+    async def poll(self):
+        """None while the container runs; else its exit status, recording why it stopped.
+
+        The hub calls poll() before it stops (and removes) the container of a server that
+        died, so the container's State (exit code, OOMKilled) is read here.
+        """
+        obj = await self.get_object()
+        if obj is None:
+            if self.object_name and not self.restart_pending:
+                self.record_crash("the container disappeared")
+            return 0
+        state = obj["State"]
+        if state.get("Running"):
+            return None
+        if obj.get("Id") != self._crash_recorded_for:
+            self._crash_recorded_for = obj.get("Id")
+            self.record_crash(
+                exit_reason(state, self.mem_limit),
+                exit_code=state.get("ExitCode"),
+                oom=bool(state.get("OOMKilled")),
+            )
+        return f"ExitCode={state.get('ExitCode')}, Error='{state.get('Error', '')}'"
+
+    _crash_recorded_for = None
+
+    async def stop(self, now=False):
+        self.record_stop()
+        await super().stop(now=now)
 
     async def delete_forever(self):
         """Remove the instance's container (if any) and its storage volume."""

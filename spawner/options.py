@@ -49,7 +49,7 @@ class InstancePolicy:
     storage_default_gib: int = 10
     allowed_flavors: tuple[str, ...] = field(default_factory=tuple)
     idle_stop_default_minutes: int = 60
-    idle_stop_min_minutes: int = 1
+    idle_stop_min_minutes: float = 1
     idle_stop_max_minutes: int = 7 * 24 * 60
     max_runtime_max_hours: float = 7 * 24
 
@@ -121,7 +121,7 @@ def make_policy(
     image_registry: str = "localhost/",
     default_image: str,
     idle_stop_default_minutes: int = 60,
-    idle_stop_min_minutes: int = 1,
+    idle_stop_min_minutes: float = 1,
     idle_stop_max_minutes: int = 7 * 24 * 60,
     max_runtime_max_hours: float = 7 * 24,
     default_flavor: str,
@@ -247,11 +247,15 @@ def parse_auto_stop(value, policy: InstancePolicy) -> dict:
             f"Unknown auto-stop setting(s): {', '.join(unknown)}; known: idle_minutes, max_hours."
         )
     idle = value.get("idle_minutes")
-    idle = policy.idle_stop_default_minutes if idle in (None, "") else _number(idle, "idle_minutes")
+    if idle in (None, ""):
+        idle = policy.idle_stop_default_minutes
+    else:
+        idle = _number(idle, "idle_minutes", float)
+        idle = int(idle) if idle.is_integer() else idle
     if idle != 0 and not policy.idle_stop_min_minutes <= idle <= policy.idle_stop_max_minutes:
         raise InvalidOptions(
-            f"Idle stop after {idle} minutes is out of range: choose 0 (never) or between "
-            f"{policy.idle_stop_min_minutes} and {policy.idle_stop_max_minutes} minutes."
+            f"Idle stop after {idle:g} minutes is out of range: choose 0 (never) or between "
+            f"{policy.idle_stop_min_minutes:g} and {policy.idle_stop_max_minutes} minutes."
         )
     hours = value.get("max_hours")
     hours = 0 if hours in (None, "") else _number(hours, "max_hours", float)

@@ -24,6 +24,7 @@ from .hubapi import HubAPI
 from .images import image_routes, make_image_service
 from .instances import InstanceManager
 from .keys import key_routes
+from .lifecycle import ExtendHandler, Lifecycle
 
 log = logging.getLogger("workbench.service")
 
@@ -74,6 +75,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     policy = make_policy(**settings.spawner_config(), saved_images=saved_images)
     probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
+    manager.lifecycle = Lifecycle(manager, settings, public_url=settings.bind_url)
     if db is None:
         db = Database(database_url(settings))
     user = r"(?P<user>[^/]+)"
@@ -90,6 +92,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             url_path_join(api_prefix, "users", user, "instances", name, r"(?P<action>start|stop)"),
             handlers.InstanceActionHandler,
         ),
+        (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
         *key_routes(prefix, api_prefix),
     ]
     return web.Application(
@@ -128,6 +131,8 @@ async def main():
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port, url.hostname)
     log.info("platform API listening on %s", url.geturl())
+    # auto-stop and crash recovery
+    app.settings["instance_manager"].lifecycle.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

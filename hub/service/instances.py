@@ -63,6 +63,8 @@ class InstanceManager:
         self.policy = policy
         self.start_timeout = start_timeout
         self.failures: dict[tuple[str, str], str] = {}
+        # hub.service.lifecycle.Lifecycle: auto-stop and crash fields of the model
+        self.lifecycle = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def lock(self, user: str, name: str) -> asyncio.Lock:
@@ -92,6 +94,8 @@ class InstanceManager:
         }
         if state == "failed":
             model["error"] = failure
+        if self.lifecycle is not None:
+            self.lifecycle.update_model(user, server, model)
         return model
 
     async def _servers(self, user: str) -> dict:

@@ -1,0 +1,260 @@
+"""Auto-stop (idle, busy kernels, fixed run time, extend) and crash recovery, on a real hub with
+real containers. The hub here checks every second and allows idle timeouts of seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import docker
+import pytest
+import requests
+import websocket
+
+from hub.client import WorkbenchError
+
+from .platform import Hub, remove_engine_objects, run_code
+
+FAST = """
+idle_stop_min_minutes = 0.05
+lifecycle_interval_seconds = 1
+activity_report_seconds = 2
+poll_interval = 2
+restart_backoff_seconds = 1
+restart_max_attempts = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def lc_hub(tmp_path_factory, engine, base_image, test_catalog):
+    """A hub of its own: these tests kill containers and restart the hub."""
+    h = Hub(
+        tmp_path_factory.mktemp("lifecycle"),
+        extra_settings=f'catalog_path = "{test_catalog}"\n{FAST}',
+        engine_url=engine.url,
+    )
+    h.start()
+    yield h
+    h.stop()
+    remove_engine_objects(engine.url, h.prefix)
+    print(f"\n--- lifecycle hub log tail ---\n{h.log_tail(40)}")
+
+
+@pytest.fixture(scope="module")
+def alice(lc_hub):
+    return lc_hub.add_user("lc-alice")
+
+
+def wait_for(client, name, check, timeout=90, what=""):
+    """The instance model once check(model) is true; fails with the last model if never."""
+    deadline = time.monotonic() + timeout
+    model = None
+    while time.monotonic() < deadline:
+        model = client.instance(name)
+        if check(model):
+            return model
+        time.sleep(0.5)
+    raise AssertionError(f"{what or 'condition'} not reached in {timeout} s; last: {model}")
+
+
+def create(client, name, **options):
+    return client.api("POST", f"users/{client._user(None)}/instances", {"name": name, **options})
+
+
+def start_cell(client, instance_url: str, code: str) -> str:
+    """Start running code in a new kernel without waiting for it; the kernel's id."""
+    base = client.url + instance_url.rstrip("/")
+    headers = {"Authorization": f"token {client.token}"}
+    r = requests.post(f"{base}/api/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+    r.raise_for_status()
+    kernel_id = r.json()["id"]
+    ws = websocket.create_connection(
+        base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels",
+        header=[f"Authorization: token {client.token}"],
+        timeout=30,
+    )
+    msg = {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    }
+    ws.send(json.dumps(msg))
+    ws.close()
+    return kernel_id
+
+
+def test_idle_instance_stops_and_says_why(lc_hub, alice):
+    model = create(alice, "idle1", auto_stop={"idle_minutes": 0.1})
+    assert model["state"] == "running"
+    assert model["stop_reason"] == "idle" and model["stops_at"]
+    # the home page shows when it stops
+    page = lc_hub.browser_session("lc-alice", lc_hub.passwords["lc-alice"]).get(
+        f"{lc_hub.url}/hub/home"
+    )
+    assert "instance-autostop" in page.text and "idle:" in page.text
+    model = wait_for(alice, "idle1", lambda m: m["state"] == "stopped", 60, "idle stop")
+    assert model["stopped_reason"] == "idle", model
+    assert model["stopped_at"] and model["restarts"] == 0
+    page = lc_hub.browser_session("lc-alice", lc_hub.passwords["lc-alice"]).get(
+        f"{lc_hub.url}/hub/home"
+    )
+    cell = page.text[page.text.index("instance-autostop") :][:600]
+    assert "instance-stopped-reason" in page.text, cell
+    alice.delete_instance("idle1")
+
+
+def test_busy_kernel_keeps_instance_running(lc_hub, alice):
+    model = create(alice, "busy1", auto_stop={"idle_minutes": 0.1})
+    # a cell that prints nothing for 4x the idle timeout
+    out = run_code(alice, model["url"], "import time; time.sleep(25); print('done')", timeout=90)
+    assert out["stdout"].strip() == "done", out
+    assert alice.instance("busy1")["state"] == "running"
+    # idle again once the cell is over
+    model = wait_for(alice, "busy1", lambda m: m["state"] == "stopped", 60, "idle stop")
+    assert model["stopped_reason"] == "idle"
+    alice.delete_instance("busy1")
+
+
+def test_open_tab_polling_does_not_count(lc_hub, alice):
+    """What an open JupyterLab tab does on its own (GET polls) keeps nothing alive."""
+    model = create(alice, "tab1", auto_stop={"idle_minutes": 0.1})
+    base = alice.url + model["url"].rstrip("/")
+    headers = {"Authorization": f"token {alice.token}"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if alice.instance("tab1")["state"] != "running":
+            break
+        for path in ("api/kernels", "api/sessions", "api/terminals", "api/contents"):
+            requests.get(f"{base}/{path}", headers=headers, timeout=10)
+        time.sleep(1)
+    model = wait_for(alice, "tab1", lambda m: m["state"] == "stopped", 30, "idle stop")
+    assert model["stopped_reason"] == "idle"
+    alice.delete_instance("tab1")
+
+
+def test_fixed_stop_stops_an_active_instance_and_extend_moves_it(lc_hub, alice):
+    model = create(alice, "fixed1", auto_stop={"idle_minutes": 0, "max_hours": 0.005})
+    assert model["stop_reason"] == "max runtime"
+    start_cell(alice, model["url"], "import time; time.sleep(600)")
+    # bad extends: a clear 400, nothing changed
+    for body in (
+        {"minutes": 0},
+        {"minutes": -5},
+        {"minutes": "soon"},
+        {},
+        {"minutes": 10**9},
+        {"minutes": 5, "hours": 1},
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            alice.api("POST", "users/lc-alice/instances/fixed1/extend", body)
+        assert e.value.status == 400, body
+        assert "minutes" in e.value.message
+    extended = alice.extend_instance("fixed1", 0.25)
+    assert extended["auto_stop"]["max_hours"] == pytest.approx(0.005 + 0.25 / 60)
+    assert extended["stops_at"] > model["stops_at"]
+    model = wait_for(alice, "fixed1", lambda m: m["state"] == "stopped", 90, "fixed stop")
+    assert model["stopped_reason"] == "max runtime", model
+    # extending a stopped instance is refused
+    with pytest.raises(WorkbenchError) as e:
+        alice.extend_instance("fixed1", 10)
+    assert e.value.status == 409 and "start it" in e.value.message
+    alice.delete_instance("fixed1")
+
+
+def test_bad_auto_stop_values_and_other_users(lc_hub, alice):
+    for auto_stop in (
+        {"idle_minutes": 0.01},
+        {"idle_minutes": 10**6},
+        {"max_hours": -1},
+        {"max_hours": 10**4},
+        {"idle_minutes": "soon"},
+        {"sometime": 1},
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            create(alice, "bad1", auto_stop=auto_stop, start=False)
+        assert e.value.status == 400, auto_stop
+    assert "bad1" not in [i["name"] for i in alice.instances()]
+    create(alice, "mine1", start=False)
+    with pytest.raises(WorkbenchError) as e:
+        alice.set_auto_stop("mine1", idle_minutes=0.001)
+    assert e.value.status == 400 and "out of range" in e.value.message
+    changed = alice.set_auto_stop("mine1", idle_minutes=30, max_hours=2)
+    assert changed["auto_stop"] == {"idle_minutes": 30, "max_hours": 2}
+    bob = lc_hub.add_user("lc-bob")
+    for call in (
+        lambda: bob.api("PATCH", "users/lc-alice/instances/mine1", {"auto_stop": {}}),
+        lambda: bob.api("POST", "users/lc-alice/instances/mine1/extend", {"minutes": 5}),
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            call()
+        assert e.value.status == 404
+    assert alice.instance("mine1")["auto_stop"] == {"idle_minutes": 30, "max_hours": 2}
+    alice.delete_instance("mine1")
+
+
+def test_killed_container_comes_back_with_its_files(lc_hub, alice, engine):
+    model = create(alice, "crash1", auto_stop={"idle_minutes": 0})
+    out = run_code(alice, model["url"], "open('keep.txt', 'w').write('still here')")
+    assert out["error"] is None, out
+    api = docker.APIClient(base_url=engine.url, timeout=60)
+    [container] = [
+        c for c in api.containers() if c["Names"][0].lstrip("/").endswith("lc-alice--crash1")
+    ]
+    api.kill(container["Id"])
+    model = wait_for(
+        alice, "crash1", lambda m: m["state"] == "running" and m["restarts"] == 1, 90, "restart"
+    )
+    assert "killed" in model["last_crash"], model
+    out = run_code(alice, model["url"], "print(open('keep.txt').read())")
+    assert out["stdout"].strip() == "still here", out
+    alice.stop_instance("crash1")
+    stopped = alice.instance("crash1")
+    # a requested stop is no crash: not restarted, count reset
+    assert stopped["stopped_reason"] == "stopped" and stopped["restarts"] == 0
+    time.sleep(4)
+    assert alice.instance("crash1")["state"] == "stopped"
+    alice.delete_instance("crash1")
+
+
+def test_kernel_out_of_memory_is_reported(lc_hub, alice):
+    model = create(alice, "oom1", flavor="cpu.tiny", auto_stop={"idle_minutes": 0})
+    with pytest.raises(TimeoutError):
+        # 2 GiB written in a 1 GiB instance: the kernel is killed, no reply comes
+        run_code(alice, model["url"], "x = b'1' * (2 * 1024**3)", timeout=40)
+    model = wait_for(alice, "oom1", lambda m: m["out_of_memory"], 30, "OOM report")
+    assert "out of memory at 1 GiB" in model["out_of_memory"]["message"], model
+    assert model["state"] == "running"  # only the kernel died
+    alice.stop_instance("oom1")
+    alice.delete_instance("oom1")
+
+
+def test_hub_restart_keeps_running_instances(lc_hub, alice):
+    started = {}
+    for name in ("keep1", "keep2"):
+        started[name] = create(alice, name, auto_stop={"idle_minutes": 0})["started"]
+    lc_hub.restart()
+    for name in ("keep1", "keep2"):
+        model = alice.instance(name)
+        assert model["state"] == "running", model
+        # the same run: not restarted by the hub or the platform
+        assert model["started"] == started[name] and model["restarts"] == 0
+        out = run_code(alice, model["url"], "print(6 * 7)")
+        assert out["stdout"].strip() == "42", out
+    for name in ("keep1", "keep2"):
+        alice.stop_instance(name)
+        alice.delete_instance(name)
