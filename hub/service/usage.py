@@ -1,0 +1,107 @@
+"""Usage API and admin page: resource-seconds per user, day and flavor, with cost."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, timedelta
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from ..metering import CSV_FIELDS, to_csv, usage_report
+from ..rbac import has_scope
+from .audit import parse_time
+from .handlers import APIHandler
+
+MAX_RANGE = timedelta(days=366)
+
+
+def report_args(handler, current_user: dict) -> dict:
+    """since/until/user of a usage query, checked; users see only their own usage."""
+    known = {"since", "until", "user", "format"}
+    unknown = sorted(set(handler.request.arguments) - known)
+    if unknown:
+        raise web.HTTPError(
+            400, f"Unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+        )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    since_arg = handler.get_argument("since", "").strip()
+    until_arg = handler.get_argument("until", "").strip()
+    since = parse_time(since_arg, "since") if since_arg else now - timedelta(days=7)
+    until = parse_time(until_arg, "until") if until_arg else now
+    if since >= until:
+        raise web.HTTPError(400, "'since' must be before 'until'.")
+    if until - since > MAX_RANGE:
+        raise web.HTTPError(400, "Ask for at most 366 days at a time.")
+    user = handler.get_argument("user", "").strip() or None
+    if not has_scope(current_user, "usage:admin"):
+        if not has_scope(current_user, "usage:read"):
+            handler.denied = True
+            raise web.HTTPError(403, "Permission denied: this needs custom:workbench:usage:read.")
+        if user not in (None, current_user["name"]):
+            handler.denied = True
+            raise web.HTTPError(403, "You can see only your own usage.")
+        user = current_user["name"]
+    return {"since": since, "until": until, "user": user}
+
+
+class UsageHandler(APIHandler):
+    """GET /api/usage?since=&until=&user=&format=csv"""
+
+    @web.authenticated
+    async def get(self):
+        args = report_args(self, self.current_user)
+        fmt = self.get_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise web.HTTPError(400, "format must be json or csv.")
+        settings = self.settings["workbench_settings"]
+        rows = await self.db.run(lambda s: usage_report(s, prices=dict(settings.prices), **args))
+        if fmt == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", 'attachment; filename="usage.csv"')
+            self.finish(to_csv(rows))
+            return
+        self.write_json(
+            {
+                "since": args["since"].isoformat() + "Z",
+                "until": args["until"].isoformat() + "Z",
+                "currency": settings.currency,
+                "rows": rows,
+                "total_cost": round(sum(r["cost"] or 0 for r in rows), 6),
+            }
+        )
+
+
+class UsagePageHandler(HubOAuthenticated, web.RequestHandler):
+    """The usage page: everyone's usage for administrators, one's own for others."""
+
+    @web.authenticated
+    async def get(self):
+        args = report_args(self, self.current_user)
+        settings = self.settings["workbench_settings"]
+        db = self.settings["db"]
+        rows = await db.run(lambda s: usage_report(s, prices=dict(settings.prices), **args))
+        body = "\n".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(' '.join(r[k]) if k == 'instances' else str(r[k]))}</td>"
+                for k in CSV_FIELDS
+            )
+            + "</tr>"
+            for r in rows
+        )
+        total = sum(r["cost"] or 0 for r in rows)
+        api = self.settings["api_prefix"]
+        value = {k: html.escape(self.get_argument(k, "")) for k in ("since", "until", "user")}
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            f"""<!doctype html><html><head><meta charset="utf-8"><title>Usage</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px}}</style></head><body>
+<h1>Usage</h1><form method="get">since <input name="since" value="{value["since"]}"
+ placeholder="-7d"> until <input name="until" value="{value["until"]}">
+ user <input name="user" value="{value["user"]}">
+ <button type="submit">Show</button> <a id="csv" href="{api}/usage?format=csv">CSV</a></form>
+<table id="usage"><tr>{"".join(f"<th>{f}</th>" for f in CSV_FIELDS)}</tr>{body}</table>
+<p>Total cost: {total:.2f} {html.escape(settings.currency)}</p></body></html>"""
+        )

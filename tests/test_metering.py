@@ -1,0 +1,97 @@
+"""Usage metering: periods split by day, cost from the price table, and a real start/stop."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from hub.client import WorkbenchError
+from hub.db import Database, upgrade
+from hub.metering import UsageRecorder, to_csv, usage_report
+
+
+@pytest.fixture
+def db(tmp_path):
+    url = f"sqlite:///{tmp_path / 'wb.sqlite'}"
+    upgrade(url)
+    db = Database(url)
+    yield db
+    db.dispose()
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text + "+00:00").timestamp()
+
+
+def test_periods_are_split_at_midnight_and_priced(db):
+    rec = UsageRecorder(db)
+    small = {"flavor": "cpu.small", "vcpus": 1, "memory_gib": 2, "gpus": 0}
+    rec.open("alice", "nb", small, ts("2026-11-01T23:00:00"))
+    rec.close("alice", "nb", ts("2026-11-02T01:30:00"))
+    rows = db.call(
+        lambda s: usage_report(
+            s,
+            datetime(2026, 11, 1),
+            datetime(2026, 11, 3),
+            prices={"cpu.small": 0.5},
+        )
+    )
+    assert [(r["day"], r["seconds"], r["memory_gib_seconds"], r["cost"]) for r in rows] == [
+        ("2026-11-01", 3600.0, 7200.0, 0.5),
+        ("2026-11-02", 5400.0, 10800.0, 0.75),
+    ]
+    assert to_csv(rows).splitlines()[1].startswith("alice,2026-11-01,cpu.small,nb,3600.0")
+
+
+def test_a_period_left_open_by_a_dead_hub_ends_at_the_next_start(db):
+    rec = UsageRecorder(db)
+    gpu = {"flavor": "gpu.t4", "vcpus": 4, "memory_gib": 16, "gpus": 1}
+    rec.open("bob", "train", gpu, ts("2026-11-05T10:00:00"))
+    rec.open("bob", "train", gpu, ts("2026-11-05T11:00:00"))
+    rec.close("bob", "train", ts("2026-11-05T11:30:00"))
+    [row] = db.call(
+        lambda s: usage_report(s, datetime(2026, 11, 5), datetime(2026, 11, 6), user="bob")
+    )
+    assert (row["seconds"], row["gpu_seconds"], row["cost"]) == (5400.0, 5400.0, None)
+
+
+def test_metering_of_a_start_stop_sequence_matches_wall_clock(hub):
+    erin = hub.add_user("erin")
+    t0 = time.time()
+    erin.create_instance("metered", flavor="cpu.tiny")
+    t1 = time.time()
+    time.sleep(3)
+    t2 = time.time()
+    erin.stop_instance("metered")
+    t3 = time.time()
+    report = erin.api("GET", "usage", params={"since": "-1h"})
+    [row] = [r for r in report["rows"] if r["user"] == "erin"]
+    # the period runs from the container's start to its stop, both inside the API calls
+    assert (t2 - t1) - 1 <= row["seconds"] <= (t3 - t0) + 1
+    assert row["flavor"] == "cpu.tiny" and row["instances"] == ["metered"]
+    assert row["vcpu_seconds"] == pytest.approx(row["seconds"] * 0.5, rel=1e-3)
+    csv_text = erin.session.get(
+        f"{erin.api_url}/usage", params={"format": "csv", "since": "-1h"}, timeout=30
+    ).text
+    assert csv_text.startswith("user,day,flavor") and "erin" in csv_text
+    erin.delete_instance("metered")
+
+
+def test_users_see_only_their_own_usage_and_bad_queries_are_refused(hub):
+    frank = hub.add_user("frank")
+    with pytest.raises(WorkbenchError) as e:
+        frank.api("GET", "usage", params={"user": "admin"})
+    assert e.value.status == 403
+    for params, reason in (
+        ({"since": "soon"}, "is not a time"),
+        ({"since": "-1h", "until": "-2h"}, "must be before"),
+        ({"format": "xml"}, "format must be"),
+        ({"since": "-400d"}, "at most 366 days"),
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            frank.api("GET", "usage", params=params)
+        assert e.value.status == 400 and reason in e.value.message
+    admin_rows = hub.client().api("GET", "usage", params={"since": "-1h"})
+    assert isinstance(admin_rows["rows"], list)
