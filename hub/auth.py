@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import sys
 
@@ -10,6 +11,8 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
+
+from .rbac import add_to_default_group
 
 
 def set_password(db, username: str, password: str) -> None:
@@ -46,7 +49,32 @@ class LoginHandler(native_handlers.LoginHandler):
         self.finish(await self._render(login_error=error, username=data.get("username")))
 
 
-class WorkbenchAuthenticator(NativeAuthenticator):
+class DefaultGroupMixin:
+    """Authenticator mixin: new users join the platform's default permission group."""
+
+    async def add_user(self, user):
+        result = super().add_user(user)
+        if inspect.isawaitable(result):
+            await result
+        add_to_default_group(user)
+
+
+def with_default_group(authenticator_class: type) -> type:
+    """A subclass of authenticator_class whose new users get the default platform role.
+
+    Its configuration table keeps working: traitlets applies a parent class's section
+    ([GenericOAuthenticator], [LDAPAuthenticator]) to subclasses.
+    """
+    if issubclass(authenticator_class, DefaultGroupMixin):
+        return authenticator_class
+    return type(
+        "Workbench" + authenticator_class.__name__,
+        (DefaultGroupMixin, authenticator_class),
+        {"__module__": __name__},
+    )
+
+
+class WorkbenchAuthenticator(DefaultGroupMixin, NativeAuthenticator):
     """NativeAuthenticator that creates the first admin's account at first start."""
 
     initial_admin_password = Unicode(

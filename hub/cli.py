@@ -260,6 +260,34 @@ def cmd_instances(args):
     _print_lifecycle(model)
 
 
+def cmd_audit(args):
+    """Audit commands: verify the chain, export events."""
+    if args.action == "verify":
+        if args.local:
+            from .audit import AuditLog
+            from .db import Database, database_url
+
+            settings, _ = _settings(args)
+            checked, problems = AuditLog(Database(database_url(settings))).verify()
+            result = {"ok": not problems, "checked": checked, "problems": problems}
+        else:
+            result = _client(args).audit_verify()
+        if result["ok"]:
+            print(f"audit log intact: {result['checked']} events verified")
+            return
+        for problem in result["problems"]:
+            print(f"TAMPERED: {problem}")
+        _fail(f"the audit log does not verify ({len(result['problems'])} problem(s))")
+    filters = {
+        "since": args.since,
+        "until": args.until,
+        "user": args.filter_user,
+        "resource": args.resource,
+        "event": args.event,
+    }
+    sys.stdout.write(_client(args).audit_export(**filters))
+
+
 def _save_instance(client, args):
     if not args.image:
         _fail("say what to save it as: --image NAME [--tag TAG] [--description TEXT]", 2)
@@ -408,6 +436,19 @@ def main(argv=None):
     p.add_argument("--user", help="act on another user's instances (admins)")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
     p.set_defaults(func=cmd_instances)
+
+    p = sub.add_parser("audit", help="verify or export the audit log (administrators)")
+    p.add_argument("action", choices=["verify", "export"])
+    p.add_argument(
+        "--local", action="store_true", help="verify: read the database directly, not the API"
+    )
+    p.add_argument("--since", help="export: ISO 8601 time or -24h, -7d")
+    p.add_argument("--until")
+    p.add_argument("--user", dest="filter_user", help="export: events of this user")
+    p.add_argument("--resource", help="export: alice/my-notebook, or alice/ for all of alice")
+    p.add_argument("--event", help="export: an event name, e.g. deleteNotebook")
+    p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+    p.set_defaults(func=cmd_audit)
 
     args = parser.parse_args(argv)
     try:

@@ -183,6 +183,27 @@ class WorkbenchClient:
                 if line and line.startswith("data:"):
                     yield json.loads(line[5:])
 
+    # audit (administrators)
+
+    def audit_events(self, **filters) -> list[dict]:
+        """Audit events, newest first; filters: since, until, user, resource_type, resource,
+        event, outcome, limit, offset."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self.api("GET", "audit", params=params)
+
+    def audit_export(self, **filters) -> str:
+        """Audit events as JSON lines."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        resp = self.session.get(
+            f"{self.api_url}/audit", params={**params, "format": "jsonl"}, timeout=self.timeout
+        )
+        if resp.status_code >= 400:
+            raise WorkbenchError(resp.status_code, resp.json().get("message", resp.reason))
+        return resp.text
+
+    def audit_verify(self) -> dict:
+        return self.api("GET", "audit/verify")
+
     # saved images
 
     def save_instance(

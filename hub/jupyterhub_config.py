@@ -4,6 +4,11 @@ import os
 import sys
 from pathlib import Path
 
+from traitlets.utils.importstring import import_item
+
+from hub import rbac
+from hub.audit.hub_requests import audit_log_function
+from hub.auth import with_default_group
 from hub.settings import load_settings, settings_file
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
@@ -46,7 +51,7 @@ if settings.authenticator == "native":
     # every account that exists in the native authenticator may sign in
     c.Authenticator.allow_all = True
 else:
-    c.JupyterHub.authenticator_class = settings.authenticator
+    c.JupyterHub.authenticator_class = with_default_group(import_item(settings.authenticator))
 
 # --- the platform API service ----------------------------------------------------------
 c.JupyterHub.services = [
@@ -61,8 +66,13 @@ c.JupyterHub.services = [
         },
         "oauth_no_confirm": True,
         "display": False,
+        # what the service may act on in a signed-in browser's name (the platform's scopes)
+        "oauth_client_allowed_scopes": list(rbac.custom_scopes()),
     }
 ]
+# --- permissions: custom scopes, grouped into roles granted through groups ------------------
+c.JupyterHub.custom_scopes = rbac.custom_scopes()
+c.JupyterHub.load_groups = rbac.load_groups()
 c.JupyterHub.load_roles = [
     {
         "name": "user",
@@ -83,6 +93,28 @@ c.JupyterHub.load_roles = [
         ],
         "services": ["workbench"],
     },
+    *rbac.load_roles(settings.admin_users),
+    {
+        # JupyterHub's default "server" role, plus the platform API as the instance's owner:
+        # the JupyterLab panel's server extension calls it with the instance's own token
+        "name": "server",
+        "description": "Post activity; the platform API for the instance's own panel.",
+        "scopes": [
+            "users:activity!user",
+            "access:servers!server",
+            "access:services!service=workbench",
+            *(
+                rbac.scope(name)
+                for name in (
+                    "instances:read",
+                    "instances:update",
+                    "instances:stop",
+                    "images:read",
+                    "images:save",
+                )
+            ),
+        ],
+    },
 ]
 
 # --- instances -------------------------------------------------------------------------
@@ -94,6 +126,14 @@ if settings.backend == "docker":
     c.JupyterHub.services[0]["environment"]["WORKBENCH_ENGINE_URL"] = engine.url
     spawner.prefix = settings.container_prefix
     spawner.hub_connect_url = f"http://{settings.hub_connect_host}:{settings.hub_port}"
+    # instances reach the platform API directly, as they reach the hub (the proxy's public
+    # address may be loopback only): the service listens on all interfaces too
+    c.JupyterHub.services[0]["environment"]["WORKBENCH_SERVICE_IP"] = "0.0.0.0"
+    spawner.environment = {
+        "WORKBENCH_API_URL": (
+            f"http://{settings.hub_connect_host}:{settings.service_port}/services/workbench/api"
+        ),
+    }
     if engine.kind == "docker":
         # Docker does not name the host inside containers; Podman does
         spawner.extra_host_config = {"extra_hosts": {settings.hub_connect_host: "host-gateway"}}
@@ -128,6 +168,28 @@ c.Spawner.environment.update(
     {"JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_report_seconds)}
 )
 c.JupyterHub.proxy_class = "hub.activity.InstanceActivityProxy"
+
+
+# --- usage metering: each running period of an instance, recorded by the spawner -----------
+def _usage_recorder():
+    from hub.db import Database, database_url
+    from hub.metering import UsageRecorder
+
+    return UsageRecorder(Database(database_url(settings)))
+
+
+spawner.usage_recorder = _usage_recorder
+
+
+# --- audit of instance operations made through the hub's own pages and API ------------------
+def _audit_log():
+    from hub.audit import AuditLog
+    from hub.db import Database, database_url
+
+    return AuditLog(Database(database_url(settings)), settings.audit_retention_days)
+
+
+c.JupyterHub.tornado_settings = {"log_function": audit_log_function(_audit_log)}
 
 # --- the SSH gateway: one port for SSH to every instance (ssh_gateway) ------------------
 # the secret the gateway's per-instance keys derive from; instances get their public key

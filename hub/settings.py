@@ -6,7 +6,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable
 
 SETTINGS_ENV = "WORKBENCH_CONFIG"
@@ -58,6 +58,19 @@ class WorkbenchSettings(Configurable):
         help="""Database URL of the platform's own tables (keys, images, audit, quotas).
         Default: db_url when that is PostgreSQL (the tables share its database), else
         SQLite in data_dir (workbench.sqlite).""",
+    ).tag(config=True)
+
+    prices = Dict(
+        value_trait=Float(),
+        help="""Price of one hour of each flavor, for usage reports: an inline table from
+        flavor name to price, for example cpu.small at 0.05 and gpu.t4 at 0.9. Flavors
+        without a price show no cost. Default: none.""",
+    ).tag(config=True)
+    currency = Unicode("USD", help='Currency of prices. Default "USD".').tag(config=True)
+    audit_retention_days = Float(
+        7,
+        help="""Days audit events are kept before they are pruned. Default 7 (as ModelArts'
+        console keeps them).""",
     ).tag(config=True)
 
     authenticator = Unicode(
@@ -182,6 +195,21 @@ class WorkbenchSettings(Configurable):
     max_instances_per_user = Integer(
         10, help="Instances one user may have (0: no limit). Default 10."
     ).tag(config=True)
+    quota_running_instances = Integer(
+        0, help="Instances one user may run at once (0: no limit). Default 0."
+    ).tag(config=True)
+    quota_vcpus = Float(
+        0, help="vCPUs one user's running instances may use together (0: no limit). Default 0."
+    ).tag(config=True)
+    quota_memory_gib = Float(
+        0, help="Memory one user's running instances may use together, GiB (0: no limit)."
+    ).tag(config=True)
+    quota_gpus = Integer(
+        0, help="GPUs one user's running instances may use together (0: no limit). Default 0."
+    ).tag(config=True)
+    quota_storage_gib = Integer(
+        0, help="Storage of all of one user's instances, GiB (0: no limit). Default 0."
+    ).tag(config=True)
     start_timeout = Integer(
         120, help="Seconds an instance may take to start before it is failed. Default 120."
     ).tag(config=True)
@@ -259,6 +287,17 @@ class WorkbenchSettings(Configurable):
         """A settings path made absolute against base_dir."""
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def default_quota(self) -> dict:
+        """Every user's quota unless an administrator sets theirs (hub.quotas.KEYS)."""
+        return {
+            "instances": self.max_instances_per_user,
+            "running_instances": self.quota_running_instances,
+            "vcpus": self.quota_vcpus,
+            "memory_gib": self.quota_memory_gib,
+            "gpus": self.quota_gpus,
+            "storage_gib": self.quota_storage_gib,
+        }
 
     @property
     def data_path(self) -> Path:

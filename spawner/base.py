@@ -20,6 +20,9 @@ from .options import (
 )
 from .ssh import InstanceSSHMixin
 
+# the platform's permission to start instances (a custom JupyterHub scope)
+START_SCOPE = "custom:workbench:instances:start"
+
 # what a user typed into a spawn form that was refused, shown again once, by user name
 _rejected_forms: dict[str, dict] = {}
 
@@ -173,11 +176,29 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         """References of the images this backend can start now; None if it cannot tell."""
         return None
 
+    def check_start_permission(self):
+        """HTTP 403 unless the owner's roles grant starting instances (where the hub defines
+        the platform's scopes), so every path that starts one (spawn page, hub API, platform
+        API) is held to the same permission."""
+        from jupyterhub import scopes
+
+        if START_SCOPE not in scopes.scope_definitions:
+            return
+        orm_user = getattr(self.user, "orm_user", None)
+        if orm_user is None or START_SCOPE in scopes.get_scopes_for(orm_user):
+            return
+        message = (
+            f"Permission denied: starting instances needs {START_SCOPE}. "
+            "Ask an administrator for a role that grants it."
+        )
+        raise web.HTTPError(403, message, reason=message)
+
     @default("apply_user_options")
     def _default_apply_user_options(self):
         # JupyterHub calls this before start(): invalid options are refused with a 400
         # there; start() applies them
         async def check(spawner, user_options):
+            spawner.check_start_permission()
             policy = await spawner.load_policy()
             await policy.prefetch(spawner.user.name, (user_options or {}).get("image"))
             spawner.instance_spec()

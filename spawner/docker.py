@@ -16,6 +16,7 @@ from .base import InstanceSpawnerMixin
 from .container import make_container_spec, make_volume_name
 from .flavors import format_bytes
 from .lifecycle import LifecycleStateMixin, exit_reason
+from .metering import MeteringMixin
 
 
 class EngineError(web.HTTPError):
@@ -25,7 +26,9 @@ class EngineError(web.HTTPError):
         super().__init__(503, message)
 
 
-class WorkbenchDockerSpawner(InstanceSpawnerMixin, LifecycleStateMixin, DockerSpawner):
+class WorkbenchDockerSpawner(
+    InstanceSpawnerMixin, LifecycleStateMixin, MeteringMixin, DockerSpawner
+):
     """Run each instance as a container with its flavor's limits and its own volume."""
 
     run_as = Unicode(

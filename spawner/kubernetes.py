@@ -16,6 +16,7 @@ from .kube_manifests import (
     make_container_security_context,
     make_kube_overrides,
 )
+from .metering import MeteringMixin
 
 # traits each start sets; the dicts among them are merged over what the admin configured
 _MERGED_DICTS = (
@@ -42,7 +43,7 @@ def _merge_volumes(configured, ours: dict):
     return kept + list(ours.values())
 
 
-class WorkbenchKubeSpawner(InstanceSpawnerMixin, KubeSpawner):
+class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
     """Run each instance as a pod with its flavor's resources and its own PersistentVolumeClaim."""
 
     gpu_node_label = Unicode(

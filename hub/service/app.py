@@ -12,14 +12,17 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 
 from spawner.engine import ping
 from spawner.options import make_policy
 
+from ..audit import AuditLog
 from ..db import Database, database_url, upgrade_when_ready
+from ..quotas import QuotaChecker
 from ..saved_images import SavedImageStore
 from ..settings import WorkbenchSettings, load_settings
-from . import handlers
+from . import audit, handlers, quotas, usage
 from .hubapi import HubAPI
 from .images import image_routes, make_image_service
 from .instances import InstanceManager
@@ -76,8 +79,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
     manager.lifecycle = Lifecycle(manager, settings, public_url=settings.bind_url)
-    if db is None:
-        db = Database(database_url(settings))
+    manager.quotas = QuotaChecker(db, policy, settings.default_quota())
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
     routes = [
@@ -92,8 +94,14 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             url_path_join(api_prefix, "users", user, "instances", name, r"(?P<action>start|stop)"),
             handlers.InstanceActionHandler,
         ),
-        (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
         *key_routes(prefix, api_prefix),
+        (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
+        (url_path_join(api_prefix, "quotas", "users", user), quotas.UserQuotaHandler),
+        (url_path_join(api_prefix, "usage"), usage.UsageHandler),
+        (url_path_join(prefix, "admin", "usage"), usage.UsagePageHandler),
+        (url_path_join(api_prefix, "audit"), audit.AuditEventsHandler),
+        (url_path_join(api_prefix, "audit", "verify"), audit.AuditVerifyHandler),
+        (url_path_join(prefix, "admin", "audit"), audit.AuditPageHandler),
     ]
     return web.Application(
         routes,
@@ -112,6 +120,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             store=saved_images,
             engine_url=probe.url,
         ),
+        audit=AuditLog(db, settings.audit_retention_days),
         workbench_settings=settings,
     )
 
@@ -129,10 +138,19 @@ async def main():
     default_url = f"http://127.0.0.1:{settings.service_port}"
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url))
     server = HTTPServer(app, xheaders=True)
-    server.listen(url.port, url.hostname)
+    # WORKBENCH_SERVICE_IP: all interfaces, where instances call the API directly
+    server.listen(url.port, os.environ.get("WORKBENCH_SERVICE_IP") or url.hostname)
     log.info("platform API listening on %s", url.geturl())
     # auto-stop and crash recovery
     app.settings["instance_manager"].lifecycle.start()
+    audit_log = app.settings["audit"]
+
+    async def prune():
+        await asyncio.to_thread(audit_log.prune)
+
+    pruner = PeriodicCallback(prune, 3600 * 1000)
+    pruner.start()
+    await prune()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,6 +158,8 @@ async def main():
     await stop.wait()
     log.info("platform API stopping")
     server.stop()
+    pruner.stop()
+    await audit_log.flush()
 
 
 if __name__ == "__main__":

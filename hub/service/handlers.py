@@ -10,6 +10,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ..rbac import SCOPES, has_scope, scope
 from .instances import InstanceError
 
 
@@ -55,6 +56,52 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(data))
 
+    # {HTTP method: (event name, resource type)} of the operations this handler audits
+    audit_events: dict[str, tuple[str, str]] = {}
+    audit_details: dict | None = None
+    audit_reason = ""
+    denied = False  # refused for lack of permission (answered 403, or 404 to hide it)
+
+    def audit_event(self) -> tuple[str, str] | None:
+        """(event name, resource type) of this request, or None if it is not audited."""
+        return self.audit_events.get(self.request.method)
+
+    def audit_resource_id(self) -> str:
+        """The resource acted on: the path's user and name, as user/name."""
+        return "/".join(
+            str(v) for v in self.path_kwargs.values() if v and v not in ("start", "stop")
+        )
+
+    def actor(self) -> str:
+        try:
+            user = self.current_user
+        except Exception:  # noqa: BLE001 - a refused token: audited as anonymous
+            user = None
+        return user["name"] if user else "anonymous"
+
+    def on_finish(self):
+        spec = self.audit_event()
+        if spec is None:
+            return
+        status = self.get_status()
+        if status < 400:
+            outcome = "success"
+        elif status in (401, 403) or self.denied:
+            outcome = "denied"
+        else:
+            outcome = "failure"
+        event, resource_type = spec
+        self.settings["audit"].emit_soon(
+            event,
+            actor=self.actor(),
+            source=self.request.remote_ip or "",
+            resource_type=resource_type,
+            resource_id=self.audit_resource_id(),
+            outcome=outcome,
+            reason=self.audit_reason,
+            details=self.audit_details,
+        )
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, InstanceError):
@@ -65,6 +112,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             message = "Internal error; see the platform service's log."
             if exc is not None:
                 self.log.error("".join(traceback.format_exception(exc)))
+        self.audit_reason = message
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -76,12 +124,24 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             return
         super().log_exception(typ, value, tb)
 
+    def require_scope(self, name: str):
+        """HTTP 403 (audited as denied) unless the caller's token grants the platform scope."""
+        if has_scope(self.current_user, name):
+            return
+        self.denied = True
+        raise web.HTTPError(
+            403,
+            f"Permission denied: this needs {scope(name)} ({SCOPES[name]}). "
+            "Ask an administrator for a role that grants it.",
+        )
+
     def check_user(self, user: str):
         """Allow acting on `user`'s instances only to that user and admins."""
         current = self.current_user
         if current["name"] == user or current.get("admin"):
             return
         # no hint of whether that user or their instances exist
+        self.denied = True
         raise web.HTTPError(404, f"No user {user!r}.")
 
     async def run(self, coro):
@@ -117,17 +177,32 @@ class ImagesHandler(APIHandler):
 
 
 class InstancesHandler(APIHandler):
+    audit_events = {"POST": ("createNotebook", "notebook")}
+
+    def audit_resource_id(self):
+        body = self.audit_details or {}
+        return f"{self.path_kwargs['user']}/{body.get('name', '')}"
+
     @web.authenticated
     async def get(self, user):
         self.check_user(user)
+        self.require_scope("instances:read")
         self.write_json(await self.run(self.manager.list(user)))
 
     @web.authenticated
     async def post(self, user):
-        self.check_user(user)
         body = self.get_json_body()
+        self.audit_details = {"name": str(body.get("name", ""))[:64]}
+        self.check_user(user)
+        self.require_scope("instances:create")
         await self.settings["engine_check"]()
         model = await self.run(self.manager.create(user, body))
+        self.audit_details = {
+            "name": model["name"],
+            "image": model["image"],
+            "flavor": model["flavor"],
+            "storage_gib": model["storage_gib"],
+        }
         prefix = self.settings["api_prefix"]
         self.set_header(
             "Location",
@@ -137,32 +212,58 @@ class InstancesHandler(APIHandler):
 
 
 class InstanceHandler(APIHandler):
+    audit_events = {
+        "PATCH": ("updateNotebook", "notebook"),
+        "DELETE": ("deleteNotebook", "notebook"),
+    }
+
     @web.authenticated
     async def get(self, user, name):
         self.check_user(user)
+        self.require_scope("instances:read")
         self.write_json(await self.run(self.manager.get(user, name)))
 
     @web.authenticated
     async def patch(self, user, name):
         self.check_user(user)
+        self.require_scope("instances:update")
         body = self.get_json_body()
         if not body:
             raise web.HTTPError(400, "Nothing to change: send flavor, image or description.")
+        self.audit_details = {"requested": body}
         await self.settings["engine_check"]()
-        self.write_json(await self.run(self.manager.update(user, name, body)))
+        before = await self.run(self.manager.get(user, name))
+        after = await self.run(self.manager.update(user, name, body))
+        changed = {
+            key: {"from": before.get(key), "to": after.get(key)}
+            for key in ("image", "flavor", "description", "ssh", "auto_stop")
+            if before.get(key) != after.get(key)
+        }
+        self.audit_details = {"changed": changed}
+        if "flavor" in changed:
+            self.audit_reason = f"flavor {changed['flavor']['from']} -> {changed['flavor']['to']}"
+        self.write_json(after)
 
     @web.authenticated
     async def delete(self, user, name):
         self.check_user(user)
+        self.require_scope("instances:delete")
         await self.run(self.manager.delete(user, name))
         self.set_status(204)
         self.finish()
 
 
 class InstanceActionHandler(APIHandler):
+    def audit_event(self):
+        if self.request.method != "POST":
+            return None
+        action = self.path_kwargs.get("action")
+        return ("startNotebook" if action == "start" else "stopNotebook", "notebook")
+
     @web.authenticated
     async def post(self, user, name, action):
         self.check_user(user)
+        self.require_scope(f"instances:{action}")
         if action == "start":
             await self.settings["engine_check"]()
             self.write_json(await self.run(self.manager.start(user, name)))

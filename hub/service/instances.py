@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -15,6 +16,7 @@ from spawner.options import (
     validate_instance_name,
 )
 
+from ..quotas import QuotaExceeded
 from .hubapi import HubAPI, HubAPIError, server_path
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class InstanceManager:
         # hub.service.lifecycle.Lifecycle: auto-stop and crash fields of the model
         self.lifecycle = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # hub.quotas.QuotaChecker: admission of creates and starts
+        self.quotas = None
 
     def lock(self, user: str, name: str) -> asyncio.Lock:
         """One operation at a time per instance."""
@@ -154,14 +158,22 @@ class InstanceManager:
         if name in servers and not draft:
             raise InstanceError(409, f"Instance {name!r} already exists. Pick another name.")
         async with self.lock(user, name):
-            try:
-                await self.hub.request(
-                    "PATCH" if draft else "PUT",
-                    server_path(user, name),
-                    {"user_options": spec.to_options()},
-                )
-            except HubAPIError as e:
-                raise InstanceError(e.code if e.code < 500 else 502, e.message) from None
+            async with self._admission(user):
+                if self.quotas is not None:
+                    # re-read under the user's admission lock: concurrent creates see each other
+                    servers = await self._servers(user)
+                    if name in servers and not is_draft(servers[name]):
+                        raise InstanceError(409, f"Instance {name!r} already exists.")
+                    await self._admit(user, name, spec.to_options(), servers, True, start)
+                try:
+                    await self.hub.request(
+                        "PATCH" if draft else "PUT",
+                        server_path(user, name),
+                        {"user_options": spec.to_options()},
+                    )
+                except HubAPIError as e:
+                    self._admitted(user, name)
+                    raise InstanceError(e.code if e.code < 500 else 502, e.message) from None
             log.info("instance %s/%s created: %s", user, name, spec)
             if start:
                 try:
@@ -169,7 +181,26 @@ class InstanceManager:
                 except InstanceError:
                     await self._remove(user, name)
                     raise
+                finally:
+                    self._admitted(user, name)
         return await self._current(user, name)
+
+    def _admission(self, user: str):
+        """The user's admission lock (a no-op without quotas)."""
+        if self.quotas is None:
+            return contextlib.nullcontext()
+        return self.quotas.lock(user)
+
+    async def _admit(self, user, name, options, servers, create, start):
+        try:
+            await self.quotas.admit(user, name, options, servers, create=create, start=start)
+        except QuotaExceeded as e:
+            raise InstanceError(403, str(e)) from None
+
+    def _admitted(self, user: str, name: str):
+        """An admitted start has finished (or failed): it counts by its server state again."""
+        if self.quotas is not None:
+            self.quotas.finished_start(user, name)
 
     async def start(self, user: str, name: str) -> dict:
         server = await self.get_server(user, name)
@@ -179,8 +210,15 @@ class InstanceManager:
             if server.get("pending") == "stop":
                 await self._wait_stopped(user, name)
             # options are checked before the hub sees them: settings may have changed
-            await self._spec(server.get("user_options") or {}, user)
-            await self._start_and_wait(user, name)
+            spec = await self._spec(server.get("user_options") or {}, user)
+            if self.quotas is not None:
+                async with self._admission(user):
+                    servers = await self._servers(user)
+                    await self._admit(user, name, spec.to_options(), servers, False, True)
+            try:
+                await self._start_and_wait(user, name)
+            finally:
+                self._admitted(user, name)
         return await self._current(user, name)
 
     async def stop(self, user: str, name: str) -> dict:
