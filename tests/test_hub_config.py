@@ -30,11 +30,19 @@ def test_native_sign_in_and_instances(tmp_path, monkeypatch):
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/data/jupyterhub.sqlite"
     assert c.JupyterHub.spawner_class == "spawner.kubernetes.WorkbenchKubeSpawner"
-    (service,) = c.JupyterHub.services
+    service, gateway = c.JupyterHub.services
     assert service["name"] == "workbench" and service["command"][-1] == "hub.service.app"
+    assert gateway["name"] == "ssh-gateway" and gateway["command"][-1] == "ssh_gateway"
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert "access:services!service=workbench" in roles["user"]["scopes"]
     assert roles["workbench-service"]["services"] == ["workbench"]
+    # the platform's roles, granted through groups; admins get full access
+    assert roles["workbench-full-access"]["users"] == ["root1"]
+    assert roles["workbench-common-operations"]["groups"] == ["workbench-users"]
+    viewer = roles["workbench-viewer"]["scopes"]
+    assert "custom:workbench:instances:read" in viewer
+    assert not any(s.endswith((":create", ":delete", ":save")) for s in viewer)
+    assert set(c.JupyterHub.custom_scopes) >= set(viewer)
 
 
 def test_oauth_by_configuration(tmp_path, monkeypatch):
