@@ -296,8 +296,7 @@ class BridgedSession(asyncssh.SSHServerSession):
         except InstanceUnavailable as e:
             self.owner.unavailable(str(e))
             self.chan.write_stderr((str(e) + "\r\n").encode())
-            self.chan.exit(1)
-            self.owner.conn.close()
+            self.chan.exit(1)  # the client disconnects when its session ends
             return
         kind, arg = self.request
         kwargs = {

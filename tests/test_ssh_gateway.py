@@ -225,7 +225,11 @@ def web_server(box):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(2)
+    probe = "import socket; socket.create_connection(('127.0.0.1', 8765), 1)"
+    deadline = time.monotonic() + 30
+    while box.ssh(f'python -c "{probe}"').returncode != 0:
+        assert time.monotonic() < deadline, "the instance's web server did not start"
+        time.sleep(0.5)
     yield
     proc.terminate()
     proc.wait(10)
@@ -281,7 +285,8 @@ def socks5_get(port: int, host: str, dest_port: int, path: str) -> bytes:
         return data
 
 
-def test_dynamic_forwarding(box, web_server):
+@pytest.mark.parametrize("host", ["127.0.0.1"])
+def test_dynamic_forwarding(box, web_server, host):
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -297,7 +302,7 @@ def test_dynamic_forwarding(box, web_server):
     )
     try:
         wait_for_port(port)
-        data = socks5_get(port, "localhost", 8765, "/fwd.txt")
+        data = socks5_get(port, host, 8765, "/fwd.txt")
         assert data.endswith(b"forwarded-ok\n"), data[:300]
     finally:
         proc.terminate()
