@@ -208,7 +208,7 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
         try:
             await self._apply_spec()
             self._progress(30, f"Starting pod {self.pod_name} in namespace {self.namespace}")
-            start_future = super().start()
+            start_future = asyncio.ensure_future(super().start())
             relay = None
             if self.events_enabled:
                 relay = asyncio.ensure_future(self._relay_pod_events(start_future))
