@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from hub.db import Database, database_url, upgrade_when_ready
+from hub.live_options import LiveOptionsStore
 from hub.service.hubapi import HubAPI, HubAPIError
 from hub.settings import load_settings
 
@@ -51,10 +52,12 @@ async def main():
     data.mkdir(parents=True, exist_ok=True)
     db_url = database_url(settings)
     await asyncio.to_thread(upgrade_when_ready, db_url)
+    db = Database(db_url)
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    hub.live = LiveOptionsStore(db)  # SSH settings changed while the instance runs
     directory = Directory(
         hub,
-        Database(db_url),
+        db,
         backend=settings.backend,
         engine_url=os.environ.get("WORKBENCH_ENGINE_URL", ""),
         prefix=settings.container_prefix,

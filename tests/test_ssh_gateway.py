@@ -530,3 +530,22 @@ def test_parallel_sessions(box):
     for t in threads:
         t.join()
     assert sorted(results) == [b"0", b"1", b"2", b"3"]
+
+
+def test_ssh_settings_change_on_a_running_instance_without_restart(box):
+    """The hub refuses to change a running server's options; the platform keeps the change
+    beside them, and the gateway and the API see it at once."""
+    client = box.client
+    before = client.instance(INSTANCE)
+    assert before["state"] == "running"
+    mine = "127.0.0.1/32"
+    model = client.update_instance(INSTANCE, ssh={"enabled": True, "allowlist": ["10.9.9.0/24"]})
+    assert model["ssh"]["allowlist"] == ["10.9.9.0/24"]
+    assert model["started"] == before["started"]  # not restarted
+    assert box.ssh("true").returncode == 255  # 127.0.0.1 is not in the allowlist now
+    model = client.update_instance(INSTANCE, ssh={"enabled": True, "allowlist": [mine]})
+    assert box.ssh("echo reachable").stdout.decode().strip() == "reachable"
+    model = client.update_instance(INSTANCE, auto_stop={"idle_minutes": 30, "max_hours": 2})
+    assert model["auto_stop"] == {"idle_minutes": 30, "max_hours": 2.0}
+    assert model["ssh"]["allowlist"] == [mine]  # earlier live changes are kept
+    assert client.instance(INSTANCE)["started"] == before["started"]

@@ -19,6 +19,7 @@ from spawner.options import make_policy
 
 from ..audit import AuditLog
 from ..db import Database, database_url, upgrade_when_ready
+from ..live_options import LiveOptionsStore
 from ..quotas import QuotaChecker
 from ..saved_images import SavedImageStore
 from ..settings import WorkbenchSettings, load_settings
@@ -80,6 +81,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
     manager.lifecycle = Lifecycle(manager, settings, public_url=settings.bind_url)
     manager.quotas = QuotaChecker(db, policy, settings.default_quota())
+    hub.live = LiveOptionsStore(db)
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
     routes = [

@@ -35,6 +35,8 @@ class HubAPI:
         self.token = token
         self.timeout = timeout
         self.client = AsyncHTTPClient()
+        # hub.live_options.LiveOptionsStore: options changed while instances run
+        self.live = None
 
     async def request(self, method: str, path: str, body=None, *, ok_404: bool = False):
         """JSON of the response (None if empty); HubAPIError on error statuses."""
@@ -78,10 +80,16 @@ class HubAPI:
         )
         if model is None:
             return None
-        return {name: s for name, s in model.get("servers", {}).items() if name}
+        servers = {name: s for name, s in model.get("servers", {}).items() if name}
+        if self.live is not None:
+            await self.live.overlay(user, servers)
+        return servers
 
     async def server(self, user: str, name: str):
-        return await self.request("GET", server_path(user, name), ok_404=True)
+        server = await self.request("GET", server_path(user, name), ok_404=True)
+        if server is not None and self.live is not None:
+            await self.live.overlay(user, {name: server})
+        return server
 
     async def progress(self, user: str, name: str, limit: float) -> AsyncIterator[dict]:
         """The spawn progress events of a server (the hub's event stream) until it ends."""

@@ -254,12 +254,21 @@ class InstanceManager:
             return self.model(user, server)
         needs_restart = any(after[k] != before[k] for k in after if k not in LIVE_OPTION_KEYS)
         async with self.lock(user, name):
-            restart = needs_restart and (not server.get("stopped") or bool(server.get("pending")))
-            if restart:
+            active = not server.get("stopped") or bool(server.get("pending"))
+            if active and not needs_restart and self.hub.live is not None:
+                # the hub does not change a running server's options: keep the change beside
+                # them until the instance stops
+                live = {k: after[k] for k in LIVE_OPTION_KEYS}
+                await self.hub.live.set(user, name, live)
+                log.info("instance %s/%s updated while running: %s", user, name, live)
+                return await self._current(user, name)
+            if active:
                 await self._stop(user, name)
             await self.hub.request("PATCH", server_path(user, name), {"user_options": after})
+            if self.hub.live is not None:
+                await self.hub.live.clear(user, name)
             log.info("instance %s/%s updated: %s", user, name, spec)
-            if restart:
+            if active:
                 await self._start_and_wait(user, name)
         return await self._current(user, name)
 
@@ -282,6 +291,8 @@ class InstanceManager:
         except HubAPIError as e:
             if e.code != 404:
                 raise InstanceError(502, f"Removing instance {name!r} failed: {e.message}") from e
+        if self.hub.live is not None:
+            await self.hub.live.clear(user, name)
         self.failures.pop((user, name), None)
         log.info("instance %s/%s deleted with its storage", user, name)
 

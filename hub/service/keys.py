@@ -30,14 +30,21 @@ class KeyAPIHandler(APIHandler):
 class KeysHandler(KeyAPIHandler):
     """GET: the user's keys. POST {name, public_key}: register a key."""
 
+    audit_events = {"POST": ("addKey", "key")}
+
+    def audit_resource_id(self):
+        return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('fingerprint', '')}"
+
     @web.authenticated
     async def get(self, user):
         self.check_user(user)
+        self.require_scope("keys:manage")
         self.write_json(await self.db.run(lambda s: keys.list_keys(s, user)))
 
     @web.authenticated
     async def post(self, user):
         self.check_user(user)
+        self.require_scope("keys:manage")
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name", "public_key"})
         if unknown:
@@ -51,6 +58,7 @@ class KeysHandler(KeyAPIHandler):
             raise web.HTTPError(400, str(e)) from None
         model = await self.db_call(lambda s: keys.add_key(s, user, name, parsed))
         log.info("ssh key %s (%s) added for %s", model["fingerprint"], name, user)
+        self.audit_details = {"fingerprint": model["fingerprint"], "name": name}
         self.write_json(model, status=201)
 
 
@@ -58,9 +66,15 @@ class GenerateKeyHandler(KeyAPIHandler):
     """POST {name}: make an ed25519 key pair, register its public key and return the private
     key, this once (it is not stored)."""
 
+    audit_events = {"POST": ("addKey", "key")}
+
+    def audit_resource_id(self):
+        return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('fingerprint', '')}"
+
     @web.authenticated
     async def post(self, user):
         self.check_user(user)
+        self.require_scope("keys:manage")
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name"})
         if unknown:
@@ -73,6 +87,7 @@ class GenerateKeyHandler(KeyAPIHandler):
         parsed = keys.parse_public_key(public_key)
         model = await self.db_call(lambda s: keys.add_key(s, user, name, parsed))
         log.info("ssh key %s (%s) generated for %s", model["fingerprint"], name, user)
+        self.audit_details = {"fingerprint": model["fingerprint"], "name": name, "generated": True}
         self.set_header("Cache-Control", "no-store")
         self.write_json({**model, "private_key": private_key}, status=201)
 
@@ -80,9 +95,12 @@ class GenerateKeyHandler(KeyAPIHandler):
 class KeyHandler(KeyAPIHandler):
     """PATCH {name}: rename a key. DELETE: remove it."""
 
+    audit_events = {"DELETE": ("deleteKey", "key")}
+
     @web.authenticated
     async def patch(self, user, key_id):
         self.check_user(user)
+        self.require_scope("keys:manage")
         body = self.get_json_body()
         if set(body) != {"name"}:
             raise web.HTTPError(400, 'Send {"name": "new name"} to rename a key.')
@@ -98,6 +116,7 @@ class KeyHandler(KeyAPIHandler):
     @web.authenticated
     async def delete(self, user, key_id):
         self.check_user(user)
+        self.require_scope("keys:manage")
         if not await self.db.run(lambda s: keys.delete_key(s, user, key_id)):
             raise web.HTTPError(404, f"No key {key_id!r}; list keys with GET .../keys.")
         log.info("ssh key %s deleted for %s", key_id, user)
@@ -111,6 +130,7 @@ class InstanceSSHHandler(APIHandler):
     @web.authenticated
     async def get(self, user, name):
         self.check_user(user)
+        self.require_scope("instances:read")
         model = await self.run(self.manager.get(user, name))
         settings = self.settings["workbench_settings"]
         self.write_json(ssh_access(settings, user, name, model.get("ssh")))

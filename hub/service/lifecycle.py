@@ -140,9 +140,11 @@ class Lifecycle:
             if isinstance(users, dict):  # paginated form
                 users = users.get("items", [])
             for user in users or []:
-                for name, server in (user.get("servers") or {}).items():
-                    if name:
-                        yield user["name"], name, server
+                servers = {n: s for n, s in (user.get("servers") or {}).items() if n}
+                if self.hub.live is not None:
+                    await self.hub.live.overlay(user["name"], servers)
+                for name, server in servers.items():
+                    yield user["name"], name, server
             if not users or len(users) < limit:
                 return
             offset += limit

@@ -1,0 +1,75 @@
+"""Options changed on a running instance (SSH, auto-stop, description).
+
+JupyterHub keeps an instance's options in its server's user_options, and refuses to change
+them while the server runs. Changes to options that apply without a restart are kept here
+until the instance next stops, and laid over the hub's user_options wherever the platform
+reads them (the API, auto-stop, the SSH gateway).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db.core import Base
+
+
+class LiveOptions(Base):
+    """The live options of one running instance, over its user_options."""
+
+    __tablename__ = "instance_live_options"
+    __table_args__ = (UniqueConstraint("user", "instance"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    instance: Mapped[str] = mapped_column(String(64))
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    updated: Mapped[datetime] = mapped_column(
+        DateTime, default=lambda: datetime.now(UTC).replace(tzinfo=None)
+    )
+
+
+class LiveOptionsStore:
+    """Reads and writes live options; every call runs off the event loop."""
+
+    def __init__(self, db):
+        self.db = db
+
+    async def overlay(self, user: str, servers: dict) -> dict:
+        """servers (name: hub server model) with live options laid over their user_options."""
+        if not servers:
+            return servers
+
+        def read(session):
+            rows = session.scalars(select(LiveOptions).where(LiveOptions.user == user))
+            return {row.instance: json.loads(row.options) for row in rows}
+
+        live = await self.db.run(read)
+        for name, options in live.items():
+            server = servers.get(name)
+            if server is not None and server.get("user_options") is not None:
+                server["user_options"] = {**server["user_options"], **options}
+        return servers
+
+    async def set(self, user: str, name: str, options: dict):
+        def write(session):
+            row = session.scalars(
+                select(LiveOptions).where(LiveOptions.user == user, LiveOptions.instance == name)
+            ).first()
+            if row is None:
+                row = LiveOptions(user=user, instance=name)
+                session.add(row)
+            row.options = json.dumps(options)
+            row.updated = datetime.now(UTC).replace(tzinfo=None)
+
+        await self.db.run(write)
+
+    async def clear(self, user: str, name: str):
+        await self.db.run(
+            lambda s: s.execute(
+                delete(LiveOptions).where(LiveOptions.user == user, LiveOptions.instance == name)
+            )
+        )
