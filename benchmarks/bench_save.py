@@ -1,6 +1,6 @@
-"""Saving an instance through the platform API against a plain engine commit of the same
-container, interleaved, with medians; and the saved image's added size against what was
-installed."""
+"""Saving an instance through the platform API (POST .../save?wait=true, answered when the
+save is done) against a plain engine commit of the same container, interleaved, with medians;
+and the saved image's added size against what was installed."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hub.settings import load_settings  # noqa: E402
 from tests.platform import Hub, remove_engine_objects, run_code  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 INSTALL = """
 import os
 os.makedirs(os.path.expanduser('~/.cache/bench'), exist_ok=True)
@@ -50,8 +50,7 @@ def main():
                 plain.append(time.monotonic() - t)
                 client.images.remove(image.id, force=True)
                 t = time.monotonic()
-                user.save_instance("src", "bench", f"r{i}")
-                status = user.wait_saved("src", poll=0.05)
+                status = user.save_instance("src", "bench", f"r{i}", wait=True)
                 api.append(time.monotonic() - t)
                 added.append(status["image"]["added_size"])
                 user.delete_image("bench", f"r{i}")

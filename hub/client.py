@@ -213,10 +213,21 @@ class WorkbenchClient:
         tag: str = "latest",
         description: str = "",
         user: str | None = None,
+        wait: bool = False,
     ) -> dict:
-        """Start saving a running instance as image:tag; the save's status (state "saving")."""
+        """Start saving a running instance as image:tag; the save's status (state "saving").
+
+        wait=True: answer when the save has ended, its final status ("done"; a failed save
+        raises WorkbenchError with the reason).
+        """
         body = {"name": image, "tag": tag, "description": description}
-        return self.api("POST", f"users/{self._user(user)}/instances/{name}/save", body)
+        path = f"users/{self._user(user)}/instances/{name}/save"
+        if not wait:
+            return self.api("POST", path, body)
+        status = self.api("POST", path + "?wait=true", body, timeout=max(self.timeout, 3600))
+        if status["state"] == "failed":
+            raise WorkbenchError(500, status["message"])
+        return status
 
     def save_status(self, name: str, user: str | None = None) -> dict:
         """The current or last save of an instance: state saving, done or failed, progress."""

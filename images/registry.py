@@ -78,6 +78,14 @@ class EngineImages:
                 return container
         return None
 
+    def container(self, container_id: str):
+        """The running container of that id or name; None if it is gone or not running."""
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        return container if container.status == "running" else None
+
     def inspect(self, ref: str) -> dict | None:
         try:
             return self.client.api.inspect_image(ref)
@@ -85,11 +93,13 @@ class EngineImages:
             return None
 
     def commit(
-        self, container_id: str, repository: str, tag: str, *, changes: list[str], message: str
-    ) -> str:
-        """Commit the container (paused for the copy) as repository:tag; the image's id."""
+        self, container, repository: str, tag: str, *, changes: list[str], message: str
+    ) -> dict:
+        """Commit the container (an id, or a docker-py Container), paused for the copy, as
+        repository:tag; the new image's inspection (Id, Size, Config)."""
         try:
-            container = self.client.containers.get(container_id)
+            if isinstance(container, str):
+                container = self.client.containers.get(container)
             image = container.commit(
                 repository=repository, tag=tag, message=message, pause=True, changes=changes
             )
@@ -98,7 +108,7 @@ class EngineImages:
             raise ImageEngineError(
                 f"The engine failed to commit the instance: {explanation}"
             ) from e
-        return image.id
+        return image.attrs
 
     def remove(self, ref: str) -> bool:
         """Remove the image reference (the image itself once no other reference is left)."""

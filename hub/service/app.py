@@ -24,6 +24,7 @@ from ..quotas import QuotaChecker
 from ..saved_images import SavedImageStore
 from ..settings import WorkbenchSettings, load_settings
 from . import audit, handlers, quotas, usage
+from .bridge import bridge_routes
 from .hubapi import HubAPI
 from .images import image_routes, make_image_service
 from .instances import InstanceManager
@@ -97,6 +98,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             handlers.InstanceActionHandler,
         ),
         *key_routes(prefix, api_prefix),
+        *bridge_routes(prefix),
         (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
         (url_path_join(api_prefix, "quotas", "users", user), quotas.UserQuotaHandler),
         (url_path_join(api_prefix, "usage"), usage.UsageHandler),

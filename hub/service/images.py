@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -48,9 +49,52 @@ class ImageService:
         # the current or last save of each instance, by (user, instance)
         self.saves: dict[tuple[str, str], dict] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task] = {}
+        # preset images' inspections by reference, for the commit's configuration and sizes
+        self._base_info: dict[str, tuple[float, dict]] = {}
+        self._containers: dict[str, dict] = {}  # instances' containers' inspections, by id
+        self.node_agent = None  # images.node_agent.NodeAgentSaver (kubernetes backend)
+
+    def repository_for_save(self, owner: str, name: str) -> str:
+        """Where a save goes: on Kubernetes the registry every node pulls from."""
+        if self.settings.backend == "kubernetes":
+            url = self.settings.registry_url.rstrip("/")
+            if not url:
+                raise InstanceError(
+                    400,
+                    "Saving on Kubernetes pushes the image to a registry every node can pull "
+                    "from: set registry_url (and registry_username, registry_password) in the "
+                    "settings file.",
+                )
+            return saved_repository(url, self.namespace, owner, name)
+        return self.repository(owner, name)
+
+    async def container(self, engine: EngineImages, container_id: str):
+        """The instance's container by the id the spawner keeps; its configuration (fixed
+        for the container's life) is inspected once."""
+        attrs = self._containers.get(container_id)
+        if attrs is not None:
+            return engine.client.containers.prepare_model(attrs)
+        container = await asyncio.to_thread(engine.container, container_id)
+        if container is not None:
+            if len(self._containers) >= 256:
+                self._containers.pop(next(iter(self._containers)))
+            self._containers[container_id] = container.attrs
+        return container
+
+    async def base_info(self, engine: EngineImages, ref: str, max_age: float = 300) -> dict | None:
+        """The preset image's inspection, kept a few minutes (presets change with rebuilds)."""
+        now = time.monotonic()
+        cached = self._base_info.get(ref)
+        if cached and now - cached[0] < max_age:
+            return cached[1]
+        info = await asyncio.to_thread(engine.inspect, ref)
+        if info is not None:
+            self._base_info[ref] = (now, info)
+        return info
 
     @property
     def engine(self) -> EngineImages:
+        """The container engine (docker backend); saves on Kubernetes use `agent` instead."""
         if self.settings.backend != "docker" or not self.engine_url:
             raise InstanceError(
                 501,
@@ -82,8 +126,22 @@ class ImageService:
         key = (user, instance)
         if key in self.tasks:
             raise InstanceError(409, f"Instance {instance!r} is already saving; wait for it.")
-        engine = self.engine
-        server = await self.hub.server(user, instance)
+        if self.settings.backend == "kubernetes":
+            if self.node_agent is None:
+                raise InstanceError(
+                    501,
+                    "Saving on Kubernetes needs the node agent: deploy it (see the README, "
+                    "'Saved images') and set save_agent_token.",
+                )
+            engine = None
+        else:
+            engine = self.engine
+        # the instance and the user's quota, asked at once; the instance's errors come first
+        server, quota = await asyncio.gather(
+            self.hub.server(user, instance), self._check_quota(user), return_exceptions=True
+        )
+        if isinstance(server, BaseException):
+            raise server
         if server is None:
             raise InstanceError(404, f"No instance {instance!r} of user {user!r}.")
         if not server.get("ready") or server.get("pending"):
@@ -101,9 +159,10 @@ class ImageService:
         except Exception as e:  # noqa: BLE001 - InvalidOptions: the image went away
             raise InstanceError(409, f"Instance {instance!r} runs an unknown image: {e}") from None
         base = self.policy.catalog.get(current.base if is_saved_name(image_name) else image_name)
-        repository = self.repository(user, name)
+        repository = self.repository_for_save(user, name)
         ref = f"{repository}:{tag}"
-        await self._check_quota(user)
+        if isinstance(quota, BaseException):
+            raise quota
 
         def register(session):
             old = find_row(session, user, name, tag)
@@ -149,8 +208,10 @@ class ImageService:
             "finished": None,
         }
         self.saves[key] = status
+        # the spawner's state: the container's id (docker), the pod's name (kubernetes)
+        state = server.get("state") or {}
         self.tasks[key] = asyncio.create_task(
-            self._save(key, row_id, engine, base, ref, repository, tag, description)
+            self._save(key, row_id, engine, state, base, ref, repository, tag, description)
         )
         log.info("%s/%s: saving as %s (from %s)", user, instance, ref, base.name)
         return dict(status)
@@ -159,24 +220,71 @@ class ImageService:
         status.update(step=step, progress=progress, message=message)
         log.info("%s: %s", status["image"]["ref"], message)
 
-    async def _save(self, key, row_id, engine, base, ref, repository, tag, description):
+    async def wait(self, user: str, instance: str) -> dict:
+        """Wait for the instance's save in progress (if any) to end; its status."""
+        task = self.tasks.get((user, instance))
+        if task is not None:
+            await asyncio.wait([task])
+        return await self.save_status(user, instance)
+
+    async def _commit_engine(self, engine, state, key, status, base, repository, tag, labels):
+        """Commit through the container engine; (image id, size, base size)."""
+        user, instance = key
+        self._step(status, "container", 5, "Finding the instance's container")
+        container_id = state.get("object_id")
+        container, base_info = await asyncio.gather(
+            self.container(engine, container_id)
+            if container_id
+            else asyncio.to_thread(
+                engine.find_container,
+                f"{self.settings.container_prefix}-",
+                {"ai-workbench.user": user, "ai-workbench.instance": instance},
+            ),
+            self.base_info(engine, base.ref),
+        )
+        if container is None:
+            raise ImageEngineError(
+                f"Instance {instance!r} has no running container; start it and save again."
+            )
+        if base_info is None:
+            raise ImageEngineError(f"The preset image {base.ref} is not on this machine.")
+        changes = make_commit_changes(base_info["Config"], container.attrs["Config"], labels)
+        self._step(
+            status,
+            "commit",
+            20,
+            "Committing the instance's files (it pauses while they are copied)",
+        )
+        try:
+            info = await asyncio.to_thread(
+                engine.commit,
+                container,
+                repository,
+                tag,
+                changes=changes,
+                message=f"saved from instance {instance} of {user}",
+            )
+        except ImageEngineError:
+            self._containers.pop(container_id, None)
+            raise
+        return info["Id"], int(info.get("Size") or 0), int(base_info.get("Size") or 0)
+
+    async def _commit_agent(self, state, key, status, ref, labels):
+        """Commit on the instance's node through the node agent, which pushes it."""
+
+        def progress(step, percent, message):
+            self._step(status, step, percent, message)
+
+        result = await self.node_agent.save(
+            state, ref, labels=labels, user=key[0], instance=key[1], progress=progress
+        )
+        return result["digest"], int(result.get("size") or 0), 0
+
+    async def _save(self, key, row_id, engine, state, base, ref, repository, tag, description):
         user, instance = key
         status = self.saves[key]
         committed = False
         try:
-            self._step(status, "container", 5, "Finding the instance's container")
-            container = await asyncio.to_thread(
-                engine.find_container,
-                f"{self.settings.container_prefix}-",
-                {"ai-workbench.user": user, "ai-workbench.instance": instance},
-            )
-            if container is None:
-                raise ImageEngineError(
-                    f"Instance {instance!r} has no running container; start it and save again."
-                )
-            base_info = await asyncio.to_thread(engine.inspect, base.ref)
-            if base_info is None:
-                raise ImageEngineError(f"The preset image {base.ref} is not on this machine.")
             labels = make_saved_labels(
                 owner=user,
                 instance=instance,
@@ -185,26 +293,17 @@ class ImageService:
                 name=repository.rsplit("/", 1)[-1],
                 tag=tag,
             )
-            changes = make_commit_changes(base_info["Config"], container.attrs["Config"], labels)
-            self._step(
-                status,
-                "commit",
-                20,
-                "Committing the instance's files (it pauses while they are copied)",
-            )
-            committed = True
-            image_id = await asyncio.to_thread(
-                engine.commit,
-                container.id,
-                repository,
-                tag,
-                changes=changes,
-                message=f"saved from instance {instance} of {user}",
-            )
+            committed = engine is not None
+            if engine is not None:
+                image_id, size, base_size = await self._commit_engine(
+                    engine, state, key, status, base, repository, tag, labels
+                )
+            else:
+                image_id, size, base_size = await self._commit_agent(
+                    state, key, status, ref, labels
+                )
             self._step(status, "register", 90, "Registering the image")
-            info = await asyncio.to_thread(engine.inspect, ref)
-            size = int(info.get("Size") or 0)
-            added = max(size - int(base_info.get("Size") or 0), 0)
+            added = max(size - base_size, 0)
 
             def ready(session):
                 row = session.get(SavedImageRow, row_id)
@@ -213,6 +312,8 @@ class ImageService:
                 row.size = size
                 row.added_size = added
                 row.created = utcnow()
+                if engine is None:
+                    row.pushed_ref = ref
                 return row.to_dict()
 
             image = await self.db.run(ready)
@@ -226,7 +327,7 @@ class ImageService:
                 message = "Saving was cancelled."
             else:
                 log.warning("%s/%s: saving as %s failed: %s", user, instance, ref, message)
-            await self._discard(row_id, ref if committed else None)
+            await self._discard(row_id, ref if committed and engine is not None else None)
             status.update(state="failed", step="failed", progress=100, message=message)
             status["image"] = {**status["image"], "state": "failed", "error": message}
             if isinstance(e, asyncio.CancelledError):
@@ -606,8 +707,15 @@ class SaveHandler(ImagesHandler):
     async def post(self, user, name):
         self.check_user(user)
         body = self.get_json_body()
+        wait = self.get_query_argument("wait", "false")
+        if wait not in ("true", "false", "1", "0"):
+            raise web.HTTPError(400, "'wait' must be true or false.")
         status = await self.run(self.images.start_save(user, name, body))
         self.set_header("Location", self.request.path)
+        if wait in ("true", "1"):
+            # answer when the save has ended: 200 with its final status (done or failed)
+            self.write_json(await self.run(self.images.wait(user, name)))
+            return
         self.write_json(status, status=202)
 
 
