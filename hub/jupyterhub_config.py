@@ -181,6 +181,16 @@ def _usage_recorder():
 spawner.usage_recorder = _usage_recorder
 
 
+def _workspace_members():
+    from hub.db import Database, database_url
+    from hub.workspaces import WorkspaceStore
+
+    return WorkspaceStore(Database(database_url(settings)))
+
+
+spawner.workspace_members = _workspace_members
+
+
 # --- audit of instance operations made through the hub's own pages and API ------------------
 def _audit_log():
     from hub.audit import AuditLog

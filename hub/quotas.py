@@ -33,13 +33,14 @@ class QuotaExceeded(Exception):
 
 
 class Quota(Base):
-    """Limits set by an administrator for one user (overriding the settings' defaults)."""
+    """Limits set by an administrator for one user (over the settings' defaults) or for one
+    workspace (all its instances together)."""
 
     __tablename__ = "quotas"
     __table_args__ = (UniqueConstraint("kind", "subject"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "user"
+    kind: Mapped[str] = mapped_column(String(16))  # "user" or "workspace"
     subject: Mapped[str] = mapped_column(String(255))
     limits: Mapped[str] = mapped_column(Text, default="{}")
     updated: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow)
@@ -91,34 +92,57 @@ class QuotaChecker:
         self.defaults = validate_limits(defaults)
         self._locks: dict[str, asyncio.Lock] = {}
         self._starting: dict[str, set[str]] = {}
+        # async fn(workspace) -> {(user, name): server} of the instances in a workspace
+        self.workspace_servers = None
 
     def lock(self, user: str) -> asyncio.Lock:
         return self._locks.setdefault(user, asyncio.Lock())
 
-    async def limits(self, user: str) -> dict:
+    def workspace_lock(self, workspace: str) -> asyncio.Lock:
+        return self._locks.setdefault("workspace:" + workspace, asyncio.Lock())
+
+    async def _stored(self, kind: str, subject: str) -> dict:
         def read(session):
-            row = session.query(Quota).filter_by(kind="user", subject=user).one_or_none()
+            row = session.query(Quota).filter_by(kind=kind, subject=subject).one_or_none()
             return json.loads(row.limits) if row else {}
 
-        return {**self.defaults, **await self.db.run(read)}
+        return await self.db.run(read)
 
-    async def set_limits(self, user: str, limits: dict) -> dict:
+    async def limits(self, user: str) -> dict:
+        return {**self.defaults, **await self._stored("user", user)}
+
+    async def workspace_limits(self, workspace: str) -> dict:
+        """A workspace's limits (none unless an administrator sets them)."""
+        return await self._stored("workspace", workspace)
+
+    async def set_limits(self, subject: str, limits: dict, kind: str = "user") -> dict:
         limits = validate_limits(limits)
 
         def write(session):
-            row = session.query(Quota).filter_by(kind="user", subject=user).one_or_none()
+            row = session.query(Quota).filter_by(kind=kind, subject=subject).one_or_none()
             if row is None:
-                row = Quota(kind="user", subject=user)
+                row = Quota(kind=kind, subject=subject)
                 session.add(row)
             row.limits = json.dumps(limits)
             row.updated = datetime.utcnow()
 
         await self.db.run(write)
-        return await self.limits(user)
+        if kind == "user":
+            return await self.limits(subject)
+        return await self.workspace_limits(subject)
 
     def usage(self, user: str, servers: dict) -> Usage:
+        """Usage of a user's {name: server}."""
+        return self._count(Usage(), servers, self._starting.get(user, set()))
+
+    def workspace_usage(self, servers: dict) -> Usage:
+        """Usage of a workspace's {(user, name): server}."""
         usage = Usage()
-        starting = self._starting.get(user, set())
+        for (user, name), server in servers.items():
+            self._count(usage, {name: server}, self._starting.get(user, set()))
+        return usage
+
+    def _count(self, usage: Usage, servers: dict, starting: set) -> Usage:
         for name, server in servers.items():
             options = server.get("user_options") or {}
             if not options and not server.get("started") and name not in starting:
@@ -140,33 +164,52 @@ class QuotaChecker:
         usage.gpus += flavor.gpu
 
     @staticmethod
-    def _refuse(key: str, limit, after, user: str):
+    def _refuse(key: str, limit, after, whose: str):
         raise QuotaExceeded(
-            f"Quota exceeded: {KEYS[key]} would be {after:g}, over {user}'s limit of {limit:g}. "
+            f"Quota exceeded: {KEYS[key]} would be {after:g}, over {whose}'s limit of {limit:g}. "
             "Stop or delete an instance, or ask an administrator to raise the quota."
         )
 
     async def admit(
         self, user: str, name: str, options: dict, servers: dict, *, create: bool, start: bool
     ):
-        """Raise QuotaExceeded unless creating and/or starting `name` fits the quota; an
-        admitted start counts as running until finished_start()."""
+        """Raise QuotaExceeded unless creating and/or starting `name` fits its owner's quota
+        and its workspace's; an admitted start counts as running until finished_start()."""
+        workspace = options.get("workspace") or "default"
+        ws_limits = await self.workspace_limits(workspace)
+        if self.workspace_servers is None or not any(ws_limits.values()):
+            return await self._admit_user(user, name, options, servers, create, start)
+        async with self.workspace_lock(workspace):
+            in_workspace = await self.workspace_servers(workspace)
+            in_workspace.pop((user, name), None)
+            after = self.workspace_usage(in_workspace)
+            self._add(after, options, create, start)
+            self._check(ws_limits, after, create, start, f"workspace {workspace}")
+            await self._admit_user(user, name, options, servers, create, start)
+
+    async def _admit_user(self, user, name, options, servers, create, start):
         limits = await self.limits(user)
-        usage = self.usage(user, {k: v for k, v in servers.items() if k != name})
-        after = Usage(**usage.to_dict())
-        after.instances += 1
-        after.storage_gib += int(options.get("storage_gib") or 0)
+        after = self.usage(user, {k: v for k, v in servers.items() if k != name})
+        self._add(after, options, create, start)
+        self._check(limits, after, create, start, user)
+        if start:
+            self._starting.setdefault(user, set()).add(name)
+
+    def _add(self, after: Usage, options: dict, create: bool, start: bool):
+        if create:
+            after.instances += 1
+            after.storage_gib += int(options.get("storage_gib") or 0)
         if start:
             self._add_running(after, options)
+
+    def _check(self, limits: dict, after: Usage, create: bool, start: bool, whose: str):
         checked = ["instances", "storage_gib"] if create else []
         if start:
             checked += ["running_instances", "vcpus", "memory_gib", "gpus"]
         for key in checked:
             limit = limits.get(key) or 0
             if limit and getattr(after, key) > limit + 1e-9:
-                self._refuse(key, limit, getattr(after, key), user)
-        if start:
-            self._starting.setdefault(user, set()).add(name)
+                self._refuse(key, limit, getattr(after, key), whose)
 
     def finished_start(self, user: str, name: str):
         self._starting.get(user, set()).discard(name)

@@ -10,6 +10,7 @@ from traitlets import Any, Float, Integer, List, Unicode, default
 
 from .lifecycle import auto_stop_form_fields
 from .options import (
+    DEFAULT_WORKSPACE,
     InstancePolicy,
     InstanceSpec,
     InvalidOptions,
@@ -120,7 +121,29 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         the platform database). None: instances use catalog images only.""",
     )
 
+    workspace_members = Any(
+        None,
+        config=True,
+        help="""A callable returning an object whose is_member(user, workspace) says whether
+        a user belongs to a workspace (blocking; hub.workspaces.WorkspaceStore, set by
+        jupyterhub_config.py). None: every instance is in the "default" workspace's rules.""",
+    )
+
     _policy = None
+    _workspace_store = None
+
+    async def check_workspace(self, workspace: str):
+        """HTTP 404 unless the owner belongs to the instance's workspace."""
+        if workspace == DEFAULT_WORKSPACE or self.workspace_members is None:
+            return
+        if self._workspace_store is None:
+            self._workspace_store = self.workspace_members()
+        if not await asyncio.to_thread(self._workspace_store.is_member, self.user.name, workspace):
+            message = (
+                f"No workspace {workspace!r} of yours: pick one of your workspaces, or ask an "
+                "administrator to add you to it."
+            )
+            raise web.HTTPError(404, message, reason=message)
 
     # JupyterHub's PATCH of a stopped server writes user_options to the database
     # but not to the in-memory Spawner, so the hub's API and pages would show the
@@ -201,7 +224,8 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
             spawner.check_start_permission()
             policy = await spawner.load_policy()
             await policy.prefetch(spawner.user.name, (user_options or {}).get("image"))
-            spawner.instance_spec()
+            spec = spawner.instance_spec()
+            await spawner.check_workspace(spec.workspace)
 
         return check
 

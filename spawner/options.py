@@ -14,7 +14,10 @@ from .flavors import Flavor, UnknownFlavor, get_flavor, load_flavors
 
 INSTANCE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 MAX_DESCRIPTION = 512
-OPTION_KEYS = ("image", "flavor", "storage_gib", "description", "ssh", "auto_stop")
+OPTION_KEYS = ("image", "flavor", "storage_gib", "description", "ssh", "auto_stop", "workspace")
+# options fixed when the instance is created
+FIXED_OPTION_KEYS = ("storage_gib", "workspace")
+DEFAULT_WORKSPACE = "default"
 # options applied to a running instance without restarting it
 LIVE_OPTION_KEYS = ("description", "ssh", "auto_stop")
 MAX_ALLOWLIST = 64
@@ -163,6 +166,7 @@ class InstanceSpec:
     description: str = ""
     ssh: dict = field(default_factory=lambda: {"enabled": False, "allowlist": []})
     auto_stop: dict = field(default_factory=dict)
+    workspace: str = DEFAULT_WORKSPACE
 
     def to_options(self) -> dict:
         """The user_options JupyterHub stores for the instance."""
@@ -267,6 +271,18 @@ def parse_auto_stop(value, policy: InstancePolicy) -> dict:
     return {"idle_minutes": idle, "max_hours": hours}
 
 
+def parse_workspace(value) -> str:
+    """The workspace an instance belongs to (its name's syntax; membership is checked by the
+    platform)."""
+    if value in (None, ""):
+        return DEFAULT_WORKSPACE
+    if not isinstance(value, str) or not INSTANCE_NAME_RE.match(value):
+        raise InvalidOptions(
+            f"Invalid workspace name {value!r}: use lower-case letters, digits and '-'."
+        )
+    return value
+
+
 def parse_options(
     raw: dict | None, policy: InstancePolicy, user: str | None = None
 ) -> InstanceSpec:
@@ -299,6 +315,7 @@ def parse_options(
         description=description.strip(),
         ssh=parse_ssh(raw.get("ssh")),
         auto_stop=parse_auto_stop(raw.get("auto_stop"), policy),
+        workspace=parse_workspace(raw.get("workspace")),
     )
 
 
@@ -314,7 +331,7 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
         return values[0].strip() if values and values[0].strip() else None
 
     options = {}
-    for key in ("image", "flavor", "storage_gib", "description"):
+    for key in ("image", "flavor", "storage_gib", "description", "workspace"):
         if first(key) is not None:
             options[key] = first(key)
     if "ssh_enabled" in formdata or first("ssh_allowlist"):

@@ -59,8 +59,15 @@ def test_options_round_trip(policy):
         "description": "demo",
         "ssh": {"enabled": False, "allowlist": []},
         "auto_stop": {"idle_minutes": 60, "max_hours": 0},
+        "workspace": "default",
     }
     assert parse_options(spec.to_options(), policy) == spec
+
+
+@pytest.mark.parametrize("workspace", ["NLP", "a b", "x" * 40, 3])
+def test_bad_workspace_names_are_refused(policy, workspace):
+    with pytest.raises(InvalidOptions, match="Invalid workspace name"):
+        parse_options({"workspace": workspace}, policy)
 
 
 def test_ssh_settings_are_normalised(policy):

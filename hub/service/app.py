@@ -30,6 +30,7 @@ from .images import image_routes, make_image_service
 from .instances import InstanceManager
 from .keys import key_routes
 from .lifecycle import ExtendHandler, Lifecycle
+from .workspaces import WorkspaceService, workspace_routes
 
 log = logging.getLogger("workbench.service")
 
@@ -83,6 +84,9 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     manager.lifecycle = Lifecycle(manager, settings, public_url=settings.bind_url)
     manager.quotas = QuotaChecker(db, policy, settings.default_quota())
     hub.live = LiveOptionsStore(db)
+    spaces = WorkspaceService(db, manager, hub)
+    manager.workspaces = spaces.is_member
+    manager.quotas.workspace_servers = spaces.servers
     user = r"(?P<user>[^/]+)"
     name = r"(?P<name>[^/]+)"
     routes = [
@@ -101,6 +105,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
         *bridge_routes(prefix),
         (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
         (url_path_join(api_prefix, "quotas", "users", user), quotas.UserQuotaHandler),
+        *workspace_routes(api_prefix),
         (url_path_join(api_prefix, "usage"), usage.UsageHandler),
         (url_path_join(prefix, "admin", "usage"), usage.UsagePageHandler),
         (url_path_join(api_prefix, "audit"), audit.AuditEventsHandler),
@@ -125,6 +130,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             engine_url=probe.url,
         ),
         audit=AuditLog(db, settings.audit_retention_days),
+        workspaces=spaces,
         workbench_settings=settings,
     )
 

@@ -187,7 +187,8 @@ class InstancesHandler(APIHandler):
     async def get(self, user):
         self.check_user(user)
         self.require_scope("instances:read")
-        self.write_json(await self.run(self.manager.list(user)))
+        workspace = self.get_argument("workspace", "").strip() or None
+        self.write_json(await self.run(self.manager.list(user, workspace)))
 
     @web.authenticated
     async def post(self, user):

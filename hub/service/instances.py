@@ -8,6 +8,8 @@ import logging
 import time
 
 from spawner.options import (
+    DEFAULT_WORKSPACE,
+    FIXED_OPTION_KEYS,
     LIVE_OPTION_KEYS,
     OPTION_KEYS,
     InstancePolicy,
@@ -70,6 +72,8 @@ class InstanceManager:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # hub.quotas.QuotaChecker: admission of creates and starts
         self.quotas = None
+        # async fn(user, workspace) -> whether the user belongs to it
+        self.workspaces = None
 
     def lock(self, user: str, name: str) -> asyncio.Lock:
         """One operation at a time per instance."""
@@ -89,6 +93,7 @@ class InstanceManager:
             "flavor": options.get("flavor", self.policy.default_flavor),
             "storage_gib": options.get("storage_gib", self.policy.storage_default_gib),
             "ssh": options.get("ssh", {"enabled": False, "allowlist": []}),
+            "workspace": options.get("workspace") or DEFAULT_WORKSPACE,
             "auto_stop": options.get("auto_stop", {}),
             "state": state,
             "url": server.get("url"),
@@ -108,9 +113,13 @@ class InstanceManager:
             raise InstanceError(404, f"No user {user!r}.")
         return servers
 
-    async def list(self, user: str) -> list[dict]:
+    async def list(self, user: str, workspace: str | None = None) -> list[dict]:
+        """The user's instances; with workspace, only those in it."""
         servers = await self._servers(user)
-        return [self.model(user, s) for _, s in sorted(servers.items())]
+        models = [self.model(user, s) for _, s in sorted(servers.items())]
+        if workspace is not None:
+            models = [m for m in models if m["workspace"] == workspace]
+        return models
 
     async def get_server(self, user: str, name: str) -> dict:
         await self._servers(user)
@@ -153,6 +162,12 @@ class InstanceManager:
         if not isinstance(start, bool):
             raise InstanceError(400, "'start' must be true or false.")
         spec = await self._spec(body, user)
+        if self.workspaces is not None and not await self.workspaces(user, spec.workspace):
+            raise InstanceError(
+                404,
+                f"No workspace {spec.workspace!r} of yours: pick one of your workspaces "
+                "(GET .../api/workspaces), or ask an administrator to add you to it.",
+            )
         servers = await self._servers(user)
         draft = name in servers and is_draft(servers[name])
         if name in servers and not draft:
@@ -235,8 +250,8 @@ class InstanceManager:
         """
         server = await self.get_server(user, name)
         current = dict(server.get("user_options") or {})
-        allowed = set(OPTION_KEYS) - {"storage_gib"}
-        unknown = sorted(set(body) - allowed - {"storage_gib"})
+        allowed = set(OPTION_KEYS) - set(FIXED_OPTION_KEYS)
+        unknown = sorted(set(body) - set(OPTION_KEYS))
         if unknown:
             raise InstanceError(
                 400,
@@ -246,6 +261,14 @@ class InstanceManager:
             raise InstanceError(
                 400,
                 "The storage size is fixed at creation. Create a new instance for more storage.",
+            )
+        if "workspace" in body and body["workspace"] != (
+            current.get("workspace") or DEFAULT_WORKSPACE
+        ):
+            raise InstanceError(
+                400,
+                "An instance stays in the workspace it was created in. Save it as an image and "
+                "create a new instance in the other workspace.",
             )
         spec = await self._spec({**current, **body}, user)
         before = (await self._spec(current, user)).to_options()

@@ -1,0 +1,121 @@
+"""Workspaces against the real hub: membership, isolation, switching, quotas, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.client import WorkbenchError
+
+
+@pytest.fixture(scope="module")
+def team(hub):
+    admin = hub.client()
+    gina, hank, ivy = (hub.add_user(n) for n in ("gina", "hank", "ivy"))
+    admin.api("POST", "workspaces", {"name": "nlp", "members": ["gina", "ivy"]})
+    admin.api("POST", "workspaces", {"name": "cv", "description": "vision", "members": ["hank"]})
+    yield admin, gina, hank, ivy
+    for client in (gina, hank, ivy):
+        for instance in client.instances():
+            client.delete_instance(instance["name"])
+
+
+def create(client, name, workspace):
+    return client.api(
+        "POST",
+        f"users/{client.whoami()['name']}/instances",
+        {"name": name, "workspace": workspace, "start": False},
+    )
+
+
+def test_members_switch_between_their_workspaces(team):
+    admin, gina, hank, ivy = team
+    assert [w["name"] for w in gina.api("GET", "workspaces")] == ["default", "nlp"]
+    create(gina, "bert", "nlp")
+    create(gina, "scratch", "default")
+    assert [i["name"] for i in gina.api("GET", "users/gina/instances?workspace=nlp")] == ["bert"]
+    assert [i["name"] for i in gina.api("GET", "users/gina/instances?workspace=default")] == [
+        "scratch"
+    ]
+    assert gina.instance("bert")["workspace"] == "nlp"
+    # members see each other's instances in the workspace
+    seen = ivy.api("GET", "workspaces/nlp/instances")
+    assert [(i["owner"], i["name"]) for i in seen] == [("gina", "bert")]
+
+
+def test_workspaces_are_isolated(team):
+    admin, gina, hank, ivy = team
+    create(hank, "yolo", "cv")
+    for path in ("workspaces/nlp", "workspaces/nlp/instances", "quotas/workspaces/nlp"):
+        with pytest.raises(WorkbenchError) as e:
+            hank.api("GET", path)
+        assert e.value.status == 404
+    with pytest.raises(WorkbenchError) as e:
+        create(hank, "sneak", "nlp")
+    assert e.value.status == 404 and "No workspace 'nlp' of yours" in e.value.message
+    assert [i["name"] for i in hank.instances()] == ["yolo"]  # nothing half-made
+    assert [i["name"] for i in gina.api("GET", "workspaces/nlp/instances")] == ["bert"]
+    with pytest.raises(WorkbenchError):
+        gina.api("GET", "workspaces/cv/instances")
+    # the spawn page holds users to the same rule
+    s = gina.session
+    r = s.post(
+        f"{gina.url}/hub/api/users/gina/servers/viaform", json={"workspace": "cv"}, timeout=60
+    )
+    assert r.status_code == 404 and "No workspace 'cv' of yours" in r.text
+
+
+def test_an_instance_stays_in_its_workspace(team):
+    admin, gina, *_ = team
+    create(gina, "fixed", "nlp")
+    with pytest.raises(WorkbenchError) as e:
+        gina.update_instance("fixed", workspace="default")
+    assert e.value.status == 400 and "stays in the workspace" in e.value.message
+
+
+def test_workspace_quota_counts_every_member(team):
+    admin, gina, hank, ivy = team
+    admin.api("PUT", "quotas/workspaces/nlp", {"limits": {"instances": 3}})
+    have = len(admin.api("GET", "workspaces/nlp/instances"))
+    for i in range(3 - have):
+        create(ivy, f"ivy{i}", "nlp")
+    with pytest.raises(WorkbenchError) as e:
+        create(gina, "one-more", "nlp")
+    assert e.value.status == 403 and "workspace nlp's limit of 3" in e.value.message
+    quota = gina.api("GET", "quotas/workspaces/nlp")
+    assert quota["usage"]["instances"] == 3
+    admin.api("PUT", "quotas/workspaces/nlp", {"limits": {}})
+    create(gina, "one-more", "default")  # other workspaces are not counted
+
+
+@pytest.mark.parametrize(
+    "body, status, reason",
+    [
+        ({"name": "NLP"}, 400, "Invalid workspace name"),
+        ({"name": "nlp"}, 409, "already exists"),
+        ({"name": "default"}, 409, "already exists"),
+        ({"name": "x", "members": "gina"}, 400, "list of user names"),
+        ({"name": "y", "owner": "gina"}, 400, "Unknown field"),
+    ],
+)
+def test_bad_workspace_requests_are_refused(team, body, status, reason):
+    admin = team[0]
+    with pytest.raises(WorkbenchError) as e:
+        admin.api("POST", "workspaces", body)
+    assert e.value.status == status and reason in e.value.message
+    assert "x" not in [w["name"] for w in admin.api("GET", "workspaces?all=1")]
+
+
+def test_only_administrators_manage_workspaces(team):
+    admin, gina, *_ = team
+    with pytest.raises(WorkbenchError) as e:
+        gina.api("POST", "workspaces", {"name": "mine"})
+    assert e.value.status == 403 and "custom:workbench:workspaces:manage" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        admin.api("DELETE", "workspaces/default")
+    assert e.value.status == 400
+    with pytest.raises(WorkbenchError) as e:
+        admin.api("DELETE", "workspaces/nlp")
+    assert e.value.status == 409 and "gina/bert" in e.value.message
+    admin.api("POST", "workspaces", {"name": "empty"})
+    admin.api("DELETE", "workspaces/empty")
+    assert "empty" not in [w["name"] for w in admin.api("GET", "workspaces?all=1")]
