@@ -26,6 +26,7 @@ class UsagePeriod(Base):
     user: Mapped[str] = mapped_column(String(255), index=True)
     instance: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16), default="instance")  # later: job, service
+    workspace: Mapped[str] = mapped_column(String(32), default="default", index=True)
     flavor: Mapped[str] = mapped_column(String(64))
     vcpus: Mapped[float] = mapped_column(Float)
     memory_gib: Mapped[float] = mapped_column(Float)
@@ -52,6 +53,7 @@ class UsageRecorder:
                     vcpus=resources.get("vcpus", 0),
                     memory_gib=resources.get("memory_gib", 0),
                     gpus=resources.get("gpus", 0),
+                    workspace=resources.get("workspace") or "default",
                     started=_utc(when),
                 )
             )
@@ -85,8 +87,9 @@ def usage_report(
     user: str | None = None,
     prices: dict | None = None,
     now: datetime | None = None,
+    workspace: str | None = None,
 ) -> list[dict]:
-    """Rows per user, day and flavor: seconds, vCPU-, GiB- and GPU-seconds and cost.
+    """Rows per user, workspace, day and flavor: seconds, vCPU-, GiB- and GPU-seconds, cost.
 
     Periods are clipped to [since, until); a running period counts up to now. prices maps a
     flavor name to its price per hour.
@@ -96,6 +99,8 @@ def usage_report(
     q = select(UsagePeriod).where(UsagePeriod.started < until)
     if user:
         q = q.where(UsagePeriod.user == user)
+    if workspace:
+        q = q.where(UsagePeriod.workspace == workspace)
     totals = defaultdict(lambda: defaultdict(float))
     for p in session.scalars(q):
         end = min(p.stopped or now, until)
@@ -103,7 +108,7 @@ def usage_report(
         if end <= start:
             continue
         for day, seconds in _split_by_day(start, end):
-            row = totals[(p.user, day, p.flavor)]
+            row = totals[(p.user, p.workspace, day, p.flavor)]
             row["seconds"] += seconds
             row["vcpu_seconds"] += seconds * p.vcpus
             row["memory_gib_seconds"] += seconds * p.memory_gib
@@ -111,11 +116,12 @@ def usage_report(
             instances = row.setdefault("instances", set())
             instances.add(p.instance)
     rows = []
-    for (u, day, flavor), row in sorted(totals.items()):
+    for (u, ws, day, flavor), row in sorted(totals.items()):
         price = prices.get(flavor)
         rows.append(
             {
                 "user": u,
+                "workspace": ws,
                 "day": day,
                 "flavor": flavor,
                 "instances": sorted(row["instances"]),
@@ -131,6 +137,7 @@ def usage_report(
 
 CSV_FIELDS = [
     "user",
+    "workspace",
     "day",
     "flavor",
     "instances",

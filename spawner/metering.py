@@ -34,7 +34,7 @@ class MeteringMixin(HasTraits):
         return self._recorder
 
     def metered_resources(self) -> dict:
-        """The flavor name and its vCPUs, memory (GiB) and GPUs, from the instance's options."""
+        """The flavor and its vCPUs, memory (GiB) and GPUs, and the instance's workspace."""
         try:
             spec = self.instance_spec()
             flavor = self.policy.flavor(spec.flavor)
@@ -45,6 +45,7 @@ class MeteringMixin(HasTraits):
             "vcpus": flavor.cpu,
             "memory_gib": flavor.memory / 1024**3,
             "gpus": flavor.gpu,
+            "workspace": spec.workspace,
         }
 
     async def start(self):

@@ -42,7 +42,22 @@ def test_periods_are_split_at_midnight_and_priced(db):
         ("2026-11-01", 3600.0, 7200.0, 0.5),
         ("2026-11-02", 5400.0, 10800.0, 0.75),
     ]
-    assert to_csv(rows).splitlines()[1].startswith("alice,2026-11-01,cpu.small,nb,3600.0")
+    assert to_csv(rows).splitlines()[1].startswith("alice,default,2026-11-01,cpu.small,nb,3600.0")
+
+
+def test_usage_is_aggregated_per_workspace(db):
+    rec = UsageRecorder(db)
+    tiny = {"flavor": "cpu.tiny", "vcpus": 0.5, "memory_gib": 1, "gpus": 0}
+    rec.open("amy", "a", {**tiny, "workspace": "nlp"}, ts("2026-11-03T10:00:00"))
+    rec.open("amy", "b", tiny, ts("2026-11-03T10:00:00"))
+    rec.close("amy", "a", ts("2026-11-03T11:00:00"))
+    rec.close("amy", "b", ts("2026-11-03T10:30:00"))
+    rows = db.call(lambda s: usage_report(s, datetime(2026, 11, 3), datetime(2026, 11, 4)))
+    assert {(r["workspace"], r["seconds"]) for r in rows} == {("nlp", 3600.0), ("default", 1800.0)}
+    only = db.call(
+        lambda s: usage_report(s, datetime(2026, 11, 3), datetime(2026, 11, 4), workspace="nlp")
+    )
+    assert [r["instances"] for r in only] == [["a"]]
 
 
 def test_a_period_left_open_by_a_dead_hub_ends_at_the_next_start(db):

@@ -18,7 +18,7 @@ MAX_RANGE = timedelta(days=366)
 
 def report_args(handler, current_user: dict) -> dict:
     """since/until/user of a usage query, checked; users see only their own usage."""
-    known = {"since", "until", "user", "format"}
+    known = {"since", "until", "user", "workspace", "format"}
     unknown = sorted(set(handler.request.arguments) - known)
     if unknown:
         raise web.HTTPError(
@@ -34,6 +34,7 @@ def report_args(handler, current_user: dict) -> dict:
     if until - since > MAX_RANGE:
         raise web.HTTPError(400, "Ask for at most 366 days at a time.")
     user = handler.get_argument("user", "").strip() or None
+    workspace = handler.get_argument("workspace", "").strip() or None
     if not has_scope(current_user, "usage:admin"):
         if not has_scope(current_user, "usage:read"):
             handler.denied = True
@@ -42,7 +43,7 @@ def report_args(handler, current_user: dict) -> dict:
             handler.denied = True
             raise web.HTTPError(403, "You can see only your own usage.")
         user = current_user["name"]
-    return {"since": since, "until": until, "user": user}
+    return {"since": since, "until": until, "user": user, "workspace": workspace}
 
 
 class UsageHandler(APIHandler):
