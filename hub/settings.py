@@ -270,6 +270,19 @@ class WorkbenchSettings(Configurable):
         help="""Talk to registry_url over plain HTTP / without verifying its certificate
         (a registry on loopback or a lab network). Default False.""",
     ).tag(config=True)
+    save_agent_token = Unicode(
+        "",
+        help="""Shared secret of the save node agent (kubernetes backend): the token in the
+        agent's Secret (see images/node_agent.py). Empty: saving instances answers 501 on
+        Kubernetes. Default "".""",
+    ).tag(config=True)
+    save_agent_namespace = Unicode(
+        "",
+        help="""Namespace of the save node agent's DaemonSet. Default: kubernetes_namespace.""",
+    ).tag(config=True)
+    save_agent_port = Integer(
+        8765, help="""Port the save node agent listens on in its pods. Default 8765."""
+    ).tag(config=True)
 
     base_dir = Unicode(help="Folder relative paths are resolved against (the settings file's).")
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tornado import web
 
+from images.node_agent import AgentError, NodeAgentSaver
 from images.registry import EngineImages, ImageEngineError
 from images.saved import (
     InvalidImage,
@@ -322,7 +323,8 @@ class ImageService:
             status["message"] = f"Saved as {image['name']} ({added / 1e6:.0f} MB added)"
             log.info("%s/%s: saved as %s, %s bytes added", user, instance, ref, added)
         except BaseException as e:
-            message = str(e) if isinstance(e, ImageEngineError) else f"Saving failed: {e}"
+            known = (ImageEngineError, AgentError)
+            message = str(e) if isinstance(e, known) else f"Saving failed: {e}"
             if isinstance(e, asyncio.CancelledError):
                 message = "Saving was cancelled."
             else:
@@ -786,6 +788,14 @@ def image_routes(api_prefix: str) -> list[tuple]:
 
 
 def make_image_service(*, db, hub, policy, settings, store, engine_url) -> ImageService:
-    return ImageService(
+    service = ImageService(
         db=db, hub=hub, policy=policy, settings=settings, store=store, engine_url=engine_url
     )
+    if settings.backend == "kubernetes" and settings.save_agent_token:
+        # saves go through the node agent on the instance's node (images/node_agent.py)
+        service.node_agent = NodeAgentSaver(
+            token=settings.save_agent_token,
+            namespace=settings.save_agent_namespace or settings.kubernetes_namespace,
+            port=settings.save_agent_port,
+        )
+    return service
