@@ -499,8 +499,37 @@ def make_agent_manifests(
     return [daemonset, policy]
 
 
+def print_manifests(argv: list[str]):
+    """`python -m images.node_agent manifests --namespace NS --image IMAGE [...]`: YAML."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m images.node_agent manifests")
+    parser.add_argument("--namespace", required=True, help="the hub's namespace")
+    parser.add_argument("--image", required=True, help="an image with this repo and nerdctl")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--registry-secret", default="workbench-registry")
+    parser.add_argument("--insecure-registry", action="store_true")
+    args = parser.parse_args(argv)
+    manifests = make_agent_manifests(
+        namespace=args.namespace,
+        image=args.image,
+        port=args.port,
+        registry_secret=args.registry_secret,
+        insecure_registry=args.insecure_registry,
+    )
+    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
+
+
 def main():
+    import sys
+
     import tornado.ioloop
+
+    if sys.argv[1:2] == ["manifests"]:
+        print_manifests(sys.argv[2:])
+        return
 
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s save-agent] %(message)s"
