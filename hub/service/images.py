@@ -677,6 +677,7 @@ class ImagesHandler(APIHandler):
 
     @web.authenticated
     async def get(self):
+        self.require_scope("images:read")
         available = await self.settings["image_checker"]()
         presets = []
         for entry in self.policy.catalog:
@@ -700,6 +701,13 @@ class ImagesHandler(APIHandler):
 class SaveHandler(ImagesHandler):
     """POST /users/{user}/instances/{name}/save starts a save; GET shows its progress."""
 
+    audit_events = {"POST": ("saveImage", "image")}
+
+    def audit_resource_id(self):
+        body = self.audit_details or {}
+        image = f"{body.get('name', '')}:{body.get('tag', '')}"
+        return f"{self.path_kwargs['user']}/{image}"
+
     @web.authenticated
     async def get(self, user, name):
         self.check_user(user)
@@ -709,6 +717,12 @@ class SaveHandler(ImagesHandler):
     async def post(self, user, name):
         self.check_user(user)
         body = self.get_json_body()
+        self.audit_details = {
+            "name": str(body.get("name", ""))[:64],
+            "tag": str(body.get("tag", ""))[:128],
+            "instance": f"{user}/{name}",
+        }
+        self.require_scope("images:save")
         wait = self.get_query_argument("wait", "false")
         if wait not in ("true", "false", "1", "0"):
             raise web.HTTPError(400, "'wait' must be true or false.")
@@ -724,9 +738,12 @@ class SaveHandler(ImagesHandler):
 class SavedImageHandler(ImagesHandler):
     """DELETE /users/{user}/images/{name}/{tag}."""
 
+    audit_events = {"DELETE": ("deleteImage", "image")}
+
     @web.authenticated
     async def delete(self, user, name, tag):
         self.check_user(user)
+        self.require_scope("images:manage")
         await self.run(self.images.delete(user, name, tag))
         self.set_status(204)
         self.finish()
@@ -735,35 +752,49 @@ class SavedImageHandler(ImagesHandler):
 class SharesHandler(ImagesHandler):
     """PUT (replace) or PATCH (add, remove) /users/{user}/images/{name}/{tag}/shares."""
 
+    audit_events = {"PUT": ("shareImage", "image"), "PATCH": ("shareImage", "image")}
+
     @web.authenticated
     async def put(self, user, name, tag):
         self.check_user(user)
-        body = self.get_json_body()
+        self.require_scope("images:manage")
+        body = self.audit_details = self.get_json_body()
         self.write_json(await self.run(self.images.share(user, name, tag, body, replace=True)))
 
     @web.authenticated
     async def patch(self, user, name, tag):
         self.check_user(user)
-        body = self.get_json_body()
+        self.require_scope("images:manage")
+        body = self.audit_details = self.get_json_body()
         self.write_json(await self.run(self.images.share(user, name, tag, body, replace=False)))
 
 
 class PushHandler(ImagesHandler):
     """POST /users/{user}/images/{name}/{tag}/push: push to the configured registry."""
 
+    audit_events = {"POST": ("pushImage", "image")}
+
     @web.authenticated
     async def post(self, user, name, tag):
         self.check_user(user)
+        self.require_scope("images:manage")
         self.write_json(await self.run(self.images.push(user, name, tag)))
 
 
 class PullHandler(ImagesHandler):
     """POST /users/{user}/images/pull {ref, name?, tag?}: pull and register for the user."""
 
+    audit_events = {"POST": ("pullImage", "image")}
+
+    def audit_resource_id(self):
+        return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('ref', '')}"
+
     @web.authenticated
     async def post(self, user):
         self.check_user(user)
         body = self.get_json_body()
+        self.audit_details = {"ref": str(body.get("ref", ""))[:512]}
+        self.require_scope("images:manage")
         model = await self.run(self.images.pull(user, body))
         prefix = self.settings["api_prefix"]
         self.set_header(
