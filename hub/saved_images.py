@@ -46,6 +46,8 @@ class SavedImageRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     shares: Mapped[list] = mapped_column(JSON, default=list)  # user names, or ["*"]
     pushed_ref: Mapped[str] = mapped_column(String(512), default="")
+    # the workspace of the instance it was saved from; its members may use it too
+    workspace: Mapped[str] = mapped_column(String(32), default="default")
 
     def saved_image(self) -> SavedImage:
         return SavedImage(
@@ -57,10 +59,15 @@ class SavedImageRow(Base):
             description=self.description,
         )
 
-    def usable_by(self, user: str) -> bool:
+    def usable_by(self, user: str, workspaces: set[str] | frozenset = frozenset()) -> bool:
+        """Ready, and the user's own, shared with them or everyone, or in one of their
+        workspaces (other than "default", which everyone shares)."""
         shares = self.shares or []
         return self.state == "ready" and (
-            user == self.owner or user in shares or EVERYONE in shares
+            user == self.owner
+            or user in shares
+            or EVERYONE in shares
+            or (self.workspace != "default" and self.workspace in workspaces)
         )
 
     def to_dict(self) -> dict:
@@ -81,6 +88,7 @@ class SavedImageRow(Base):
             "error": self.error,
             "shares": list(self.shares or []),
             "pushed_ref": self.pushed_ref,
+            "workspace": self.workspace or "default",
             "kind": "saved",
         }
 
@@ -93,10 +101,30 @@ def find_row(session: Session, owner: str, name: str, tag: str) -> SavedImageRow
     ).first()
 
 
-def visible_rows(session: Session, user: str) -> list[SavedImageRow]:
-    """Ready images the user may use (own, shared with them, public) and their own saves."""
-    rows = session.scalars(select(SavedImageRow).order_by(SavedImageRow.created)).all()
-    return [r for r in rows if (r.owner == user and r.state != "failed") or r.usable_by(user)]
+def user_workspaces(session: Session, user: str) -> set[str]:
+    """The workspaces a user belongs to (besides "default")."""
+    from .workspaces import Workspace, WorkspaceMember
+
+    return set(
+        session.scalars(
+            select(Workspace.name)
+            .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+            .where(WorkspaceMember.user == user)
+        )
+    )
+
+
+def visible_rows(session: Session, user: str, workspace: str | None = None) -> list[SavedImageRow]:
+    """Ready images the user may use (own, shared with them, public, in their workspaces) and
+    their own saves; with workspace, only the images saved in it."""
+    spaces = user_workspaces(session, user)
+    q = select(SavedImageRow).order_by(SavedImageRow.created)
+    if workspace is not None:
+        q = q.where(SavedImageRow.workspace == workspace)
+    rows = session.scalars(q).all()
+    return [
+        r for r in rows if (r.owner == user and r.state != "failed") or r.usable_by(user, spaces)
+    ]
 
 
 class SavedImageStore:
@@ -124,7 +152,9 @@ class SavedImageStore:
 
         def read(session):
             row = find_row(session, owner, image, tag)
-            return row.saved_image() if row is not None and row.usable_by(user) else None
+            if row is None or not row.usable_by(user, user_workspaces(session, user)):
+                return None
+            return row.saved_image()
 
         try:
             found = self.db.call(read)
@@ -140,7 +170,7 @@ class SavedImageStore:
         """The ready saved images `user` may use (blocking), cached for lookups."""
         try:
             images = self.db.call(
-                lambda s: [r.saved_image() for r in visible_rows(s, user) if r.usable_by(user)]
+                lambda s: [r.saved_image() for r in visible_rows(s, user) if r.state == "ready"]
             )
         except (OperationalError, ProgrammingError):
             return []

@@ -119,3 +119,39 @@ def test_only_administrators_manage_workspaces(team):
     admin.api("POST", "workspaces", {"name": "empty"})
     admin.api("DELETE", "workspaces/empty")
     assert "empty" not in [w["name"] for w in admin.api("GET", "workspaces?all=1")]
+
+
+def test_images_saved_in_a_workspace_belong_to_it(team):
+    admin, gina, hank, ivy = team
+    for old in ("one-more", "scratch", "fixed"):  # room under gina's quota of 5
+        gina.delete_instance(old)
+    gina.api(
+        "POST",
+        "users/gina/instances",
+        {"name": "src", "workspace": "nlp", "flavor": "cpu.tiny"},
+    )
+    status = gina.save_instance("src", "nlp-base", "v1", wait=True)
+    saved = status["image"]["name"]
+    assert status["image"]["workspace"] == "nlp"
+    gina.stop_instance("src")
+
+    def names(client, **params):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return [i["name"] for i in client.api("GET", f"images?{query}")]
+
+    # a member of the workspace sees it and can start from it; others cannot
+    assert saved in names(ivy, workspace="nlp")
+    assert saved not in names(ivy, workspace="default")
+    ivy.api(
+        "POST",
+        "users/ivy/instances",
+        {"name": "from-nlp", "workspace": "nlp", "image": saved, "start": False},
+    )
+    assert saved not in names(hank)
+    assert saved not in names(hank, workspace="nlp")
+    with pytest.raises(WorkbenchError) as e:
+        hank.api("POST", "users/hank/instances", {"name": "steal", "image": saved})
+    assert e.value.status == 400
+    ivy.delete_instance("from-nlp")
+    gina.delete_instance("src")
+    gina.delete_image("nlp-base", "v1")

@@ -182,6 +182,7 @@ class ImageService:
                 description=description,
                 state="saving",
                 shares=[],
+                workspace=options.get("workspace") or "default",
             )
             session.add(row)
             session.flush()
@@ -446,8 +447,11 @@ class ImageService:
 
     # --- listing, deleting, sharing -------------------------------------------------------
 
-    async def list(self, user: str, catalog_models: list[dict]) -> list[dict]:
-        rows = await self.db.run(lambda s: [r.to_dict() for r in visible_rows(s, user)])
+    async def list(
+        self, user: str, catalog_models: list[dict], workspace: str | None = None
+    ) -> list[dict]:
+        """Presets, then the saved images the user may use (of one workspace, if given)."""
+        rows = await self.db.run(lambda s: [r.to_dict() for r in visible_rows(s, user, workspace)])
         return catalog_models + rows
 
     async def _own_row(self, user: str, name: str, tag: str) -> dict:
@@ -690,7 +694,8 @@ class ImagesHandler(APIHandler):
                 else "not built"
             )
             presets.append(model)
-        images = await self.run(self.images.list(self.current_user["name"], presets))
+        workspace = self.get_argument("workspace", "").strip() or None
+        images = await self.run(self.images.list(self.current_user["name"], presets, workspace))
         self.write_json(images)
 
     @property
