@@ -158,24 +158,6 @@ class FlavorsHandler(APIHandler):
         self.write_json([f.to_dict() for f in self.policy.visible_flavors()])
 
 
-class ImagesHandler(APIHandler):
-    @web.authenticated
-    async def get(self):
-        available = await self.settings["image_checker"]()
-        images = []
-        for entry in self.policy.catalog:
-            model = entry.to_dict()
-            model["status"] = (
-                "unknown"
-                if available is None
-                else "ready"
-                if entry.ref in available
-                else "not built"
-            )
-            images.append(model)
-        self.write_json(images)
-
-
 class InstancesHandler(APIHandler):
     audit_events = {"POST": ("createNotebook", "notebook")}
 
