@@ -213,7 +213,10 @@ def test_killed_container_comes_back_with_its_files(lc_hub, alice, engine):
     assert out["error"] is None, out
     api = docker.APIClient(base_url=engine.url, timeout=60)
     [container] = [
-        c for c in api.containers() if c["Names"][0].lstrip("/").endswith("lc-alice--crash1")
+        c
+        for c in api.containers()
+        if c["Names"][0].lstrip("/").startswith(lc_hub.prefix)
+        and c["Names"][0].endswith("--crash1")
     ]
     api.kill(container["Id"])
     model = wait_for(
