@@ -246,12 +246,88 @@ class GatewayConnection(asyncssh.SSHServer):
             except InstanceUnavailable as e:
                 self.unavailable(str(e))
                 raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
-            return await self.conn.forward_tunneled_connection(upstream, dest_host, dest_port)
+            down = TunnelEnd()
+            up = TunnelEnd(peer=down)
+            await upstream.create_connection(
+                lambda: up, dest_host, dest_port, window=WINDOW, max_pktsize=MAX_PKTSIZE
+            )
+            return down
 
         return forward()
 
     def server_requested(self, listen_host, listen_port):
         return False  # remote forwarding (-R) is not offered
+
+
+class TunnelEnd(asyncssh.SSHTCPSession):
+    """One side of a forwarded TCP connection (ssh -L, -D): data, EOF and close go to the
+    other side, held until that side's channel is open.
+
+    The instance's side opens first and its server may speak first (SSH, SMTP, MySQL
+    banners): what arrives before the user's channel is confirmed is kept, not dropped.
+    """
+
+    def __init__(self, peer: TunnelEnd | None = None):
+        self.chan = None
+        self.peer = peer
+        self.ready = False
+        self.held: list[bytes | None] = []  # data, None for EOF
+        self.close_held = False
+        self.eof = False
+        if peer is not None:
+            peer.peer = self
+
+    def connection_made(self, chan):
+        self.chan = chan
+
+    def session_started(self):
+        self.ready = True
+        for item in self.held:
+            self._send(item)
+        self.held = []
+        if self.close_held:
+            self.chan.close()
+
+    def _send(self, data: bytes | None):
+        try:
+            if data is None:
+                self.chan.write_eof()
+            else:
+                self.chan.write(data)
+        except (OSError, asyncssh.Error):
+            pass  # closing already
+
+    def send(self, data: bytes | None):
+        if self.ready:
+            self._send(data)
+        else:
+            self.held.append(data)
+
+    def close(self):
+        if self.ready:
+            self.chan.close()
+        else:
+            self.close_held = True
+
+    def data_received(self, data, datatype):
+        self.peer.send(data)
+
+    def eof_received(self):
+        self.eof = True
+        self.peer.send(None)
+        return not self.peer.eof  # half-open until both sides ended
+
+    def pause_writing(self):
+        if self.peer.ready:
+            self.peer.chan.pause_reading()
+
+    def resume_writing(self):
+        if self.peer.ready:
+            self.peer.chan.resume_reading()
+
+    def connection_lost(self, exc):
+        self.ready = False
+        self.peer.close()
 
 
 class BridgedSession(asyncssh.SSHServerSession):

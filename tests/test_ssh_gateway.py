@@ -212,27 +212,25 @@ def wait_for_port(port: int, timeout: float = 30):
 
 @pytest.fixture
 def web_server(box):
-    """An HTTP server inside the instance on port 8765, for the forwarding tests."""
-    proc = subprocess.Popen(
-        [
-            "ssh",
-            *box.ssh_args(),
-            "-p",
-            str(box.hub.ssh_port),
-            f"{box.login}@127.0.0.1",
-            "echo forwarded-ok > fwd.txt; exec python -m http.server 8765 --bind 127.0.0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    """An HTTP server inside the instance on port 8765 (IPv4 and IPv6), for the forwarding
+    tests. It runs in the background and logs to a file: a server tied to an ssh session
+    would outlive it and die at its next log line, holding the port until then."""
+    start = (
+        "echo forwarded-ok > fwd.txt; "
+        "nohup python -m http.server 8765 --bind :: > web.log 2>&1 < /dev/null & echo $! > web.pid"
     )
-    probe = "import socket; socket.create_connection(('127.0.0.1', 8765), 1)"
+    assert box.ssh(start).returncode == 0
+    probe = "import socket; socket.create_connection(('{}', 8765), 1)"
     deadline = time.monotonic() + 30
-    while box.ssh(f'python -c "{probe}"').returncode != 0:
+    while box.ssh(f'python -c "{probe.format("127.0.0.1")}"').returncode != 0:
         assert time.monotonic() < deadline, "the instance's web server did not start"
         time.sleep(0.5)
     yield
-    proc.terminate()
-    proc.wait(10)
+    r = box.ssh(
+        'kill $(cat web.pid); while python -c "' + probe.format("127.0.0.1") + '" '
+        "2>/dev/null; do sleep 0.2; done"
+    )
+    assert r.returncode == 0, r.stderr
 
 
 def test_local_forwarding(box, web_server):
@@ -269,6 +267,46 @@ def test_local_forwarding(box, web_server):
         proc.wait(10)
 
 
+BANNER_SERVER = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8766))
+s.listen()
+for _ in range(20):
+    c, _ = s.accept()
+    c.sendall(b"banner-" * 10000 + b"end\\n")
+    c.close()
+"""
+
+
+def test_server_speaks_first_through_forwarding(box, tmp_path):
+    """A server that writes as soon as it accepts (as SSH, SMTP and MySQL servers do): its
+    first bytes reach the client, however fast they follow the channel's opening."""
+    (tmp_path / "banner.py").write_text(BANNER_SERVER)
+    r = box.ssh("cat > banner.py", stdin=open(tmp_path / "banner.py", "rb"))
+    assert r.returncode == 0, r.stderr
+    box.ssh("nohup python banner.py > /dev/null 2>&1 < /dev/null & echo $! > banner.pid")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["ssh", *box.ssh_args(), "-p", str(box.hub.ssh_port), "-N", "-L"]
+        + [f"{port}:127.0.0.1:8766", f"{box.login}@127.0.0.1"]
+    )
+    try:
+        wait_for_port(port)
+        expected = b"banner-" * 10000 + b"end\n"
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            assert data == expected, data[:100]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        box.ssh("kill $(cat banner.pid)")
+
+
 def socks5_get(port: int, host: str, dest_port: int, path: str) -> bytes:
     """An HTTP GET through a SOCKS5 proxy, spoken by hand."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -285,7 +323,7 @@ def socks5_get(port: int, host: str, dest_port: int, path: str) -> bytes:
         return data
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_dynamic_forwarding(box, web_server, host):
     port = free_port()
     proc = subprocess.Popen(
