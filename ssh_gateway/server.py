@@ -28,6 +28,16 @@ WINDOW = 8 * 1024 * 1024
 MAX_PKTSIZE = 32768
 # the hop to the instance: AES-GCM is the fastest cipher of asyncssh (one pass, AES-NI)
 UPSTREAM_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"]
+# the users' side: every cipher OpenSSH clients offer, AES-GCM first (the client's order
+# decides; OpenSSH prefers chacha20, `-c aes128-gcm@openssh.com` costs the gateway less)
+USER_CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+]
 
 
 class Throttle:
@@ -492,6 +502,9 @@ async def start_server(gateway: Gateway, host: str, port: int, host_key: bytes):
         port,
         server_host_keys=[asyncssh.import_private_key(host_key)],
         encoding=None,
+        line_editor=False,  # bytes pass through untouched, without asyncssh's editor layer
+        encryption_algs=USER_CIPHERS,
+        compression_algs=None,
         window=WINDOW,
         max_pktsize=MAX_PKTSIZE,
         keepalive_interval=30,
