@@ -9,6 +9,7 @@ import signal
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from hub.audit import AuditLog
 from hub.db import Database, database_url, upgrade_when_ready
 from hub.live_options import LiveOptionsStore
 from hub.service.hubapi import HubAPI, HubAPIError
@@ -67,6 +68,7 @@ async def main():
     host_key = await asyncio.to_thread(ensure_host_key, data / HOST_KEY_FILE)
     gateway = Gateway(directory, secret)
     gateway.report_activity = lambda user, instance: report(hub, user, instance)
+    gateway.audit = AuditLog(db, settings.audit_retention_days)
     server = await start_server(gateway, settings.ssh_host, settings.ssh_port, host_key)
     log.info("SSH gateway listening on %s:%s", settings.ssh_host, settings.ssh_port)
     reporter = asyncio.ensure_future(report_loop(gateway, hub, settings.ssh_activity_seconds))

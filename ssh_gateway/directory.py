@@ -92,22 +92,28 @@ class Directory:
     async def authorize(self, login: str, fingerprint: str, source: str) -> Target | None:
         """The target if this key of the user may reach the instance from source, else None
         (for every reason alike: unknown user or instance, wrong key, SSH off, address)."""
+        target, _ = await self.decide(login, fingerprint, source)
+        return target
+
+    async def decide(self, login: str, fingerprint: str, source: str) -> tuple[Target | None, str]:
+        """authorize() with the reason of a refusal, for the gateway's log and the audit log
+        only: the client is told "Permission denied" whatever it is."""
         parts = split_login(login)
         if parts is None:
-            return None
+            return None, "the login is not <user>.<instance>"
         user, instance = parts
         key = await self.db.run(lambda s: find_key(s, user, fingerprint, touch=False))
         if key is None:
-            return None
+            return None, "no such key of this user (or no such user)"
         server = await self.server(user, instance)
         if server is None:
-            return None
+            return None, "no such instance"
         ssh = (server.get("user_options") or {}).get("ssh") or {}
         if not ssh.get("enabled"):
-            return None
+            return None, "SSH is off for the instance"
         if not allowed_source(ssh.get("allowlist") or [], source):
-            return None
-        return Target(user=user, instance=instance, key_name=key["name"])
+            return None, f"{source} is not in the instance's allowlist"
+        return Target(user=user, instance=instance, key_name=key["name"]), ""
 
     async def address(self, user: str, instance: str) -> tuple[str, int]:
         """Where the instance's sshd listens; InstanceUnavailable if it is not running."""

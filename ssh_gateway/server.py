@@ -98,6 +98,29 @@ class Gateway:
         self.throttle = throttle or Throttle()
         self.activity = Activity()
         self.report_activity = None  # async fn(user, instance), set by the process
+        self.audit = None  # hub.audit.AuditLog, set by the process
+        self._tasks: set[asyncio.Task] = set()
+
+    def audit_connection(self, outcome: str, login: str, source: str, reason: str, **details):
+        """One connectSSH event per connection attempt, stored off the event loop."""
+        if self.audit is None:
+            return
+        parts = split_login(login)
+        actor = parts[0] if parts else login
+        task = asyncio.ensure_future(
+            self.audit.emit(
+                "connectSSH",
+                actor=actor,
+                source=source,
+                resource_type="ssh",
+                resource_id="/".join(parts) if parts else login,
+                outcome=outcome,
+                reason=reason,
+                details={"login": login, **details},
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def connect_upstream(self, target: Target) -> asyncssh.SSHClientConnection:
         host, port = await self.directory.address(target.user, target.instance)
@@ -149,6 +172,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.login = ""
         self.target: Target | None = None
         self.decisions: dict[tuple[str, str], Target | None] = {}
+        self.refusals: dict[str, str] = {}  # fingerprint: why its key was refused
         self.upstream: asyncio.Future | None = None
         self.authenticated = False
 
@@ -174,11 +198,15 @@ class GatewayConnection(asyncssh.SSHServer):
             if delay:
                 await asyncio.sleep(delay)
             try:
-                target = await self.gateway.directory.authorize(username, fingerprint, self.source)
+                target, reason = await self.gateway.directory.decide(
+                    username, fingerprint, self.source
+                )
             except Exception:  # noqa: BLE001 - refuse, and say why in the log only
                 log.exception("ssh: checking %s from %s failed", username, self.source)
-                target = None
+                target, reason = None, "the check failed (see the gateway's log)"
             self.decisions[(username, fingerprint)] = target
+            if target is None:
+                self.refusals[fingerprint] = reason
         target = self.decisions[(username, fingerprint)]
         if target is not None:
             self.target = target
@@ -198,11 +226,25 @@ class GatewayConnection(asyncssh.SSHServer):
             target.key_name,
         )
         self.upstream = asyncio.ensure_future(self.gateway.connect_upstream(target))
+        asyncio.ensure_future(self._audit_sign_in(target))
         fingerprint = self.fingerprint
         db = self.gateway.directory.db
         await db.run(lambda s: find_key(s, target.user, fingerprint))
         if self.gateway.report_activity is not None:
             asyncio.ensure_future(self.gateway.report_activity(target.user, target.instance))
+
+    async def _audit_sign_in(self, target: Target):
+        """Audit the signed-in connection once its hop to the instance is open, or failed."""
+        details = {"key": target.key_name, "fingerprint": self.fingerprint}
+        try:
+            await self.upstream
+        except InstanceUnavailable as e:
+            outcome, reason = "failure", str(e)
+        except asyncio.CancelledError:
+            outcome, reason = "failure", "the client left before the instance answered"
+        else:
+            outcome, reason = "success", ""
+        self.gateway.audit_connection(outcome, self.login, self.source, reason, **details)
 
     def connection_lost(self, exc):
         if self.authenticated:
@@ -223,13 +265,18 @@ class GatewayConnection(asyncssh.SSHServer):
         else:
             parts = split_login(self.login) or (self.login, "")
             self.gateway.throttle.failed(self.source)
+            reason = "; ".join(dict.fromkeys(self.refusals.values())) or "no public key offered"
             log.info(
                 "ssh: refused user=%s instance=%s source=%s (%s)",
                 parts[0],
                 parts[1],
                 self.source,
-                "no accepted key" if self.login else "no sign-in",
+                reason if self.login else "no sign-in",
             )
+            if self.login:  # not a host key scan
+                self.gateway.audit_connection(
+                    "denied", self.login, self.source, reason, keys=list(self.refusals)
+                )
 
     async def upstream_connection(self) -> asyncssh.SSHClientConnection:
         """The client connection to the instance's sshd; InstanceUnavailable if none."""

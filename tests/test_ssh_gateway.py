@@ -587,3 +587,50 @@ def test_ssh_settings_change_on_a_running_instance_without_restart(box):
     assert model["auto_stop"] == {"idle_minutes": 30, "max_hours": 2.0}
     assert model["ssh"]["allowlist"] == [mine]  # earlier live changes are kept
     assert client.instance(INSTANCE)["started"] == before["started"]
+
+
+def test_connections_are_audited(box, hub, tmp_path):
+    """One connectSSH event per attempt: success, denied (with the reason the client is not
+    told) and failure (instance stopped), read back through the admin's audit API."""
+    admin = hub.client()
+    resource = f"{box.user}/{INSTANCE}"
+    before = len(admin.audit_events(resource=resource, event="connectSSH"))
+    assert box.ssh("true").returncode == 0
+    wrong = tmp_path / "wrong"
+    keygen(wrong)
+    assert refused(box.ssh("true", key=wrong))
+    events = events_for(admin, resource, expect=before + 2, event="connectSSH")
+    assert len(events) == before + 2, events
+    by_outcome = {e["outcome"]: e for e in events}
+    ok = by_outcome["success"]
+    assert ok["actor"] == box.user and ok["resource_type"] == "ssh"
+    assert ok["source"] == "127.0.0.1" and ok["details"]["key"] == "laptop"
+    denied = by_outcome["denied"]
+    assert denied["actor"] == box.user and "no such key" in denied["reason"]
+    # an instance that does not exist: the client hears "Permission denied" as for a wrong
+    # key, the log says why
+    assert refused(box.ssh("true", login=f"{box.user}.ghost"))
+    (ghost,) = events_for(admin, f"{box.user}/ghost", event="connectSSH")
+    assert ghost["outcome"] == "denied" and ghost["reason"] == "no such instance"
+    # a login that names no instance: the actor is the login as given
+    assert refused(box.ssh("true", login="no-dot-here"))
+    (odd,) = events_for(admin, "no-dot-here", event="connectSSH")
+    assert odd["actor"] == "no-dot-here" and odd["outcome"] == "denied"
+    # signed in, but the instance is stopped
+    create(box.client, "dozing", {"enabled": True}, start=False)
+    try:
+        assert box.ssh("true", login=f"{box.user}.dozing").returncode == 1
+        (failed,) = events_for(admin, f"{box.user}/dozing", event="connectSSH")
+        assert failed["outcome"] == "failure" and "'dozing' is stopped" in failed["reason"]
+    finally:
+        box.client.delete_instance("dozing")
+
+
+def events_for(admin, resource, expect=1, timeout=10, **filters):
+    """The audit events of a resource, waiting until at least `expect` are stored."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = admin.audit_events(resource=resource, **filters)
+        if len(events) >= expect or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)
