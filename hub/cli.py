@@ -252,12 +252,91 @@ def cmd_instances(args):
         client.delete_instance(args.name, args.user)
         print(f"Deleted instance {args.name} and its storage.")
         return
+    elif action == "ssh":
+        _print_ssh(client.instance_ssh(args.name, args.user), args.name)
+        return
     else:
         model = client.instance(args.name, args.user)
     _print_instances([model])
     if model.get("state") == "running":
         print(f"\nOpen: {client.url}{model['url']}")
     _print_lifecycle(model)
+
+
+def _print_ssh(access: dict, name: str):
+    """The ssh command and ~/.ssh/config block of an instance."""
+    if not access["enabled"]:
+        print(
+            f"SSH is off for {name}: turn it on from the home page or with PATCH "
+            f'.../instances/{name} {{"ssh": {{"enabled": true}}}}.\n'
+        )
+    if access.get("allowlist"):
+        print(f"Allowed from: {', '.join(access['allowlist'])}\n")
+    print(access["command"])
+    print("\n# ~/.ssh/config")
+    print(access["config"], end="")
+    print(f"\nThen: ssh {access['alias']}  (VS Code: Remote-SSH, Connect to Host)")
+
+
+def _print_keys(keys: list[dict]):
+    print(f"{'ID':<5} {'NAME':<20} {'TYPE':<8} {'FINGERPRINT':<52} LAST USED")
+    for k in keys:
+        last = k.get("last_used") or "never"
+        print(f"{k['id']:<5} {k['name']:<20} {k['type']:<8} {k['fingerprint']:<52} {last}")
+
+
+def cmd_keys(args):
+    """SSH key commands."""
+    client = _client(args)
+    if args.action == "list":
+        _print_keys(client.keys(args.user))
+    elif args.action == "add":
+        path = Path(os.path.expanduser(args.pubkey_file))
+        try:
+            public_key = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"cannot read the public key file {path}: {e}", 2)
+        if "PRIVATE KEY" in public_key:
+            _fail(f"{path} is a private key: give the .pub file next to it", 2)
+        model = client.add_key(args.name, public_key, args.user)
+        print(f"Added key {model['name']} (id {model['id']}, {model['fingerprint']}).")
+    elif args.action == "generate":
+        out = Path(os.path.expanduser(args.out)) if args.out else None
+        if out is not None:
+            for path in (out, out.with_name(out.name + ".pub")):
+                if path.exists():
+                    _fail(f"{path} exists: choose another --out file", 2)
+            if not out.parent.is_dir():
+                _fail(f"folder {out.parent} does not exist: create it or choose another", 2)
+        model = client.generate_key(args.name, args.user)
+        if out is None:
+            print(model["private_key"], end="")
+            print(
+                f"# key {model['name']} (id {model['id']}, {model['fingerprint']}): save the "
+                "private key above (mode 0600), it is not kept by the platform",
+                file=sys.stderr,
+            )
+            return
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(model["private_key"])
+            out.with_name(out.name + ".pub").write_text(model["public_key"].strip() + "\n")
+        except OSError as e:
+            out.unlink(missing_ok=True)
+            client.delete_key(model["id"], args.user)  # nothing half-made is left
+            _fail(f"cannot write {out}: {e}")
+        print(f"Generated key {model['name']} (id {model['id']}, {model['fingerprint']}).")
+        print(f"Private key: {out} (mode 0600); use it with ssh -i {out}")
+    elif args.action == "delete":
+        keys = client.keys(args.user)
+        match = [k for k in keys if str(k["id"]) == args.key] or [
+            k for k in keys if k["name"] == args.key
+        ]
+        if not match:
+            _fail(f"No key {args.key!r}: see `workbench keys list` for ids and names.")
+        client.delete_key(match[0]["id"], args.user)
+        print(f"Deleted key {match[0]['name']} (id {match[0]['id']}).")
 
 
 def cmd_audit(args):
@@ -419,7 +498,7 @@ def main(argv=None):
         "action",
         choices=[
             *("list", "show", "create", "start", "stop", "switch", "delete", "flavors", "save"),
-            *("update", "extend"),
+            *("update", "extend", "ssh"),
         ],
     )
     p.add_argument("name", nargs="?")
@@ -436,6 +515,23 @@ def main(argv=None):
     p.add_argument("--user", help="act on another user's instances (admins)")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
     p.set_defaults(func=cmd_instances)
+
+    keys = sub.add_parser("keys", help="SSH public keys for the SSH gateway").add_subparsers(
+        dest="action", required=True
+    )
+    p = keys.add_parser("list", help="your SSH keys")
+    p = keys.add_parser("add", help="register a public key (ed25519, ecdsa, rsa >= 2048)")
+    p.add_argument("name", help="a name to recognise the key by, e.g. laptop")
+    p.add_argument("pubkey_file", help="the public key file, e.g. ~/.ssh/id_ed25519.pub")
+    p = keys.add_parser("generate", help="make an ed25519 key pair; the private key is shown once")
+    p.add_argument("name")
+    p.add_argument("--out", help="write the private key to this new file (and FILE.pub)")
+    p = keys.add_parser("delete", help="delete a key by its id (or name)")
+    p.add_argument("key", help="the key's id from `workbench keys list`, or its name")
+    for p in keys.choices.values():
+        p.add_argument("--user", help="another user's keys (admins)")
+        p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+        p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("audit", help="verify or export the audit log (administrators)")
     p.add_argument("action", choices=["verify", "export"])
