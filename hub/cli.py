@@ -237,8 +237,19 @@ def cmd_instances(args):
         _save_instance(client, args)
         return
     elif action == "update":
-        if args.idle is None and args.max_hours is None and args.description is None:
-            _fail("say what to change: --idle MINUTES, --max-hours HOURS, --description", 2)
+        if (args.idle, args.max_hours, args.description, args.ssh, args.allowlist) == (None,) * 5:
+            _fail(
+                "say what to change: --idle MINUTES, --max-hours HOURS, --description, "
+                "--ssh on|off, --allowlist CIDR,...",
+                2,
+            )
+        if args.ssh is not None or args.allowlist is not None:
+            current = client.instance_ssh(args.name, args.user)
+            enabled = current["enabled"] if args.ssh is None else args.ssh == "on"
+            allowlist = current["allowlist"]
+            if args.allowlist is not None:
+                allowlist = [a for a in args.allowlist.replace(",", " ").split() if a]
+            client.set_ssh(args.name, enabled, allowlist, user=args.user)
         if args.idle is not None or args.max_hours is not None:
             client.set_auto_stop(args.name, args.idle, args.max_hours, user=args.user)
         model = client.instance(args.name, args.user)
@@ -511,6 +522,10 @@ def main(argv=None):
         "--max-hours", type=float, help="update: stop after HOURS whatever happens (0: no)"
     )
     p.add_argument("--minutes", type=float, help="extend: keep it running N minutes longer")
+    p.add_argument("--ssh", choices=["on", "off"], help="update: SSH access through the gateway")
+    p.add_argument(
+        "--allowlist", help="update: addresses or CIDRs SSH is allowed from (comma-separated)"
+    )
     p.add_argument("--description")
     p.add_argument("--user", help="act on another user's instances (admins)")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")

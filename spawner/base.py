@@ -19,7 +19,7 @@ from .options import (
     parse_options,
     validate_instance_name,
 )
-from .ssh import InstanceSSHMixin
+from .ssh import InstanceSSHMixin, ssh_form_fields
 
 # the platform's permission to start instances (a custom JupyterHub scope)
 START_SCOPE = "custom:workbench:instances:start"
@@ -297,6 +297,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
       maxlength="512" value="{description}">
   </div>
   {auto_stop_form_fields(current.get("auto_stop"), policy)}
+  {ssh_form_fields(current.get("ssh"))}
 </div>
 """
 

@@ -95,8 +95,12 @@ def test_instance_ssh_command(cli, hub):
         assert f"ssh -p {hub.ssh_port} keycli.clissh@127.0.0.1" in out
         assert "Host workbench-clissh" in out and "User keycli.clissh" in out
         assert "Allowed from: 10.0.0.0/8" in out
-        cli.sdk.set_ssh("clissh", False)
+        cli("instances", "update", "clissh", "--allowlist", "192.0.2.0/24, 198.51.100.7")
+        assert cli.sdk.instance_ssh("clissh")["allowlist"] == ["192.0.2.0/24", "198.51.100.7/32"]
+        cli("instances", "update", "clissh", "--ssh", "off")
         assert "SSH is off for clissh" in cli("instances", "ssh", "clissh")
+        assert cli.sdk.instance_ssh("clissh")["allowlist"] == ["192.0.2.0/24", "198.51.100.7/32"]
+        assert "not a valid" in cli("instances", "update", "clissh", "--allowlist", "x", expect=1)
         assert "No instance 'nosuch'" in cli("instances", "ssh", "nosuch", expect=1)
     finally:
         cli.sdk.delete_instance("clissh")
