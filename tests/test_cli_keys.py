@@ -100,7 +100,9 @@ def test_instance_ssh_command(cli, hub):
         cli("instances", "update", "clissh", "--ssh", "off")
         assert "SSH is off for clissh" in cli("instances", "ssh", "clissh")
         assert cli.sdk.instance_ssh("clissh")["allowlist"] == ["192.0.2.0/24", "198.51.100.7/32"]
-        assert "not a valid" in cli("instances", "update", "clissh", "--allowlist", "x", expect=1)
+        assert "is not an IP address or CIDR" in cli(
+            "instances", "update", "clissh", "--allowlist", "x", expect=1
+        )
         assert "No instance 'nosuch'" in cli("instances", "ssh", "nosuch", expect=1)
     finally:
         cli.sdk.delete_instance("clissh")
