@@ -8,7 +8,7 @@ export CONTAINERS_CONF := $(CURDIR)/spawner/containers.conf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := .run/apt-updated
 
-.PHONY: up test system test-system venv node images images-all lint format bench clean help
+.PHONY: up test system test-system venv node images images-all lint lint-js labextension format bench clean help
 
 help:
 	@echo "make up      install what is missing, then run the platform on http://127.0.0.1:8000"
@@ -19,7 +19,7 @@ help:
 up: system venv node images
 	$(BIN)/workbench up
 
-test: system test-system venv node images-all
+test: system test-system venv node images-all lint-js
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -v $(PYTEST_ARGS)
@@ -77,9 +77,22 @@ images: venv system
 images-all: venv system
 	$(BIN)/workbench images build
 
-lint:
+lint: lint-js
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# the JupyterLab extensions' TypeScript: prettier and eslint
+LABEXT := labextensions/workbench
+lint-js: $(LABEXT)/node_modules/.package-lock.json
+	cd $(LABEXT) && npm run lint
+
+$(LABEXT)/node_modules/.package-lock.json: $(LABEXT)/package.json $(LABEXT)/package-lock.json
+	cd $(LABEXT) && npm ci --no-audit --no-fund
+
+# the panel's wheel (prebuilt lab extension + server extension) into $(LABEXT)/dist/;
+# `workbench images build` builds it too, into .run/cache/wheels/local/, for the base image
+labextension: venv $(LABEXT)/node_modules/.package-lock.json
+	$(BIN)/pip wheel --no-deps --wheel-dir $(LABEXT)/dist $(LABEXT)
 
 format:
 	$(BIN)/ruff format .
@@ -89,4 +102,4 @@ bench: system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
 
 clean:
-	rm -rf $(VENV) node_modules .run/cache
+	rm -rf $(VENV) node_modules .run/cache $(LABEXT)/node_modules $(LABEXT)/dist

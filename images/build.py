@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 KERNEL_INSTALLER = HERE.parent / "kernels" / "install_kernel.py"
+# this repository's own packages for the base image's server environment (/opt/jupyter):
+# the JupyterLab extensions, built into wheels on the host (they need Node.js to build)
+SERVER_PACKAGES = [HERE.parent / "labextensions" / "workbench"]
+BUILD_OUTPUTS = {"node_modules", "lib", "dist", "labextension", "__pycache__", ".ipynb_checkpoints"}
 BASE_OS_IMAGE = "docker.io/library/debian:bookworm-slim"
 BUILD_HASH_LABEL = "ai-workbench.build-hash"
 IMAGE_PYTHON = "3.11.2"  # Debian 12's python3, which every image's environments use
@@ -35,6 +39,18 @@ BOOTSTRAP_PACKAGES = (
 )
 
 Progress = Callable[[str], None]
+
+
+def source_hash(package: Path) -> str:
+    """Hash of a package's sources, without its build outputs and installed node modules."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*")):
+        rel = f.relative_to(package)
+        if not f.is_file() or BUILD_OUTPUTS & set(rel.parts) or f.suffix == ".tsbuildinfo":
+            continue
+        h.update(str(rel).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class BuildError(RuntimeError):
@@ -166,6 +182,23 @@ class ImageBuilder:
         stamp.write_text(digest)
         return house
 
+    def server_wheels(self) -> list[Path]:
+        """Wheels of SERVER_PACKAGES, built (once per source version) with pip and npm."""
+        wheels = []
+        for package in SERVER_PACKAGES:
+            out = self.cache_dir / "wheels" / "local" / f"{package.name}-{source_hash(package)}"
+            built = sorted(out.glob("*.whl"))
+            if not built:
+                self.progress(f"building the {package.name} wheel (npm, JupyterLab builder)")
+                _run(
+                    [*self.pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out)]
+                    + [str(package)],
+                    step=f"building the {package.name} wheel from {package}",
+                )
+                built = sorted(out.glob("*.whl"))
+            wheels += built
+        return wheels
+
     def ensure_base_os(self) -> None:
         """Make debian:bookworm-slim available: pull it, or bootstrap it with debootstrap."""
         if self.exists(BASE_OS_IMAGE):
@@ -214,6 +247,8 @@ class ImageBuilder:
         base = self.catalog.get(entry.base).ref if entry.base else BASE_OS_IMAGE
         base_id = self._inspect(base, "{{.Id}}") or ""
         args = " ".join(self.environment_args(entry))
+        if not entry.base:  # the base image carries the server packages
+            args += "|" + ",".join(source_hash(p) for p in SERVER_PACKAGES)
         return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
 
     @staticmethod
@@ -264,7 +299,8 @@ class ImageBuilder:
             shutil.copy2(KERNEL_INSTALLER, ctx_path / "install_kernel.py")
             wheels = ctx_path / "wheels"
             wheels.mkdir()
-            for whl in house.glob("*.whl"):
+            local = self.server_wheels() if not entry.base else []
+            for whl in [*house.glob("*.whl"), *local]:
                 try:
                     os.link(whl, wheels / whl.name)
                 except OSError:  # another filesystem

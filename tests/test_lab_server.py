@@ -73,24 +73,32 @@ def jp_server_config(platform, tmp_path):
     }
 
 
-async def fetch_json(jp_fetch, path, *, method="GET", body=None):
-    kwargs = {"method": method}
-    if body is not None:
-        kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
-    elif method == "POST":
-        kwargs["body"] = ""
-    resp = await jp_fetch("workbench", path, **kwargs)
-    return resp.code, json.loads(resp.body) if resp.body else None
+@pytest.fixture
+def call(jp_fetch, jp_asyncio_loop):
+    """Call the extension through jp_fetch, on pytest-jupyter's loop, where its server runs
+    (the tests are plain functions: pytest-asyncio would run them on its own loop)."""
+
+    def fetch(path, *, method="GET", body=None):
+        kwargs = {"method": method}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
+        elif method == "POST":
+            kwargs["body"] = ""
+        resp = jp_asyncio_loop.run_until_complete(jp_fetch("workbench", path, **kwargs))
+        return resp.code, json.loads(resp.body) if resp.body else None
+
+    return fetch
 
 
-async def refused(jp_fetch, path, *, method="GET", body=None):
+def refused(call, path, *, method="GET", body=None):
+    """The status and message of a refused call."""
     with pytest.raises(HTTPClientError) as info:
-        await fetch_json(jp_fetch, path, method=method, body=body)
+        call(path, method=method, body=body)
     return info.value.code, json.loads(info.value.response.body)["message"]
 
 
-async def test_instance_model_from_the_platform(jp_fetch, tmp_path):
-    code, model = await fetch_json(jp_fetch, "instance")
+def test_instance_model_from_the_platform(call, tmp_path):
+    code, model = call("instance")
     assert code == 200
     assert (model["name"], model["image"], model["flavor"]) == (NAME, "python", "cpu.tiny")
     assert model["state"] == "stopped"
@@ -101,20 +109,20 @@ async def test_instance_model_from_the_platform(jp_fetch, tmp_path):
     assert 0 < storage["used"] <= storage["total"] and storage["free"] > 0
 
 
-async def test_flavors(jp_fetch):
-    code, flavors = await fetch_json(jp_fetch, "flavors")
+def test_flavors(call):
+    code, flavors = call("flavors")
     assert code == 200
     assert "cpu.tiny" in [f["name"] for f in flavors]
 
 
-async def test_usage_from_the_cgroup(jp_fetch):
-    code, usage = await fetch_json(jp_fetch, "usage")
+def test_usage_from_the_cgroup(call):
+    code, usage = call("usage")
     assert code == 200
     assert usage["cpu"]["limit"] > 0 and usage["cpu"]["used"] is not None
     assert 0 <= usage["cpu"]["percent"] <= 100
     assert usage["memory"]["used"] > 0 and usage["memory"]["limit"] >= usage["memory"]["used"]
     # polled again at once: the same reading serves it
-    _, again = await fetch_json(jp_fetch, "usage")
+    _, again = call("usage")
     assert again == usage
 
 
@@ -138,12 +146,12 @@ def test_cgroup_v2_files(tmp_path):
     assert unlimited.cpu_limit >= 1 and unlimited.memory_limit > 1 << 30
 
 
-async def test_switch_flavor_of_the_instance(jp_fetch, dana):
+def test_switch_flavor_of_the_instance(call, dana):
     # the instance is stopped: the platform switches it without a start and answers at once
-    code, model = await fetch_json(jp_fetch, "flavor", method="POST", body={"flavor": "cpu.small"})
+    code, model = call("flavor", method="POST", body={"flavor": "cpu.small"})
     assert code == 200, model
     assert dana.instance(NAME, USER)["flavor"] == "cpu.small"
-    code, model = await fetch_json(jp_fetch, "flavor", method="POST", body={"flavor": "cpu.tiny"})
+    code, model = call("flavor", method="POST", body={"flavor": "cpu.tiny"})
     assert code == 200 and model["flavor"] == "cpu.tiny"
 
 
@@ -157,14 +165,14 @@ async def test_switch_flavor_of_the_instance(jp_fetch, dana):
         ("{not json", "not valid JSON"),
     ],
 )
-async def test_switch_flavor_refusals(jp_fetch, dana, body, message):
-    code, text = await refused(jp_fetch, "flavor", method="POST", body=body)
+def test_switch_flavor_refusals(call, dana, body, message):
+    code, text = refused(call, "flavor", method="POST", body=body)
     assert code == 400 and message in text, text
     assert dana.instance(NAME, USER)["flavor"] == "cpu.tiny"
 
 
-async def test_stop_a_stopped_instance(jp_fetch):
-    code, model = await fetch_json(jp_fetch, "stop", method="POST")
+def test_stop_a_stopped_instance(call):
+    code, model = call("stop", method="POST")
     assert code == 200 and model["state"] == "stopped"
 
 
@@ -177,8 +185,8 @@ async def test_stop_a_stopped_instance(jp_fetch):
         ({"name": "myimg", "description": 5}, "description must be text"),
     ],
 )
-async def test_save_refusals(jp_fetch, body, message):
-    code, text = await refused(jp_fetch, "save", method="POST", body=body)
+def test_save_refusals(call, body, message):
+    code, text = refused(call, "save", method="POST", body=body)
     assert code == 400 and message in text, text
 
 
@@ -195,27 +203,27 @@ async def test_save_refusals(jp_fetch, body, message):
         ("GET", "ssh", None),
     ],
 )
-async def test_platform_unreachable(jp_fetch, method, path, body):
-    code, text = await refused(jp_fetch, path, method=method, body=body)
+def test_platform_unreachable(call, method, path, body):
+    code, text = refused(call, path, method=method, body=body)
     assert code == 502
     assert "does not answer" in text and "try again in a minute" in text, text
 
 
 @pytest.mark.parametrize("platform", ["silent"], indirect=True)
-async def test_platform_that_never_answers(jp_fetch):
-    code, text = await refused(jp_fetch, "flavors")
+def test_platform_that_never_answers(call):
+    code, text = refused(call, "flavors")
     assert code == 502 and "does not answer" in text, text
 
 
 @pytest.mark.parametrize("platform", ["bad-token"], indirect=True)
-async def test_platform_refuses_the_token(jp_fetch):
-    code, text = await refused(jp_fetch, "instance")
+def test_platform_refuses_the_token(call):
+    code, text = refused(call, "instance")
     assert code == 502 and "access:services!service=workbench" in text, text
 
 
-async def test_usage_needs_no_platform(jp_fetch):
+def test_usage_needs_no_platform(call):
     # the cgroup is local: usage answers even when the platform does not
-    code, _ = await fetch_json(jp_fetch, "usage")
+    code, _ = call("usage")
     assert code == 200
 
 
@@ -231,32 +239,38 @@ class _Flavors(tornado.web.RequestHandler):
 
 
 @pytest.fixture
-async def old_platform():
+def old_platform(jp_asyncio_loop):
     """A stand-in for an older platform version: instances and flavors, no save or SSH
     routes (tornado's plain 404 for them)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
+    sock.setblocking(False)
     app = tornado.web.Application(
         [
             (r"/api/flavors", _Flavors),
             (r"/api/users/([^/]+)/instances/([^/]+)", _Instance),
         ]
     )
-    server = tornado.httpserver.HTTPServer(app)
-    server.add_sockets([sock])
+
+    async def serve():
+        server = tornado.httpserver.HTTPServer(app)
+        server.add_sockets([sock])
+        return server
+
+    server = jp_asyncio_loop.run_until_complete(serve())
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     server.stop()
 
 
 @pytest.mark.parametrize("path", ["save", "ssh"])
-async def test_older_platform_without_save_and_ssh(jp_serverapp, jp_fetch, old_platform, path):
+def test_older_platform_without_save_and_ssh(jp_serverapp, call, old_platform, path):
     app = next(iter(jp_serverapp.extension_manager.extension_apps["workbench_lab"]))
     app.platform.url = old_platform
-    code, model = await fetch_json(jp_fetch, path)
+    code, model = call(path)
     assert code == 200
     assert model["available"] is False
     assert "not available on this platform version" in model["reason"]
     if path == "save":
-        code, text = await refused(jp_fetch, "save", method="POST", body={"name": "myimg"})
+        code, text = refused(call, "save", method="POST", body={"name": "myimg"})
         assert code == 501 and "not available on this platform version" in text
