@@ -165,3 +165,7 @@ class WorkspaceStore:
 
     def is_member(self, user: str, name: str) -> bool:
         return self.db.call(lambda s: is_member(s, user, name))
+
+    def names_of(self, user: str) -> list[str]:
+        """The names of the user's workspaces, "default" first."""
+        return [w["name"] for w in self.db.call(lambda s: workspaces_of(s, user))]

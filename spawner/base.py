@@ -132,12 +132,25 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
     _policy = None
     _workspace_store = None
 
+    def _workspaces(self):
+        if self._workspace_store is None and self.workspace_members is not None:
+            self._workspace_store = self.workspace_members()
+        return self._workspace_store
+
+    async def workspace_names(self) -> list[str]:
+        """The owner's workspaces, for the form ("default" alone without workspaces)."""
+        store = self._workspaces()
+        if store is None:
+            return [DEFAULT_WORKSPACE]
+        try:
+            return await asyncio.to_thread(store.names_of, self.user.name)
+        except Exception:  # noqa: BLE001 - the table may not exist yet at first start
+            return [DEFAULT_WORKSPACE]
+
     async def check_workspace(self, workspace: str):
         """HTTP 404 unless the owner belongs to the instance's workspace."""
-        if workspace == DEFAULT_WORKSPACE or self.workspace_members is None:
+        if workspace == DEFAULT_WORKSPACE or self._workspaces() is None:
             return
-        if self._workspace_store is None:
-            self._workspace_store = self.workspace_members()
         if not await asyncio.to_thread(self._workspace_store.is_member, self.user.name, workspace):
             message = (
                 f"No workspace {workspace!r} of yours: pick one of your workspaces, or ask an "
@@ -193,7 +206,11 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         saved = []
         if policy.saved_images is not None:
             saved = await asyncio.to_thread(policy.saved_images.available, self.user.name)
-        return self._render_options_form(available=await self.available_images(), saved=saved)
+        return self._render_options_form(
+            available=await self.available_images(),
+            saved=saved,
+            workspaces=await self.workspace_names(),
+        )
 
     async def available_images(self) -> set[str] | None:
         """References of the images this backend can start now; None if it cannot tell."""
@@ -245,7 +262,9 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
             _rejected_forms[self.user.name] = options
             raise
 
-    def _render_options_form(self, available: set[str] | None = None, saved=()):
+    def _render_options_form(
+        self, available: set[str] | None = None, saved=(), workspaces=(DEFAULT_WORKSPACE,)
+    ):
         current = _rejected_forms.pop(self.user.name, None) or dict(self.user_options or {})
         policy = self.policy
         image_name = current.get("image", policy.default_image)
@@ -274,9 +293,11 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
             for f in policy.visible_flavors()
         )
         storage = esc(str(current.get("storage_gib", policy.storage_default_gib)))
+        workspace_field = self._workspace_field(current, workspaces)
         description = esc(current.get("description", ""))
         return f"""
 <div class="workbench-instance-form">
+  {workspace_field}
   <div class="mb-3">
     <label class="form-label" for="wb-image">Image</label>
     <select class="form-select" id="wb-image" name="image">{images}</select>
@@ -300,6 +321,36 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
   {ssh_form_fields(current.get("ssh"))}
 </div>
 """
+
+    def _workspace_field(self, current: dict, workspaces) -> str:
+        """The workspace: fixed once the instance was set up; else a choice among the owner's
+        workspaces, preselected from the page's #workspace= (the home page's current one)."""
+        esc = html.escape
+        options = self.user_options or {}
+        fixed = options.get("workspace") or (DEFAULT_WORKSPACE if options else None)
+        if fixed:
+            return (
+                f'<input type="hidden" name="workspace" value="{esc(fixed)}">'
+                f'<p class="text-muted" id="wb-workspace-fixed">Workspace: {esc(fixed)}</p>'
+            )
+        chosen = current.get("workspace") or DEFAULT_WORKSPACE
+        options = "".join(
+            f'<option value="{esc(w)}"{" selected" if w == chosen else ""}>{esc(w)}</option>'
+            for w in workspaces
+        )
+        return f"""<div class="mb-3">
+    <label class="form-label" for="wb-workspace">Workspace</label>
+    <select class="form-select" id="wb-workspace" name="workspace">{options}</select>
+    <script>
+      (function () {{
+        var wanted = new URLSearchParams(window.location.hash.slice(1)).get("workspace");
+        var select = document.getElementById("wb-workspace");
+        if (wanted && select.querySelector('option[value="' + CSS.escape(wanted) + '"]')) {{
+          select.value = wanted;
+        }}
+      }})();
+    </script>
+  </div>"""
 
     async def rename(self, old_name, new_name):
         raise web.HTTPError(

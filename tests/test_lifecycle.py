@@ -165,7 +165,7 @@ def test_fixed_stop_stops_an_active_instance_and_extend_moves_it(lc_hub, alice):
         assert e.value.status == 400, body
         assert "minutes" in e.value.message
     extended = alice.extend_instance("fixed1", 0.25)
-    assert extended["auto_stop"]["max_hours"] == pytest.approx(0.005 + 0.25 / 60)
+    assert extended["auto_stop"]["max_hours"] == pytest.approx(0.005 + 0.25 / 60, abs=1e-6)
     assert extended["stops_at"] > model["stops_at"]
     model = wait_for(alice, "fixed1", lambda m: m["state"] == "stopped", 90, "fixed stop")
     assert model["stopped_reason"] == "max runtime", model
