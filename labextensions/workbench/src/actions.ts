@@ -21,6 +21,8 @@ import { UsagePoller } from './usage';
 /** How long a restart may take before the page says so and offers the hub home. */
 const RESTART_LIMIT_MS = 5 * 60_000;
 const RESTART_POLL_MS = 2000;
+/** How long the old server may keep answering before the switch counts as not started. */
+const STAY_LIMIT_MS = 60_000;
 
 /** A readable notification for a failed call; the message says what to do next. */
 export function notifyError(what: string, error: unknown): void {
@@ -107,15 +109,18 @@ export async function switchFlavor(
   } catch {
     // nothing open to save
   }
-  let answer: { state?: string; flavor?: string };
+  let answer: { state?: string; flavor?: string } = {};
   try {
     answer = await requestAPI('flavor', {
       method: 'POST',
       body: JSON.stringify({ flavor })
     });
   } catch (error) {
-    notifyError(`Switching to ${flavor} failed`, error);
-    return;
+    // no answer at all: the platform stopped this server before its answer left
+    if (!(error instanceof WorkbenchError) || error.status !== 0) {
+      notifyError(`Switching to ${flavor} failed`, error);
+      return;
+    }
   }
   if (answer.state === 'running' && answer.flavor === flavor) {
     window.location.reload();
@@ -132,6 +137,15 @@ async function followRestart(name: string, flavor: string): Promise<void> {
   const started = Date.now();
   let sawItGo = false;
   for (;;) {
+    if (!sawItGo && Date.now() - started > STAY_LIMIT_MS) {
+      overlay.dispose();
+      Notification.error(
+        `The instance did not restart for the switch to ${flavor}: it still runs ` +
+          'with its old flavor. Try again, or switch it from the hub home.',
+        { autoClose: false }
+      );
+      return;
+    }
     const seconds = Math.round((Date.now() - started) / 1000);
     if (Date.now() - started > RESTART_LIMIT_MS) {
       overlay.setState('timeout');
@@ -161,7 +175,14 @@ async function followRestart(name: string, flavor: string): Promise<void> {
           ? `Starting with ${flavor}… (${seconds} s)`
           : `Stopping the instance… (${seconds} s)`
       );
-    } catch {
+    } catch (error) {
+      if (sawItGo && error instanceof WorkbenchError && error.status === 403) {
+        // the new server answers, but this page's sign-in was for the old one
+        overlay.setState('reloading');
+        overlay.setMessage('The instance is back. Reloading JupyterLab…');
+        window.location.reload();
+        return;
+      }
       sawItGo = true;
       overlay.setMessage(
         `Restarting with ${flavor}: the server is away meanwhile. (${seconds} s)`
@@ -200,8 +221,11 @@ export async function stopInstance(
   try {
     await requestAPI('stop', { method: 'POST' });
   } catch (error) {
-    notifyError(`Stopping ${name} failed`, error);
-    return;
+    // no answer at all: the platform stopped this server before its answer left
+    if (!(error instanceof WorkbenchError) || error.status !== 0) {
+      notifyError(`Stopping ${name} failed`, error);
+      return;
+    }
   }
   poller.stop();
   const overlay = new Overlay(`Stopping ${name}…`);

@@ -17,7 +17,7 @@ export class UsageStatus extends Widget {
         return;
       }
       this.node.textContent =
-        `CPU ${percent(usage.cpu.percent)} of ${usage.cpu.limit} · ` +
+        `CPU ${percent(usage.cpu.percent)} of ${usage.cpu.limit} vCPU · ` +
         `Mem ${formatBytes(usage.memory.used)} / ${formatBytes(usage.memory.limit)}`;
     });
   }

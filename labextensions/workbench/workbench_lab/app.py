@@ -72,10 +72,10 @@ class WorkbenchLabApp(ExtensionApp):
     ).tag(config=True)
 
     restart_grace = Float(
-        1.5,
+        0.5,
         help="""Seconds to wait for the platform to refuse a flavor switch or stop before
         answering 202: once accepted, the platform stops this server, so the answer must
-        leave before. Default 1.5.""",
+        leave before (the panel also takes no answer as accepted). Default 0.5.""",
     ).tag(config=True)
 
     storage_path = Unicode(

@@ -1,0 +1,143 @@
+"""The workbench panel in JupyterLab, in headless Chromium, against the session hub.
+
+A real instance of user "erin" runs the base image with the panel's extension installed:
+open JupyterLab, open the panel, see the instance's image and flavor and live CPU and memory
+use, switch the flavor (the instance restarts; the page follows and reloads), then stop the
+instance from the panel. Screenshots go to artifacts/screenshots/lab-*.png. Needs Chromium
+at /usr/bin/chromium (or $WORKBENCH_CHROMIUM): a missing browser fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .test_browser import CHROMIUM_ARGS, LAB_TIMEOUT_MS, PAGE_TIMEOUT_MS, SCREENSHOTS, browser
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+USER = "erin"
+NAME = "panel-nb"
+RESTART_TIMEOUT_MS = 180_000
+
+__all__ = ["browser", "CHROMIUM_ARGS"]
+
+
+def shot(page: Page, name: str):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"lab-{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def erin(hub):
+    """erin with a running instance on cpu.tiny; stopped and deleted after."""
+    client = hub.add_user(USER)
+    client.create_instance(NAME, image="python", flavor="cpu.tiny", storage_gib=1, user=USER)
+    yield client
+    if client.instance(NAME, USER)["state"] != "stopped":
+        client.stop_instance(NAME, USER)
+    client.delete_instance(NAME, USER)
+
+
+@pytest.fixture(scope="module")
+def page(hub, erin, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(LAB_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", hub.passwords[USER])
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/home")
+    yield page
+    context.close()
+
+
+def open_panel(page: Page):
+    """Open the panel from its sidebar tab (after a reload the layout may restore it)."""
+    panel = page.locator("#jp-workbench-panel")
+    if not panel.is_visible():
+        page.locator("li.lm-TabBar-tab[data-id='jp-workbench-panel']").click()
+    expect(panel).to_be_visible()
+    return panel
+
+
+def test_panel_shows_the_instance_and_switches_flavor_then_stops(hub, erin, page):
+    page.goto(f"{hub.url}/user/{USER}/{NAME}/lab")
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    launcher = page.locator(".jp-Launcher")
+    expect(launcher.locator(".jp-LauncherCard", has_text="Workbench Instance")).to_be_visible(
+        timeout=LAB_TIMEOUT_MS
+    )
+    shot(page, "01-launcher")
+    launcher.locator(".jp-LauncherCard", has_text="Workbench Instance").click()
+    panel = open_panel(page)
+
+    # the instance as the platform knows it
+    expect(panel.locator(".jp-Workbench-name")).to_have_text(NAME)
+    expect(panel.locator("[data-field='image']")).to_have_text("python")
+    expect(panel.locator("[data-field='flavor']")).to_have_attribute("data-flavor", "cpu.tiny")
+    expect(panel.locator("[data-field='state']")).to_have_text("running")
+    expect(panel.locator("[data-field='storage']")).to_contain_text("used of")
+    # live usage from the container's cgroup: cpu.tiny's limits
+    flavor = next(f for f in erin.flavors() if f["name"] == "cpu.tiny")
+    cpu = panel.locator("[data-meter='cpu'] [data-text]")
+    expect(cpu).to_contain_text(f"of {flavor['cpu']:g} vCPU")
+    expect(panel.locator("[data-meter='memory'] [data-text]")).to_contain_text(
+        re.compile(r"\d+ MiB of ")
+    )
+    status = page.locator("#jp-workbench-status")
+    expect(status).to_contain_text(re.compile(r"CPU \d+% of"))
+    save = panel.locator("button[data-action='save']")
+    if save.is_disabled():  # a platform without image saving says so
+        expect(save).to_have_attribute("title", re.compile("not available"))
+    shot(page, "02-panel")
+
+    # switch the flavor: pick, confirm, follow the restart, see the new flavor after reload
+    panel.locator("button[data-action='flavor']").click()
+    dialog = page.locator(".jp-Dialog")
+    picker = dialog.locator("select.jp-Workbench-flavorSelect")
+    expect(picker.locator("option[value='cpu.tiny']")).to_be_disabled()
+    picker.select_option("cpu.small")
+    shot(page, "03-switch-dialog")
+    dialog.get_by_role("button", name="Switch and restart").click()
+    overlay = page.locator("#jp-workbench-overlay")
+    try:
+        expect(overlay).to_be_visible(timeout=30_000)
+    except AssertionError:
+        shot(page, "04-no-overlay")
+        raise
+    expect(overlay).to_contain_text("Switching panel-nb to cpu.small")
+    shot(page, "04-restarting")
+    # the page reloads itself once the instance answers with the new flavor
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=RESTART_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.getElementById('jp-workbench-overlay')"
+        " && !!document.querySelector('.jp-LabShell')",
+        timeout=RESTART_TIMEOUT_MS,
+    )
+    panel = open_panel(page)
+    expect(panel.locator("[data-field='flavor']")).to_have_attribute(
+        "data-flavor", "cpu.small", timeout=LAB_TIMEOUT_MS
+    )
+    small = next(f for f in erin.flavors() if f["name"] == "cpu.small")
+    expect(panel.locator("[data-meter='cpu'] [data-text]")).to_contain_text(
+        f"of {small['cpu']:g} vCPU", timeout=LAB_TIMEOUT_MS
+    )
+    shot(page, "05-after-switch")
+    model = erin.instance(NAME, USER)
+    assert (model["flavor"], model["state"]) == ("cpu.small", "running")
+
+    # stop from the panel: confirm, then the page shows it stopped
+    panel.locator("button[data-action='stop']").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Stop").click()
+    overlay = page.locator("#jp-workbench-overlay")
+    expect(overlay).to_be_visible()
+    expect(overlay).to_have_attribute("data-state", "stopped", timeout=RESTART_TIMEOUT_MS)
+    expect(overlay).to_contain_text(f"{NAME} is stopped")
+    expect(overlay.get_by_role("button", name="Open the hub home")).to_be_visible()
+    shot(page, "06-stopped")
+    assert erin.instance(NAME, USER)["state"] == "stopped"
