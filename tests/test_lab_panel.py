@@ -10,6 +10,7 @@ at /usr/bin/chromium (or $WORKBENCH_CHROMIUM): a missing browser fails, it never
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -140,4 +141,8 @@ def test_panel_shows_the_instance_and_switches_flavor_then_stops(hub, erin, page
     expect(overlay).to_contain_text(f"{NAME} is stopped")
     expect(overlay.get_by_role("button", name="Open the hub home")).to_be_visible()
     shot(page, "06-stopped")
+    # the server is gone; the hub finishes recording the stop a moment later
+    deadline = time.monotonic() + 60
+    while erin.instance(NAME, USER)["state"] == "stopping" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert erin.instance(NAME, USER)["state"] == "stopped"

@@ -117,7 +117,7 @@ export async function switchFlavor(
     });
   } catch (error) {
     // no answer at all: the platform stopped this server before its answer left
-    if (!(error instanceof WorkbenchError) || error.status !== 0) {
+    if (!(error instanceof WorkbenchError) || !error.serverGone) {
       notifyError(`Switching to ${flavor} failed`, error);
       return;
     }
@@ -176,7 +176,11 @@ async function followRestart(name: string, flavor: string): Promise<void> {
           : `Stopping the instance… (${seconds} s)`
       );
     } catch (error) {
-      if (sawItGo && error instanceof WorkbenchError && error.status === 403) {
+      if (
+        error instanceof WorkbenchError &&
+        error.fromServer &&
+        error.status === 403
+      ) {
         // the new server answers, but this page's sign-in was for the old one
         overlay.setState('reloading');
         overlay.setMessage('The instance is back. Reloading JupyterLab…');
@@ -222,7 +226,7 @@ export async function stopInstance(
     await requestAPI('stop', { method: 'POST' });
   } catch (error) {
     // no answer at all: the platform stopped this server before its answer left
-    if (!(error instanceof WorkbenchError) || error.status !== 0) {
+    if (!(error instanceof WorkbenchError) || !error.serverGone) {
       notifyError(`Stopping ${name} failed`, error);
       return;
     }

@@ -8,9 +8,18 @@ export const DEFAULT_TIMEOUT_MS = 20_000;
 export class WorkbenchError extends Error {
   constructor(
     message: string,
-    readonly status: number
+    readonly status: number,
+    readonly fromServer = false
   ) {
     super(message);
+  }
+
+  /**
+   * Whether the answer came from somewhere else than this server's extension (no answer,
+   * or the hub or proxy answering because the server went away).
+   */
+  get serverGone(): boolean {
+    return !this.fromServer;
   }
 }
 
@@ -48,6 +57,7 @@ export async function requestAPI<T>(
   } finally {
     clearTimeout(timer);
   }
+  const fromServer = response.headers.has('X-Workbench-Lab');
   const text = await response.text();
   let data: any = null;
   if (text.length > 0) {
@@ -57,14 +67,15 @@ export async function requestAPI<T>(
       throw new WorkbenchError(
         `Unexpected answer from ${endPoint} (HTTP ${response.status}, not JSON): the ` +
           'server may be restarting. Reload the page in a moment.',
-        response.status
+        response.status,
+        fromServer
       );
     }
   }
   if (!response.ok) {
     const message =
       (data && data.message) || `HTTP ${response.status} from ${endPoint}`;
-    throw new WorkbenchError(message, response.status);
+    throw new WorkbenchError(message, response.status, fromServer);
   }
   return data as T;
 }

@@ -40,6 +40,11 @@ class WorkbenchHandler(ExtensionHandlerMixin, APIHandler):
 
     auth_resource = "workbench"
 
+    def set_default_headers(self):
+        super().set_default_headers()
+        # tells the panel an answer came from this server, not the hub or the proxy
+        self.set_header("X-Workbench-Lab", "1")
+
     @property
     def platform(self):
         return self.extensionapp.platform
