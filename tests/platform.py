@@ -207,7 +207,16 @@ def run_code(
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
+            # frame by frame, control frames included: the server's pings would otherwise
+            # keep recv() waiting past the deadline when the kernel never answers
+            ws.settimeout(max(0.1, min(5, deadline - time.monotonic())))
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                continue
+            msg = json.loads(frame.data)
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = msg["msg_type"]

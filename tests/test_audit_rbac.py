@@ -25,22 +25,22 @@ def admin(hub):
 
 
 @pytest.fixture(scope="module")
-def carol(hub):
-    return hub.add_user("carol")
+def audra(hub):
+    return hub.add_user("audra")
 
 
-def test_each_instance_operation_leaves_exactly_one_event(hub, admin, carol):
-    carol.create_instance("audited", start=False, flavor="cpu.tiny")
-    carol.update_instance("audited", flavor="cpu.small")
-    carol.delete_instance("audited")
-    events = events_for(admin, "carol/audited", expect=3)
+def test_each_instance_operation_leaves_exactly_one_event(hub, admin, audra):
+    audra.create_instance("audited", start=False, flavor="cpu.tiny")
+    audra.update_instance("audited", flavor="cpu.small")
+    audra.delete_instance("audited")
+    events = events_for(admin, "audra/audited", expect=3)
     assert [e["event"] for e in reversed(events)] == [
         "createNotebook",
         "updateNotebook",
         "deleteNotebook",
     ]
     for e in events:
-        assert e["actor"] == "carol"
+        assert e["actor"] == "audra"
         assert e["outcome"] == "success"
         assert e["resource_type"] == "notebook"
         assert e["source"] == "127.0.0.1"
@@ -49,34 +49,34 @@ def test_each_instance_operation_leaves_exactly_one_event(hub, admin, carol):
     assert update["reason"] == "flavor cpu.tiny -> cpu.small"
 
 
-def test_failed_and_refused_operations_are_audited_with_their_outcome(hub, admin, carol):
+def test_failed_and_refused_operations_are_audited_with_their_outcome(hub, admin, audra):
     with pytest.raises(WorkbenchError):
-        carol.create_instance("bad-flavor", flavor="cpu.huge", start=False)
-    [failed] = events_for(admin, "carol/bad-flavor")
+        audra.create_instance("bad-flavor", flavor="cpu.huge", start=False)
+    [failed] = events_for(admin, "audra/bad-flavor")
     assert (failed["event"], failed["outcome"]) == ("createNotebook", "failure")
     assert "cpu.huge" in failed["reason"]
     # another user's instance: refused, and no hint whether it exists
     with pytest.raises(WorkbenchError) as refused:
-        carol.stop_instance("anything", user="admin")
+        audra.stop_instance("anything", user="admin")
     assert refused.value.status == 404
     [denied] = events_for(admin, "admin/anything")
     assert (denied["event"], denied["outcome"], denied["actor"]) == (
         "stopNotebook",
         "denied",
-        "carol",
+        "audra",
     )
 
 
-def test_operations_through_the_hub_itself_are_audited(hub, admin, carol):
-    carol.create_instance("via-hub", start=False)
-    r = carol.session.post(f"{hub.url}/hub/api/users/carol/servers/via-hub", timeout=120)
+def test_operations_through_the_hub_itself_are_audited(hub, admin, audra):
+    audra.create_instance("via-hub", start=False)
+    r = audra.session.post(f"{hub.url}/hub/api/users/audra/servers/via-hub", timeout=120)
     assert r.status_code in (201, 202), r.text
-    carol.stop_instance("via-hub")  # through the platform API: its own one event
-    r = carol.session.delete(
-        f"{hub.url}/hub/api/users/carol/servers/via-hub", json={"remove": True}, timeout=60
+    audra.stop_instance("via-hub")  # through the platform API: its own one event
+    r = audra.session.delete(
+        f"{hub.url}/hub/api/users/audra/servers/via-hub", json={"remove": True}, timeout=60
     )
     assert r.status_code in (202, 204), r.text
-    events = events_for(admin, "carol/via-hub", expect=4)
+    events = events_for(admin, "audra/via-hub", expect=4)
     assert [(e["event"], e["details"].get("via")) for e in reversed(events)] == [
         ("createNotebook", None),
         ("startNotebook", "hub"),
@@ -85,15 +85,15 @@ def test_operations_through_the_hub_itself_are_audited(hub, admin, carol):
     ]
 
 
-def test_admin_queries_export_and_verifies(hub, admin, carol):
-    carol.create_instance("q1", start=False)
-    events_for(admin, "carol/q1")
-    assert all(e["actor"] == "carol" for e in admin.audit_events(user="carol"))
-    assert admin.audit_events(event="createNotebook", resource="carol/q1")[0]["actor"] == "carol"
-    lines = admin.audit_export(user="carol", since="-1h").strip().splitlines()
-    assert lines and all('"actor": "carol"' in line for line in lines)
+def test_admin_queries_export_and_verifies(hub, admin, audra):
+    audra.create_instance("q1", start=False)
+    events_for(admin, "audra/q1")
+    assert all(e["actor"] == "audra" for e in admin.audit_events(user="audra"))
+    assert admin.audit_events(event="createNotebook", resource="audra/q1")[0]["actor"] == "audra"
+    lines = admin.audit_export(user="audra", since="-1h").strip().splitlines()
+    assert lines and all('"actor": "audra"' in line for line in lines)
     assert admin.audit_verify()["ok"] is True
-    page = hub.browser_session().get(f"{hub.url}/services/workbench/admin/audit?user=carol")
+    page = hub.browser_session().get(f"{hub.url}/services/workbench/admin/audit?user=audra")
     assert page.status_code == 200 and "createNotebook" in page.text
 
 
@@ -113,19 +113,19 @@ def test_malformed_audit_queries_are_refused(admin, params, reason):
     assert e.value.status == 400 and reason in e.value.message
 
 
-def test_users_cannot_read_the_audit_log(hub, carol):
+def test_users_cannot_read_the_audit_log(hub, audra):
     with pytest.raises(WorkbenchError) as e:
-        carol.audit_events()
+        audra.audit_events()
     assert e.value.status == 403 and "custom:workbench:audit:read" in e.value.message
-    page = hub.browser_session("carol", hub.passwords["carol"]).get(
+    page = hub.browser_session("audra", hub.passwords["audra"]).get(
         f"{hub.url}/services/workbench/admin/audit"
     )
     assert page.status_code == 403
 
 
-def test_viewer_sees_but_cannot_change(hub, admin, carol):
+def test_viewer_sees_but_cannot_change(hub, admin, audra):
     viewer = hub.add_user("victor")
-    carol.create_instance("shown", start=False)
+    audra.create_instance("shown", start=False)
     # an admin moves victor from the users' group to the viewers' group
     admin.hub("DELETE", "groups/workbench-users/users", {"users": ["victor"]})
     admin.hub("POST", "groups/workbench-viewers/users", {"users": ["victor"]})
@@ -147,5 +147,5 @@ def test_viewer_sees_but_cannot_change(hub, admin, carol):
     assert "custom:workbench:instances:start" in r.text
     assert viewer.hub("GET", "users/victor")["servers"].get("mine", {}).get("ready") is not True
     # and new users land in the users' group with everyday permissions
-    groups = admin.hub("GET", "users/carol")["groups"]
+    groups = admin.hub("GET", "users/audra")["groups"]
     assert "workbench-users" in groups

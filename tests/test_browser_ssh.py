@@ -16,7 +16,7 @@ from .test_browser import CHROMIUM, CHROMIUM_ARGS, LAB_TIMEOUT_MS, PAGE_TIMEOUT_
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-USER = "dora"
+USER = "sasha"
 PASSWORD = "pw-" + secrets.token_hex(8)
 NAME = "sshform"
 

@@ -19,7 +19,7 @@ from .test_browser import CHROMIUM_ARGS, LAB_TIMEOUT_MS, PAGE_TIMEOUT_MS, SCREEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-USER = "erin"
+USER = "lara"
 NAME = "panel-nb"
 RESTART_TIMEOUT_MS = 180_000
 

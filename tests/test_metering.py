@@ -73,31 +73,31 @@ def test_a_period_left_open_by_a_dead_hub_ends_at_the_next_start(db):
 
 
 def test_metering_of_a_start_stop_sequence_matches_wall_clock(hub):
-    erin = hub.add_user("erin")
+    mona = hub.add_user("mona")
     t0 = time.time()
-    erin.create_instance("metered", flavor="cpu.tiny")
+    mona.create_instance("metered", flavor="cpu.tiny")
     t1 = time.time()
     time.sleep(3)
     t2 = time.time()
-    erin.stop_instance("metered")
+    mona.stop_instance("metered")
     t3 = time.time()
-    report = erin.api("GET", "usage", params={"since": "-1h"})
-    [row] = [r for r in report["rows"] if r["user"] == "erin"]
+    report = mona.api("GET", "usage", params={"since": "-1h"})
+    [row] = [r for r in report["rows"] if r["user"] == "mona"]
     # the period runs from the container's start to its stop, both inside the API calls
     assert (t2 - t1) - 1 <= row["seconds"] <= (t3 - t0) + 1
     assert row["flavor"] == "cpu.tiny" and row["instances"] == ["metered"]
     assert row["vcpu_seconds"] == pytest.approx(row["seconds"] * 0.5, rel=1e-3)
-    csv_text = erin.session.get(
-        f"{erin.api_url}/usage", params={"format": "csv", "since": "-1h"}, timeout=30
+    csv_text = mona.session.get(
+        f"{mona.api_url}/usage", params={"format": "csv", "since": "-1h"}, timeout=30
     ).text
-    assert csv_text.startswith("user,day,flavor") and "erin" in csv_text
-    erin.delete_instance("metered")
+    assert csv_text.startswith("user,workspace,day,flavor") and "mona" in csv_text
+    mona.delete_instance("metered")
 
 
 def test_users_see_only_their_own_usage_and_bad_queries_are_refused(hub):
-    frank = hub.add_user("frank")
+    milo = hub.add_user("milo")
     with pytest.raises(WorkbenchError) as e:
-        frank.api("GET", "usage", params={"user": "admin"})
+        milo.api("GET", "usage", params={"user": "admin"})
     assert e.value.status == 403
     for params, reason in (
         ({"since": "soon"}, "is not a time"),
@@ -106,7 +106,7 @@ def test_users_see_only_their_own_usage_and_bad_queries_are_refused(hub):
         ({"since": "-400d"}, "at most 366 days"),
     ):
         with pytest.raises(WorkbenchError) as e:
-            frank.api("GET", "usage", params=params)
+            milo.api("GET", "usage", params=params)
         assert e.value.status == 400 and reason in e.value.message
     admin_rows = hub.client().api("GET", "usage", params={"since": "-1h"})
     assert isinstance(admin_rows["rows"], list)
