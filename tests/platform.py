@@ -159,6 +159,30 @@ ssh_activity_seconds = 2
         return s
 
 
+def execute_request(code: str) -> tuple[str, dict]:
+    """A Jupyter execute_request message for code, and its msg_id."""
+    msg_id = uuid.uuid4().hex
+    return msg_id, {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    }
+
+
 def run_code(
     client: WorkbenchClient,
     instance_url: str,
@@ -179,30 +203,8 @@ def run_code(
     ws = websocket.create_connection(
         ws_url, header=[f"Authorization: token {client.token}"], timeout=timeout
     )
-    msg_id = uuid.uuid4().hex
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "username": "test",
-                    "session": uuid.uuid4().hex,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": False,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                },
-            }
-        )
-    )
+    msg_id, request = execute_request(code)
+    ws.send(json.dumps(request))
     out = {"stdout": "", "stderr": "", "error": None}
     deadline = time.monotonic() + timeout
     try:

@@ -116,7 +116,8 @@ def test_create_instance_and_open_jupyterlab(hub, carol, page):
     shot(page, "02-home")
     page.fill("#new-instance-name", NAME)
     page.click("#new-instance-btn")
-    page.wait_for_url(f"**/hub/spawn/{USER}/{NAME}")
+    # the home page's current workspace goes along in the fragment
+    page.wait_for_url(f"**/hub/spawn/{USER}/{NAME}#workspace=default")
 
     # the spawn form lists the catalog's images and the flavors this machine can run
     image, flavor = page.locator("#wb-image"), page.locator("#wb-flavor")

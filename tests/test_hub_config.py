@@ -3,7 +3,11 @@
 import runpy
 from pathlib import Path
 
+from ldapauthenticator import LDAPAuthenticator
+from oauthenticator.generic import GenericOAuthenticator
 from traitlets.config import Config
+
+from hub.auth import DefaultGroupMixin
 
 CONFIG = Path(__file__).parent.parent / "hub" / "jupyterhub_config.py"
 
@@ -55,7 +59,11 @@ def test_oauth_by_configuration(tmp_path, monkeypatch):
         'client_id = "workbench"\n'
         'token_url = "https://sso.example.com/token"\n',
     )
-    assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    # the configured class, with new users joining the platform's default group
+    cls = c.JupyterHub.authenticator_class
+    assert issubclass(cls, GenericOAuthenticator) and issubclass(cls, DefaultGroupMixin)
+    # its table still configures it: traitlets applies a parent class's section
+    assert cls(config=c).client_id == "workbench"
     assert c.GenericOAuthenticator.client_id == "workbench"
     assert c.GenericOAuthenticator.token_url == "https://sso.example.com/token"
     assert c.JupyterHub.db_url == "postgresql://wb:secret@db:5432/workbench"
@@ -71,13 +79,10 @@ def test_ldap_by_configuration(tmp_path, monkeypatch):
         'server_address = "ldap.example.com"\n'
         'bind_dn_template = ["uid={username},ou=people,dc=example,dc=com"]\n',
     )
-    assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
+    cls = c.JupyterHub.authenticator_class
+    assert issubclass(cls, LDAPAuthenticator) and issubclass(cls, DefaultGroupMixin)
+    assert cls(config=c).server_address == "ldap.example.com"
     assert c.LDAPAuthenticator.server_address == "ldap.example.com"
-    # the classes load: the extras are installed with the test dependencies
-    from ldapauthenticator import LDAPAuthenticator
-    from oauthenticator.generic import GenericOAuthenticator
-
-    assert LDAPAuthenticator and GenericOAuthenticator
 
 
 def test_settings_reach_the_spawner(tmp_path, monkeypatch):

@@ -4,8 +4,8 @@ real containers. The hub here checks every second and allows idle timeouts of se
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-import uuid
 
 import docker
 import pytest
@@ -14,7 +14,7 @@ import websocket
 
 from hub.client import WorkbenchError
 
-from .platform import Hub, remove_engine_objects, run_code
+from .platform import Hub, execute_request, remove_engine_objects, run_code
 
 FAST = """
 idle_stop_min_minutes = 0.05
@@ -74,25 +74,7 @@ def start_cell(client, instance_url: str, code: str) -> str:
         header=[f"Authorization: token {client.token}"],
         timeout=30,
     )
-    msg = {
-        "header": {
-            "msg_id": uuid.uuid4().hex,
-            "username": "test",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
-    }
+    _, msg = execute_request(code)
     ws.send(json.dumps(msg))
     ws.close()
     return kernel_id
@@ -261,3 +243,49 @@ def test_hub_restart_keeps_running_instances(lc_hub, alice):
     for name in ("keep1", "keep2"):
         alice.stop_instance(name)
         alice.delete_instance(name)
+
+
+def test_open_ssh_session_keeps_instance_running(lc_hub, alice, tmp_path):
+    """An SSH session counts as activity: the gateway reports it to the hub while it is open."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    alice.add_key("lc-laptop", (tmp_path / "id_ed25519.pub").read_text())
+    create(
+        alice,
+        "ssh1",
+        flavor="cpu.tiny",
+        auto_stop={"idle_minutes": 0.1},
+        ssh={"enabled": True, "allowlist": []},
+    )
+    ssh = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-p",
+        str(lc_hub.ssh_port),
+        "lc-alice.ssh1@127.0.0.1",
+        "sleep 25",
+    ]
+    session = subprocess.Popen(ssh, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # four times the 6 s idle timeout, with nothing but the SSH session going on
+        time.sleep(24)
+        assert alice.instance("ssh1")["state"] == "running"
+    finally:
+        _, err = session.communicate(timeout=60)
+    assert session.returncode == 0, err
+    model = wait_for(alice, "ssh1", lambda m: m["state"] == "stopped", 60, "idle stop")
+    assert model["stopped_reason"] == "idle"
+    alice.delete_instance("ssh1")
