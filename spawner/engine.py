@@ -89,6 +89,9 @@ def start_podman_service(
             stdin=subprocess.DEVNULL,
             env=podman_env(containers_conf),
             start_new_session=True,
+            # conmon leaves files (an "oom" marker when a container's process is killed for
+            # lack of memory) in its working directory: keep them beside the socket
+            cwd=os.path.dirname(socket_path) or None,
         )
     url = f"unix://{socket_path}"
     deadline = time.monotonic() + 30
