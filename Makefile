@@ -100,6 +100,8 @@ format:
 
 bench: system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
+	$(BIN)/python benchmarks/bench_save.py
+	$(BIN)/python benchmarks/bench_ssh.py
 
 clean:
 	rm -rf $(VENV) node_modules .run/cache $(LABEXT)/node_modules $(LABEXT)/dist
