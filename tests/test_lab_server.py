@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import tornado.httpserver
@@ -274,3 +275,45 @@ def test_older_platform_without_save_and_ssh(jp_serverapp, call, old_platform, p
     if path == "save":
         code, text = refused(call, "save", method="POST", body={"name": "myimg"})
         assert code == 501 and "not available on this platform version" in text
+
+
+def test_ssh_details_from_the_platform(call, dana):
+    code, details = call("ssh")
+    assert code == 200 and details["available"] is True
+    assert details["enabled"] is False
+    dana.update_instance(NAME, USER, ssh={"enabled": True, "allowlist": ["10.0.0.0/8"]})
+    try:
+        code, details = call("ssh")
+        assert details["enabled"] is True and details["allowlist"] == ["10.0.0.0/8"]
+        assert f"{USER}.{NAME}@" in details["command"]
+        assert details["config"].startswith("Host ") and f"User {USER}.{NAME}" in details["config"]
+    finally:
+        dana.update_instance(NAME, USER, ssh={"enabled": False, "allowlist": []})
+
+
+def test_save_a_running_instance_through_the_panel(call, dana):
+    dana.start_instance(NAME, USER)
+    try:
+        code, status = call(
+            "save", method="POST", body={"name": "lab-img", "tag": "v1", "description": "panel"}
+        )
+        assert code == 202 and status["available"] is True
+        assert status["state"] in ("saving", "done"), status
+        deadline = time.monotonic() + 120
+        while status["state"] == "saving":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+            code, status = call("save")
+        assert status["state"] == "done", status
+        assert status["progress"] == 100
+        saved = [i for i in dana.images() if i.get("kind") == "saved"]
+        assert [(i["image_name"], i["tag"], i["description"]) for i in saved] == [
+            ("lab-img", "v1", "panel")
+        ]
+        assert saved[0]["source_instance"] == NAME
+    finally:
+        dana.stop_instance(NAME, USER)
+        try:
+            dana.delete_image("lab-img", "v1", USER)
+        except Exception:  # noqa: BLE001 - nothing saved when the save itself failed
+            pass
