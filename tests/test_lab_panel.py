@@ -1,10 +1,12 @@
 """The workbench panel in JupyterLab, in headless Chromium, against the session hub.
 
-A real instance of user "erin" runs the base image with the panel's extension installed:
-open JupyterLab, open the panel, see the instance's image and flavor and live CPU and memory
-use, switch the flavor (the instance restarts; the page follows and reloads), then stop the
-instance from the panel. Screenshots go to artifacts/screenshots/lab-*.png. Needs Chromium
-at /usr/bin/chromium (or $WORKBENCH_CHROMIUM): a missing browser fails, it never skips.
+A real instance of user "lara" (SSH on) runs the base image with the panel's extension
+installed: open JupyterLab, open the panel, see the instance's image and flavor and live CPU
+and memory use, switch the flavor (the instance restarts; the page follows and reloads), read
+the SSH details, save the instance as an image from the panel's form and follow the save to
+its end, then stop the instance from the panel. Screenshots go to
+artifacts/screenshots/lab-*.png. Needs Chromium at /usr/bin/chromium (or $WORKBENCH_CHROMIUM):
+a missing browser fails, it never skips.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 USER = "lara"
 NAME = "panel-nb"
+IMAGE, TAG = "panel-img", "v1"
+SAVE_TIMEOUT_MS = 120_000
 RESTART_TIMEOUT_MS = 180_000
 
 __all__ = ["browser", "CHROMIUM_ARGS"]
@@ -33,13 +37,23 @@ def shot(page: Page, name: str):
 
 @pytest.fixture(scope="module")
 def erin(hub):
-    """erin with a running instance on cpu.tiny; stopped and deleted after."""
+    """lara with a running instance on cpu.tiny, SSH on; stopped and deleted after, with the
+    image saved from it."""
     client = hub.add_user(USER)
-    client.create_instance(NAME, image="python", flavor="cpu.tiny", storage_gib=1, user=USER)
+    body = {
+        "name": NAME,
+        "image": "python",
+        "flavor": "cpu.tiny",
+        "storage_gib": 1,
+        "ssh": {"enabled": True, "allowlist": []},
+    }
+    client.api("POST", f"users/{USER}/instances", body)
     yield client
     if client.instance(NAME, USER)["state"] != "stopped":
         client.stop_instance(NAME, USER)
     client.delete_instance(NAME, USER)
+    if any(i.get("image_name") == IMAGE for i in client.images()):
+        client.delete_image(IMAGE, TAG, USER)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +106,7 @@ def test_panel_shows_the_instance_and_switches_flavor_then_stops(hub, erin, page
     )
     status = page.locator("#jp-workbench-status")
     expect(status).to_contain_text(re.compile(r"CPU \d+% of"))
-    save = panel.locator("button[data-action='save']")
-    if save.is_disabled():  # a platform without image saving says so
-        expect(save).to_have_attribute("title", re.compile("not available"))
+    expect(panel.locator("button[data-action='save']")).to_be_enabled()
     shot(page, "02-panel")
 
     # switch the flavor: pick, confirm, follow the restart, see the new flavor after reload
@@ -132,6 +144,40 @@ def test_panel_shows_the_instance_and_switches_flavor_then_stops(hub, erin, page
     model = erin.instance(NAME, USER)
     assert (model["flavor"], model["state"]) == ("cpu.small", "running")
 
+    # SSH details: the platform's command, which logs in as <user>.<instance>
+    panel.locator("button[data-action='ssh']").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("SSH access")
+    command = dialog.locator(".jp-Workbench-copyBlock pre").first
+    expect(command).to_contain_text(re.compile(rf"^ssh .*{USER}\.{NAME}@"))
+    expect(command).to_have_text(erin.instance_ssh(NAME, USER)["command"])
+    expect(dialog.locator(".jp-Workbench-copyBlock pre").nth(1)).to_contain_text(
+        f"User {USER}.{NAME}"
+    )
+    shot(page, "06-ssh")
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+    # save as image from the panel's form; the progress box follows the save to its end
+    panel.locator("button[data-action='save']").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.locator("input[name='name']")).to_have_value(NAME)
+    dialog.locator("input[name='name']").fill(IMAGE)
+    dialog.locator("input[name='tag']").fill(TAG)
+    dialog.locator("input[name='description']").fill("saved from the panel")
+    shot(page, "07-save-form")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    progress = panel.locator(".jp-Workbench-save")
+    expect(progress).to_be_visible()
+    expect(progress).to_have_attribute("data-state", "done", timeout=SAVE_TIMEOUT_MS)
+    saved = [i for i in erin.images() if i.get("image_name") == IMAGE]
+    assert [(i["tag"], i["state"], i["source_instance"]) for i in saved] == [
+        (TAG, "ready", NAME)
+    ], saved
+    expect(progress.locator(".jp-Workbench-saveText")).to_have_text(f"Saved as {saved[0]['name']}")
+    expect(page.locator(".jp-Notification-Toast-success")).to_contain_text(saved[0]["name"])
+    shot(page, "08-saved")
+
     # stop from the panel: confirm, then the page shows it stopped
     panel.locator("button[data-action='stop']").click()
     page.locator(".jp-Dialog").get_by_role("button", name="Stop").click()
@@ -140,7 +186,7 @@ def test_panel_shows_the_instance_and_switches_flavor_then_stops(hub, erin, page
     expect(overlay).to_have_attribute("data-state", "stopped", timeout=RESTART_TIMEOUT_MS)
     expect(overlay).to_contain_text(f"{NAME} is stopped")
     expect(overlay.get_by_role("button", name="Open the hub home")).to_be_visible()
-    shot(page, "06-stopped")
+    shot(page, "09-stopped")
     # the server is gone; the hub finishes recording the stop a moment later
     deadline = time.monotonic() + 60
     while erin.instance(NAME, USER)["state"] == "stopping" and time.monotonic() < deadline:

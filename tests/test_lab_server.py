@@ -281,10 +281,12 @@ def test_ssh_details_from_the_platform(call, dana):
     code, details = call("ssh")
     assert code == 200 and details["available"] is True
     assert details["enabled"] is False
+    assert f"workbench instances update {NAME} --ssh on" in details["reason"]
     dana.update_instance(NAME, USER, ssh={"enabled": True, "allowlist": ["10.0.0.0/8"]})
     try:
         code, details = call("ssh")
         assert details["enabled"] is True and details["allowlist"] == ["10.0.0.0/8"]
+        assert "reason" not in details
         assert f"{USER}.{NAME}@" in details["command"]
         assert details["config"].startswith("Host ") and f"User {USER}.{NAME}" in details["config"]
     finally:
@@ -305,7 +307,9 @@ def test_save_a_running_instance_through_the_panel(call, dana):
             time.sleep(0.5)
             code, status = call("save")
         assert status["state"] == "done", status
-        assert status["progress"] == 100
+        assert (status["step"], status["progress"]) == ("done", 100)
+        assert status["image"]["state"] == "ready" and status["image"]["tag"] == "v1"
+        assert status["message"].startswith(f"Saved as {status['image']['name']}")
         saved = [i for i in dana.images() if i.get("kind") == "saved"]
         assert [(i["image_name"], i["tag"], i["description"]) for i in saved] == [
             ("lab-img", "v1", "panel")

@@ -348,7 +348,8 @@ async function followSave(
     onProgress(status);
     if (status.state === 'done') {
       Notification.success(
-        `Saved as ${status.image}: pick it in the hub when creating an instance.`,
+        `Saved as ${status.image?.name ?? 'an image'}: pick it in the hub when ` +
+          'creating an instance.',
         { autoClose: 10_000 }
       );
       return;
@@ -403,9 +404,8 @@ export async function showSSH(): Promise<void> {
   body.addClass('jp-Workbench-ssh');
   if (!details.enabled) {
     const p = document.createElement('p');
-    p.textContent =
-      'SSH is off for this instance. Turn it on in the hub (instance settings) or with ' +
-      '`workbench instances` and register your public key.';
+    p.className = 'jp-Workbench-sshOff';
+    p.textContent = details.reason || 'SSH is off for this instance.';
     body.node.appendChild(p);
   } else {
     if (details.command) {

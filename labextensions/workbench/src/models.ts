@@ -36,7 +36,17 @@ export interface IUsage {
   memory: { used: number | null; limit: number; percent: number | null };
 }
 
-/** GET/POST workbench/save. */
+/** The platform's saved image model (the part the panel shows). */
+export interface ISavedImage {
+  name: string;
+  image_name: string;
+  tag: string;
+  ref: string;
+  state: 'saving' | 'ready' | 'failed';
+  error?: string | null;
+}
+
+/** GET/POST workbench/save: the platform's save status. */
 export interface ISaveStatus {
   available: boolean;
   reason?: string;
@@ -44,7 +54,7 @@ export interface ISaveStatus {
   step?: string;
   progress?: number;
   message?: string;
-  image?: string;
+  image?: ISavedImage;
 }
 
 /** GET workbench/ssh. */

@@ -121,7 +121,7 @@ export class WorkbenchPanel extends Widget {
     const progress = status.progress ?? 0;
     this._q('.jp-Workbench-saveText').textContent =
       status.state === 'done'
-        ? `Saved as ${status.image}`
+        ? `Saved as ${status.image?.name ?? 'an image'}`
         : status.state === 'failed'
           ? `Save failed: ${status.message || ''}`
           : `Saving as image: ${status.step || ''} ${Math.round(progress)}%`;

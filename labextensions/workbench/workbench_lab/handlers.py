@@ -22,6 +22,11 @@ FIRST_SAMPLE_INTERVAL = 0.5
 REUSE_WITHIN = 1.0
 SAVE_UNAVAILABLE = "Saving images is not available on this platform version."
 SSH_UNAVAILABLE = "SSH access is not available on this platform version."
+SSH_OFF = (
+    "SSH is off for this instance. Turn it on from the hub home page or with "
+    "`workbench instances update {instance} --ssh on`, and add your public key on the "
+    "hub's SSH keys page."
+)
 IMAGE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -265,4 +270,7 @@ class SSHHandler(WorkbenchHandler):
                 self.write_json({"available": False, "reason": SSH_UNAVAILABLE})
                 return
             raise web.HTTPError(e.code, e.message) from None
-        self.write_json({"available": True, **(details or {})})
+        details = {"available": True, **(details or {})}
+        if not details.get("enabled"):
+            details["reason"] = SSH_OFF.format(instance=self.platform.instance)
+        self.write_json(details)
