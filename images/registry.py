@@ -145,13 +145,21 @@ class EngineImages:
         params = {"tag": tag}
         if insecure:
             params["tlsVerify"] = "false"  # Podman; Docker treats 127.0.0.0/8 as insecure
-        try:
-            response = self.client.api._post(
+        self._transfer(
+            registry,
+            lambda: self.client.api._post(
                 self.client.api._url("/images/{0}/push", repository),
                 params=params,
                 headers=_auth_header(auth),
                 stream=True,
-            )
+            ),
+            on_event,
+        )
+
+    def _transfer(self, registry: str, request, on_event):
+        """Run a streamed push or pull request; RegistryError with the registry's words."""
+        try:
+            response = request()
             self.client.api._raise_for_status(response)
             error = self._stream(response, on_event)
         except docker.errors.APIError as e:
@@ -167,32 +175,24 @@ class EngineImages:
         """Pull ref from its registry; the image's id. RegistryError on failure."""
         repository, _, tag = ref.rpartition(":")
         registry = repository.split("/", 1)[0]
-        try:
+
+        def request():
             if self.is_podman:
                 # Podman's Docker-compatible pull ignores tlsVerify; its own API honours it
-                response = self.client.api.post(
+                return self.client.api.post(
                     self.client.api.base_url + "/v4.0.0/libpod/images/pull",
                     params={"reference": ref, "tlsVerify": str(not insecure).lower()},
                     headers=_auth_header(auth),
                     stream=True,
                 )
-            else:
-                response = self.client.api._post(
-                    self.client.api._url("/images/create"),
-                    params={"fromImage": repository, "tag": tag},
-                    headers=_auth_header(auth),
-                    stream=True,
-                )
-            self.client.api._raise_for_status(response)
-            error = self._stream(response, None)
-        except docker.errors.APIError as e:
-            error = e.explanation or str(e)
-        except RequestsConnectionError as e:
-            raise ImageEngineError(
-                f"The container engine at {self.url} is not reachable: {e}"
-            ) from e
-        if error:
-            raise RegistryError(registry_message(registry, error))
+            return self.client.api._post(
+                self.client.api._url("/images/create"),
+                params={"fromImage": repository, "tag": tag},
+                headers=_auth_header(auth),
+                stream=True,
+            )
+
+        self._transfer(registry, request, None)
         info = self.inspect(ref)
         if info is None:
             raise RegistryError(f"The registry {registry} has no image {ref}.")
