@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,24 @@ def page(hub, carol, browser):
     page.wait_for_url("**/hub/home")
     yield page
     context.close()
+
+
+@contextmanager
+def signed_in(browser, hub, user: str, password: str, height: int = 900):
+    """A browser tab signed in as user through the real login page, closed after."""
+    context = browser.new_context(viewport={"width": 1280, "height": height})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/home**")
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 def goto_home(page: Page, hub) -> None:

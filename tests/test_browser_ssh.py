@@ -12,7 +12,13 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, LAB_TIMEOUT_MS, PAGE_TIMEOUT_MS, shot
+from .test_browser import (  # noqa: F401 - browser is the shared fixture
+    LAB_TIMEOUT_MS,
+    PAGE_TIMEOUT_MS,
+    browser,
+    shot,
+    signed_in,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -32,25 +38,9 @@ def dora(hub):
 
 
 @pytest.fixture(scope="module")
-def page(hub, dora):
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(PAGE_TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("#username_input", USER)
-        page.fill("#password_input", PASSWORD)
-        page.click("#login_submit")
-        page.wait_for_url("**/hub/home")
+def page(hub, dora, browser):  # noqa: F811 - browser is the shared fixture
+    with signed_in(browser, hub, USER, PASSWORD) as page:
         yield page
-        browser.close()
 
 
 def test_keys_page_add_list_delete(hub, dora, page, tmp_path):

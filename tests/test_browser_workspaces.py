@@ -9,7 +9,7 @@ import secrets
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import PAGE_TIMEOUT_MS, browser, shot  # noqa: F401 - the browser fixture
+from .test_browser import browser, shot, signed_in  # noqa: F401 - the browser fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -33,16 +33,8 @@ def wanda(hub):
 
 @pytest.fixture(scope="module")
 def page(hub, wanda, browser):  # noqa: F811 - browser is the shared fixture
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/home**")
-    yield page
-    context.close()
+    with signed_in(browser, hub, USER, PASSWORD, height=1000) as page:
+        yield page
 
 
 def test_switch_workspace_and_create_an_instance_in_it(hub, wanda, page):
