@@ -10,7 +10,8 @@ import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
-from traitlets import Unicode
+from tornado import web
+from traitlets import HasTraits, Unicode
 
 from .rbac import add_to_default_group
 
@@ -59,8 +60,60 @@ class DefaultGroupMixin:
         add_to_default_group(user)
 
 
+class DeletedUserMixin(HasTraits):
+    """Authenticator mixin: a deleted user's instances stop first, and nothing of theirs stays
+    in the platform database (hub.deleted_users), so a new account that takes the name later
+    inherits nothing."""
+
+    platform_db_url = Unicode(
+        "",
+        config=True,
+        help="""URL of the platform database, whose rows of a deleted user (keys, saved images
+        and shares, workspace memberships, live options, quota) go with the user. Set from
+        the workbench settings; empty: nothing is removed there.""",
+    )
+
+    _platform_db = None
+
+    async def delete_user(self, user):
+        """JupyterHub's hook, awaited before it deletes the user's servers and the user."""
+        await self._stop_instances(user)
+        if self.platform_db_url:
+            from .db import Database
+            from .deleted_users import forget_deleted_user
+
+            if self._platform_db is None:
+                self._platform_db = Database(self.platform_db_url)
+            counts = await forget_deleted_user(self._platform_db, user.name)
+            gone = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing"
+            self.log.info("Deleting user %s: removed %s of theirs", user.name, gone)
+        result = super().delete_user(user)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _stop_instances(self, user):
+        """Stop the user's running instances as the hub's own stop does (the proxy's route
+        first): JupyterHub stops only the default server before deleting a user, and cannot
+        delete one whose named servers run."""
+        active = [s for name, s in list(user.spawners.items()) if name and s.active]
+        busy = sorted(s.name for s in active if s.pending)
+        if busy:
+            message = (
+                f"Instance(s) {', '.join(busy)} of {user.name} are starting or stopping; wait "
+                "until they are done, then delete the user again."
+            )
+            raise web.HTTPError(400, message, reason=message)
+        proxy = getattr(self.parent, "proxy", None)
+        for spawner in active:
+            self.log.info("Stopping %s before deleting user %s", spawner._log_name, user.name)
+            if proxy is not None:
+                await proxy.delete_user(user, spawner.name)
+            await user.stop(spawner.name)
+
+
 def with_default_group(authenticator_class: type) -> type:
-    """A subclass of authenticator_class whose new users get the default platform role.
+    """A subclass of authenticator_class whose new users get the default platform role, and
+    whose deleted users leave nothing behind.
 
     Its configuration table keeps working: traitlets applies a parent class's section
     ([GenericOAuthenticator], [LDAPAuthenticator]) to subclasses.
@@ -69,12 +122,12 @@ def with_default_group(authenticator_class: type) -> type:
         return authenticator_class
     return type(
         "Workbench" + authenticator_class.__name__,
-        (DefaultGroupMixin, authenticator_class),
+        (DefaultGroupMixin, DeletedUserMixin, authenticator_class),
         {"__module__": __name__},
     )
 
 
-class WorkbenchAuthenticator(DefaultGroupMixin, NativeAuthenticator):
+class WorkbenchAuthenticator(DefaultGroupMixin, DeletedUserMixin, NativeAuthenticator):
     """NativeAuthenticator that creates the first admin's account at first start."""
 
     initial_admin_password = Unicode(
@@ -95,21 +148,33 @@ class WorkbenchAuthenticator(DefaultGroupMixin, NativeAuthenticator):
         ]
 
     def _create_first_admin(self):
-        if not self.admin_users:
-            return
-        admin = sorted(self.admin_users)[0]
-        if UserInfo.find(self.db, admin) is not None:
-            return
-        password = self.initial_admin_password or secrets.token_urlsafe(12)
-        set_password(self.db, admin, password)
-        self.log.info("Created the admin account %r", admin)
-        if not self.initial_admin_password:
+        """Create the account of every configured admin that has none yet.
+
+        Every name in admin_users is created, not only the first: NativeAuthenticator
+        approves any admin name at sign-up, so an admin name left without an account would
+        make whoever signs up with it first an administrator. The first admin gets
+        initial_admin_password if set; the others (and the first, without it) a random
+        password, printed once.
+        """
+        created = []
+        for i, admin in enumerate(sorted(self.admin_users)):
+            if UserInfo.find(self.db, admin) is not None:
+                continue
+            given = self.initial_admin_password if i == 0 else ""
+            password = given or secrets.token_urlsafe(12)
+            set_password(self.db, admin, password)
+            self.log.info("Created the admin account %r", admin)
+            if not given:
+                created.append((admin, password))
+        if created:
+            accounts = "".join(
+                f"    user:     {admin}\n    password: {password}\n" for admin, password in created
+            )
             banner = (
                 "\n" + "=" * 72 + "\n"
-                f"  First start: created the admin account.\n"
-                f"    user:     {admin}\n"
-                f"    password: {password}\n"
-                "  This password is shown once. Change it after signing in\n"
+                f"  First start: created the admin account{'s' if len(created) > 1 else ''}.\n"
+                f"{accounts}"
+                "  Each password is shown once. Change it after signing in\n"
                 "  (/hub/change-password) or reset it with `workbench admin-password`.\n"
                 + "=" * 72
                 + "\n"

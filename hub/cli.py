@@ -85,7 +85,8 @@ def cmd_up(args):
     if not shutil.which("configurable-http-proxy", path=env["PATH"]):
         _fail("configurable-http-proxy is not installed: run `make up` (npm install) first.")
     jupyterhub = shutil.which("jupyterhub", path=env["PATH"])
-    first = not (settings.data_path / "jupyterhub.sqlite").exists() and not settings.db_url
+    hub_db = settings.data_path / "jupyterhub.sqlite"
+    first = not (hub_db.exists() and hub_db.stat().st_size) and not settings.db_url
     print(f"\nai-workbench is starting on {settings.bind_url}")
     if settings.authenticator == "native":
         admin = settings.admin_users[0] if settings.admin_users else "admin"
@@ -423,7 +424,7 @@ def cmd_saved_images(args):
     action = args.images_command
     if action == "pull":
         print(f"pulling {args.ref} ...", flush=True)
-        image = client.pull_image(args.ref, args.name, args.tag, user=args.user)
+        image = client.pull_image(args.ref, args.name, args.tag, user=args.user, base=args.base)
         print(f"Registered {image['name']} ({image['ref']}).")
         return
     name, tag = _image_name_tag(args.image)
@@ -495,6 +496,9 @@ def main(argv=None):
     p.add_argument("ref", help="registry reference, e.g. 127.0.0.1:5000/workbench-saved/a/b:v1")
     p.add_argument("--name", help="register it under this name (default: from the reference)")
     p.add_argument("--tag", help="register it under this tag (default: the reference's)")
+    p.add_argument(
+        "--base", help="the preset it was saved from, for your image pushed by another platform"
+    )
     p.add_argument("--user", help="register it for another user (admins)")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
     p.set_defaults(func=cmd_saved_images)

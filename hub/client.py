@@ -272,13 +272,21 @@ class WorkbenchClient:
         return self.api("POST", f"users/{self._user(user)}/images/{image}/{tag}/push")
 
     def pull_image(
-        self, ref: str, image: str | None = None, tag: str | None = None, user: str | None = None
+        self,
+        ref: str,
+        image: str | None = None,
+        tag: str | None = None,
+        user: str | None = None,
+        base: str | None = None,
     ) -> dict:
+        """Pull a saved image; `base` (its preset) only for an own image pushed elsewhere."""
         body = {"ref": ref}
         if image:
             body["name"] = image
         if tag:
             body["tag"] = tag
+        if base:
+            body["base"] = base
         return self.api("POST", f"users/{self._user(user)}/images/pull", body)
 
     # tokens

@@ -1,5 +1,6 @@
 """JupyterHub configuration of ai-workbench, driven by the settings file (workbench.toml)."""
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -7,16 +8,16 @@ from pathlib import Path
 from traitlets.utils.importstring import import_item
 
 from hub import rbac
-from hub.audit.hub_requests import audit_log_function
+from hub.audit.hub_requests import audit_hub_requests
 from hub.auth import with_default_group
+from hub.db import database_url
 from hub.settings import load_settings, settings_file
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
 settings_path = settings_file()
 settings, extra_config = load_settings(settings_path)
-data = settings.data_path
-data.mkdir(parents=True, exist_ok=True)
+data = settings.prepare_data_dir()
 REPO = Path(__file__).resolve().parent.parent
 
 # --- the hub -------------------------------------------------------------------------
@@ -36,6 +37,14 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = settings.max_instances_per_user
 # instances keep running while the hub restarts
 c.JupyterHub.cleanup_servers = False
+# each user's instances on a host of their own (alice.hub.example.com), so a page a user
+# serves is not on the hub's origin; the platform API stays on the hub's host
+# (hub/service/bridge.py says why)
+if settings.subdomain_host:
+    from hub.service.bridge import subdomain_hook
+
+    c.JupyterHub.subdomain_host = settings.subdomain_host
+    c.JupyterHub.subdomain_hook = subdomain_hook
 
 # --- sign-in -------------------------------------------------------------------------
 c.Authenticator.admin_users = set(settings.admin_users)
@@ -52,6 +61,8 @@ if settings.authenticator == "native":
     c.Authenticator.allow_all = True
 else:
     c.JupyterHub.authenticator_class = with_default_group(import_item(settings.authenticator))
+# a deleted user's rows in the platform database go with the user (hub/deleted_users.py)
+c.Authenticator.platform_db_url = database_url(settings)
 
 # --- the platform API service ----------------------------------------------------------
 c.JupyterHub.services = [
@@ -164,9 +175,10 @@ c.Spawner.default_url = "/lab"
 # auto-stop and crash recovery (hub/service/lifecycle.py): a dead container is noticed within
 # poll_interval; instances report their own activity, the proxy's traffic does not count
 c.Spawner.poll_interval = settings.poll_interval
-c.Spawner.environment.update(
-    {"JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_report_seconds)}
-)
+# (in the spawner class's own section too: where that section sets environment, it wins)
+activity_env = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_report_seconds)}
+c.Spawner.environment.update(activity_env)
+spawner.environment.update(activity_env)
 c.JupyterHub.proxy_class = "hub.activity.InstanceActivityProxy"
 
 
@@ -191,6 +203,30 @@ def _workspace_members():
 spawner.workspace_members = _workspace_members
 
 
+# options changed on a running instance: folded into its options at every stop, dropped when
+# it is deleted, whichever path (the hub's pages and API, or the platform API) does it
+@functools.cache
+def _live_options():
+    from hub.db import Database
+    from hub.live_options import LiveOptionsStore
+
+    return LiveOptionsStore(Database(database_url(settings)))
+
+
+spawner.live_options = _live_options
+
+
+# --- quotas: every start (spawn page, hub API, platform API) is admitted by the spawner -------
+def _quota_limits():
+    from hub.db import Database, database_url
+    from hub.quotas import QuotaStore
+
+    return QuotaStore(Database(database_url(settings)), settings.default_quota())
+
+
+spawner.quota_limits = _quota_limits
+
+
 # --- audit of instance operations made through the hub's own pages and API ------------------
 def _audit_log():
     from hub.audit import AuditLog
@@ -199,7 +235,7 @@ def _audit_log():
     return AuditLog(Database(database_url(settings)), settings.audit_retention_days)
 
 
-c.JupyterHub.tornado_settings = {"log_function": audit_log_function(_audit_log)}
+audit_hub_requests(_audit_log)
 
 # --- the SSH gateway: one port for SSH to every instance (ssh_gateway) ------------------
 # the secret the gateway's per-instance keys derive from; instances get their public key

@@ -3,7 +3,9 @@
 JupyterHub keeps an instance's options in its server's user_options, and refuses to change
 them while the server runs. Changes to options that apply without a restart are kept here
 until the instance next stops, and laid over the hub's user_options wherever the platform
-reads them (the API, auto-stop, the SSH gateway).
+reads them (the API, auto-stop, the SSH gateway). At the stop, whichever path stopped it
+(the hub's pages or API, the platform API, auto-stop, a crash), the spawner folds them into
+the user_options; they go with the instance when it is deleted, and with the user.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ class LiveOptionsStore:
             row.updated = datetime.now(UTC).replace(tzinfo=None)
 
         await self.db.run(write)
+
+    async def take(self, user: str, name: str) -> dict:
+        """Remove an instance's live options and return them ({} if there are none)."""
+
+        def take(session):
+            row = session.scalars(
+                select(LiveOptions).where(LiveOptions.user == user, LiveOptions.instance == name)
+            ).first()
+            if row is None:
+                return {}
+            session.delete(row)
+            return json.loads(row.options)
+
+        return await self.db.run(take)
 
     async def clear(self, user: str, name: str):
         await self.db.run(

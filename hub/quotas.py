@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+# the arithmetic lives with the spawners, which admit every start against these limits
+from spawner.quotas import GIB, KEYS, QuotaExceeded, Usage, check_limits
+
 from .db.core import Base
 
-GIB = 1024**3
-# what a quota limits; 0 means no limit
-KEYS = {
-    "instances": "instances, running or not",
-    "running_instances": "instances running at once",
-    "vcpus": "vCPUs of running instances",
-    "memory_gib": "memory of running instances, GiB",
-    "gpus": "GPUs of running instances",
-    "storage_gib": "storage of all instances, GiB",
-}
+__all__ = [
+    "GIB",
+    "KEYS",
+    "Quota",
+    "QuotaChecker",
+    "QuotaError",
+    "QuotaExceeded",
+    "QuotaStore",
+    "Usage",
+    "stored_limits",
+    "validate_limits",
+]
 
 
 class QuotaError(ValueError):
     """A quota definition is malformed."""
-
-
-class QuotaExceeded(Exception):
-    """Admitting the request would exceed a quota; the message says which and what to do."""
 
 
 class Quota(Base):
@@ -63,19 +63,26 @@ def validate_limits(limits) -> dict:
     return clean
 
 
-@dataclass
-class Usage:
-    """What a user holds and runs."""
+def stored_limits(session, kind: str, subject: str) -> dict:
+    """The limits an administrator set for a user or a workspace ({} if none)."""
+    row = session.query(Quota).filter_by(kind=kind, subject=subject).one_or_none()
+    return json.loads(row.limits) if row else {}
 
-    instances: int = 0
-    running_instances: int = 0
-    vcpus: float = 0
-    memory_gib: float = 0
-    gpus: int = 0
-    storage_gib: int = 0
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in KEYS}
+class QuotaStore:
+    """Each user's and workspace's limits, for the spawners (blocking; called in worker
+    threads): the spawners admit every start against them, whichever path started it."""
+
+    def __init__(self, db, defaults: dict):
+        self.db = db
+        self.defaults = validate_limits(defaults)
+
+    def limits(self, user: str) -> dict:
+        return {**self.defaults, **self.db.call(lambda s: stored_limits(s, "user", user))}
+
+    def workspace_limits(self, workspace: str) -> dict:
+        """A workspace's limits (none unless an administrator sets them)."""
+        return self.db.call(lambda s: stored_limits(s, "workspace", workspace))
 
 
 class QuotaChecker:
@@ -102,11 +109,7 @@ class QuotaChecker:
         return self._locks.setdefault("workspace:" + workspace, asyncio.Lock())
 
     async def _stored(self, kind: str, subject: str) -> dict:
-        def read(session):
-            row = session.query(Quota).filter_by(kind=kind, subject=subject).one_or_none()
-            return json.loads(row.limits) if row else {}
-
-        return await self.db.run(read)
+        return await self.db.run(lambda session: stored_limits(session, kind, subject))
 
     async def limits(self, user: str) -> dict:
         return {**self.defaults, **await self._stored("user", user)}
@@ -147,28 +150,10 @@ class QuotaChecker:
             options = server.get("user_options") or {}
             if not options and not server.get("started") and name not in starting:
                 continue  # a draft from an opened spawn page
-            usage.instances += 1
-            usage.storage_gib += int(options.get("storage_gib") or 0)
-            if server.get("ready") or server.get("pending") == "spawn" or name in starting:
-                self._add_running(usage, options)
+            starts = server.get("pending") == "spawn" or name in starting
+            running = bool(server.get("ready")) or starts
+            usage.add(options, self.policy, held=True, running=running)
         return usage
-
-    def _add_running(self, usage: Usage, options: dict):
-        try:
-            flavor = self.policy.flavor(options.get("flavor") or self.policy.default_flavor)
-        except Exception:  # noqa: BLE001 - a flavor removed since: counts as nothing
-            return
-        usage.running_instances += 1
-        usage.vcpus += flavor.cpu
-        usage.memory_gib += flavor.memory / GIB
-        usage.gpus += flavor.gpu
-
-    @staticmethod
-    def _refuse(key: str, limit, after, whose: str):
-        raise QuotaExceeded(
-            f"Quota exceeded: {KEYS[key]} would be {after:g}, over {whose}'s limit of {limit:g}. "
-            "Stop or delete an instance, or ask an administrator to raise the quota."
-        )
 
     async def admit(
         self, user: str, name: str, options: dict, servers: dict, *, create: bool, start: bool
@@ -196,20 +181,13 @@ class QuotaChecker:
             self._starting.setdefault(user, set()).add(name)
 
     def _add(self, after: Usage, options: dict, create: bool, start: bool):
-        if create:
-            after.instances += 1
-            after.storage_gib += int(options.get("storage_gib") or 0)
-        if start:
-            self._add_running(after, options)
+        after.add(options, self.policy, held=create, running=start)
 
     def _check(self, limits: dict, after: Usage, create: bool, start: bool, whose: str):
         checked = ["instances", "storage_gib"] if create else []
         if start:
             checked += ["running_instances", "vcpus", "memory_gib", "gpus"]
-        for key in checked:
-            limit = limits.get(key) or 0
-            if limit and getattr(after, key) > limit + 1e-9:
-                self._refuse(key, limit, getattr(after, key), whose)
+        check_limits(limits, after, whose, checked)
 
     def finished_start(self, user: str, name: str):
         self._starting.get(user, set()).discard(name)

@@ -93,6 +93,24 @@ class SavedImageRow(Base):
         }
 
 
+class ImagePushRow(Base):
+    """A saved image the platform pushed to the registry: the record a pull trusts (the
+    image's labels are not: anyone can set them), kept after the saved image is deleted."""
+
+    __tablename__ = "image_pushes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(512), unique=True)  # in the registry
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    tag: Mapped[str] = mapped_column(String(128))
+    image_id: Mapped[str] = mapped_column(String(128), default="")
+    base_image: Mapped[str] = mapped_column(String(255))
+    source_instance: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    pushed: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 def find_row(session: Session, owner: str, name: str, tag: str) -> SavedImageRow | None:
     return session.scalars(
         select(SavedImageRow).where(

@@ -30,6 +30,17 @@ class WorkbenchSettings(Configurable):
         help="""Public URL the platform listens on (JupyterHub.bind_url).
         Default "http://127.0.0.1:8000".""",
     ).tag(config=True)
+    subdomain_host = Unicode(
+        "",
+        help="""Public origin of the hub, with each user's instances served on a host of
+        their own below it (JupyterHub.subdomain_host): "https://hub.example.com" puts the
+        hub, its pages and the platform API on hub.example.com and alice's instances on
+        alice.hub.example.com. Needs a wildcard DNS record (*.hub.example.com) and, for
+        HTTPS, a wildcard certificate. Without it every instance is served from the hub's
+        own origin, so a page a user serves from their instance runs with the rights of
+        whoever opens it: set it wherever users do not trust each other. Default "" (one
+        origin).""",
+    ).tag(config=True)
     hub_port = Integer(
         8081,
         help="""Port of the hub's internal API, which instances call back to. Default 8081.""",
@@ -144,6 +155,20 @@ class WorkbenchSettings(Configurable):
         with an open SSH connection (their last_activity moves, so they do not stop as
         idle). Default 60.""",
     ).tag(config=True)
+    ssh_recheck_seconds = Float(
+        5,
+        min=0.5,
+        help="""Seconds between the SSH gateway's re-checks of every open SSH connection (key
+        still registered, SSH still on, address still allowed, user still there); a
+        connection whose access is gone closes within this time. New channels on an open
+        connection are checked when they open. Default 5.""",
+    ).tag(config=True)
+    ssh_max_auth_attempts = Integer(
+        6,
+        min=1,
+        help="""Keys one SSH connection may offer before the gateway disconnects it, as
+        OpenSSH's MaxAuthTries. Default 6.""",
+    ).tag(config=True)
 
     image_registry = Unicode(
         "localhost/",
@@ -254,6 +279,22 @@ class WorkbenchSettings(Configurable):
         help="""Disk one user's saved images may take, GiB: the sum of what each adds to
         its preset image (0: no limit). A save is refused once it is reached. Default 50.""",
     ).tag(config=True)
+    image_transfer_threads = Integer(
+        4,
+        help="""Image saves, pushes and pulls the platform service runs at once (each holds a
+        thread for as long as it takes); more wait their turn, while every other request is
+        answered from threads of its own. Default 4.""",
+    ).tag(config=True)
+    image_transfers_per_user = Integer(
+        2,
+        help="""Image saves, pushes and pulls one user may have under way at once (0: no
+        limit); one more is refused (HTTP 429) until one ends. Default 2.""",
+    ).tag(config=True)
+    image_transfer_timeout_seconds = Integer(
+        3600,
+        help="""Seconds a commit, push or pull may wait on the engine before it fails.
+        Quick engine calls (inspect, tag, remove) fail after 60 s. Default 3600.""",
+    ).tag(config=True)
     registry_url = Unicode(
         "",
         help="""Registry that saved images are pushed to and pulled from, host[:port],
@@ -290,6 +331,21 @@ class WorkbenchSettings(Configurable):
     def _default_base_dir(self):
         return os.getcwd()
 
+    @validate("subdomain_host")
+    def _valid_subdomain_host(self, proposal):
+        from urllib.parse import urlparse
+
+        value = proposal.value.strip().rstrip("/")
+        if not value:
+            return ""
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path:
+            raise TraitError(
+                f"subdomain_host must be an origin such as https://hub.example.com "
+                f"(scheme, host, optional port, no path), not {proposal.value!r}"
+            )
+        return value
+
     @validate("backend")
     def _valid_backend(self, proposal):
         if proposal.value not in ("docker", "kubernetes"):
@@ -316,6 +372,24 @@ class WorkbenchSettings(Configurable):
     def data_path(self) -> Path:
         return self.path(self.data_dir)
 
+    def prepare_data_dir(self) -> Path:
+        """Create the data folder readable by its owner only (0700), whatever the umask.
+
+        It holds password and token hashes (the SQLite databases), the cookie secret and the
+        SSH gateway's secrets; the databases are made 0600 before anything opens them
+        (SQLite gives its journals the database's mode).
+        """
+        data = self.data_path
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data.chmod(0o700)
+        for name in ("jupyterhub.sqlite", "workbench.sqlite") if not self.db_url else ():
+            path = data / name
+            if path.exists():
+                path.chmod(0o600)
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        return data
+
     @property
     def effective_db_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_path / 'jupyterhub.sqlite'}"
@@ -333,7 +407,7 @@ class WorkbenchSettings(Configurable):
         on <data_dir>/podman.sock if no engine answers. Raises EngineUnavailable."""
         from spawner.engine import CONTAINERS_CONF, find_engine
 
-        self.data_path.mkdir(parents=True, exist_ok=True)
+        self.prepare_data_dir()
         return find_engine(
             self.docker_host,
             podman_socket=self.podman_socket,

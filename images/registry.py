@@ -8,10 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import posixpath
+import tarfile
+import uuid
 from collections.abc import Callable
 
 import docker
 from requests.exceptions import ConnectionError as RequestsConnectionError
+
+from .saved import scan_archive
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +27,14 @@ class ImageEngineError(RuntimeError):
 
 class RegistryError(ImageEngineError):
     """A registry is unreachable or refused the credentials."""
+
+
+class SecretsInImage(ImageEngineError):
+    """A save's new files hold secrets or Jupyter runtime files; the image is not kept."""
+
+
+# Go's os.ModeDir, in the path stat the engine sends with an archive
+MODE_DIR = 1 << 31
 
 
 def _auth_header(auth: dict | None) -> dict:
@@ -55,16 +68,19 @@ def registry_message(registry: str, error: str) -> str:
 class EngineImages:
     """Image operations on one Docker Engine API (Docker, or Podman's service)."""
 
-    def __init__(self, url: str, timeout: float = 600):
+    def __init__(self, url: str, timeout: float = 3600, quick_timeout: float = 60):
         self.url = url
+        # commits, pushes, pulls and image reads: as long as a large image takes
         self.client = docker.DockerClient(base_url=url, timeout=timeout)
+        # everything else answers in seconds, or the engine is in trouble
+        self.quick = docker.DockerClient(base_url=url, timeout=quick_timeout)
         self._podman: bool | None = None
 
     @property
     def is_podman(self) -> bool:
         if self._podman is None:
             try:
-                components = self.client.version().get("Components") or []
+                components = self.quick.version().get("Components") or []
             except Exception:  # noqa: BLE001 - cannot tell: assume Docker
                 components = []
             self._podman = any("podman" in c.get("Name", "").lower() for c in components)
@@ -73,7 +89,7 @@ class EngineImages:
     def find_container(self, name_prefix: str, labels: dict[str, str]):
         """The running container with all these labels whose name starts with name_prefix."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
-        for container in self.client.containers.list(filters=filters):
+        for container in self.quick.containers.list(filters=filters):
             if container.name.startswith(name_prefix):
                 return container
         return None
@@ -81,14 +97,14 @@ class EngineImages:
     def container(self, container_id: str):
         """The running container of that id or name; None if it is gone or not running."""
         try:
-            container = self.client.containers.get(container_id)
+            container = self.quick.containers.get(container_id)
         except docker.errors.NotFound:
             return None
         return container if container.status == "running" else None
 
     def inspect(self, ref: str) -> dict | None:
         try:
-            return self.client.api.inspect_image(ref)
+            return self.quick.api.inspect_image(ref)
         except docker.errors.ImageNotFound:
             return None
 
@@ -100,6 +116,8 @@ class EngineImages:
         try:
             if isinstance(container, str):
                 container = self.client.containers.get(container)
+            else:  # on the long-call client, whichever client found it
+                container = self.client.containers.prepare_model(container.attrs)
             image = container.commit(
                 repository=repository, tag=tag, message=message, pause=True, changes=changes
             )
@@ -110,16 +128,112 @@ class EngineImages:
             ) from e
         return image.attrs
 
+    def changes(self, container) -> list[dict]:
+        """The container's filesystem changes against its image: [{"Path", "Kind"}]."""
+        try:
+            return self.quick.api.diff(getattr(container, "id", container)) or []
+        except (docker.errors.APIError, RequestsConnectionError) as e:
+            explanation = getattr(e, "explanation", None) or str(e)
+            raise ImageEngineError(
+                f"The engine cannot list the instance's changes: {explanation}"
+            ) from e
+
+    def _archive(self, container_id: str, path: str):
+        """The engine's response with a tar of path (stat in its header), or None."""
+        api = self.client.api
+        response = api._get(
+            api._url("/containers/{0}/archive", container_id),
+            params={"path": path},
+            stream=True,
+            headers={"Accept-Encoding": "identity"},
+        )
+        if response.status_code == 404:
+            response.close()
+            return None
+        api._raise_for_status(response)
+        return response
+
+    def read_file(self, container, path: str, limit: int = 1 << 16) -> bytes | None:
+        """A small file of a container (through the engine, not the container's programs);
+        None if it cannot be read."""
+        try:
+            response = self._archive(getattr(container, "id", container), path)
+        except (docker.errors.APIError, RequestsConnectionError):
+            return None
+        if response is None:
+            return None
+        try:
+            with tarfile.open(fileobj=response.raw, mode="r|") as tar:
+                for member in tar:
+                    if member.isreg() and member.size <= limit:
+                        return tar.extractfile(member).read()
+                    return None
+        except (tarfile.TarError, OSError):
+            return None
+        finally:
+            response.close()
+        return None
+
+    def scan(
+        self,
+        image: str,
+        roots: list[tuple[str, bool]],
+        secrets: dict[bytes, str],
+        name: str,
+        limit: int = 20,
+    ) -> list[tuple[str, str]]:
+        """(path, why) of the runtime files and files holding a secret among `roots` (path,
+        added) of an image, read from a container of it that never starts."""
+        if not roots:
+            return []
+        found = []
+        try:
+            scanner = self.client.api.create_container(
+                image, name=f"{name}-{uuid.uuid4().hex[:8]}", network_disabled=True
+            )["Id"]
+        except (docker.errors.APIError, RequestsConnectionError) as e:
+            explanation = getattr(e, "explanation", None) or str(e)
+            raise ImageEngineError(f"The engine cannot check the new image: {explanation}") from e
+        try:
+            for path, added in roots:
+                response = self._archive(scanner, path)
+                if response is None:
+                    continue  # made after the commit: not in the image
+                try:
+                    stat = json.loads(
+                        base64.b64decode(
+                            response.headers.get("X-Docker-Container-Path-Stat") or "e30="
+                        )
+                    )
+                    if not added and int(stat.get("mode") or 0) & MODE_DIR:
+                        continue  # a modified folder: only its changed entries count
+                    found += scan_archive(
+                        response.raw, posixpath.dirname(path), secrets, limit - len(found)
+                    )
+                finally:
+                    response.close()
+                if len(found) >= limit:
+                    break
+        except (docker.errors.APIError, RequestsConnectionError, tarfile.TarError) as e:
+            explanation = getattr(e, "explanation", None) or str(e)
+            raise ImageEngineError(f"The engine cannot check the new image: {explanation}") from e
+        finally:
+            try:
+                self.client.api.remove_container(scanner, force=True)
+            except docker.errors.APIError as e:
+                log.warning("could not remove the scanning container %s: %s", scanner, e)
+        return found
+
     def remove(self, ref: str) -> bool:
         """Remove the image reference (the image itself once no other reference is left)."""
         try:
-            self.client.images.remove(ref, force=False)
+            self.quick.images.remove(ref, force=False)
             return True
         except docker.errors.ImageNotFound:
             return False
 
     def tag(self, ref: str, repository: str, tag: str):
-        self.client.api.tag(ref, repository, tag)
+        self.quick.api.tag(ref, repository, tag)
 
     def _stream(self, response, on_event: Callable[[dict], None] | None) -> str:
         """Read a JSON progress stream; the last error message, or ""."""

@@ -166,3 +166,117 @@ def make_commit_changes(base_config: dict, container_config: dict, labels: dict)
     for key, value in labels.items():
         changes.append(f"LABEL {key}={_quote(value)}")
     return changes
+
+
+# --- what a save must not keep ------------------------------------------------------------------
+
+# files jupyter_server writes while it runs: its token (jpserver-<pid>.json and the -open.html
+# page), its cookie secret, and anything else in a Jupyter runtime folder (kernels' keys)
+RUNTIME_FILE_RE = re.compile(
+    r"(?:^|/)(?:(?:jp|nb)server-\d+(?:-open\.html|\.json)|jupyter_cookie_secret)$"
+    r"|/jupyter/runtime/[^/]+$"
+)
+# environment variables whose values are secrets (tokens, passwords)
+SECRET_ENV_RE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD", re.IGNORECASE)
+MIN_SECRET_LENGTH = 8
+# the docker/podman kinds of a container's changes
+CHANGE_MODIFIED, CHANGE_ADDED, CHANGE_DELETED = 0, 1, 2
+
+
+def is_runtime_file(path: str) -> bool:
+    """Whether a path is one of jupyter_server's runtime files (token, cookie secret)."""
+    return bool(RUNTIME_FILE_RE.search(path))
+
+
+def environment_secrets(env: list[str] | None, what: str) -> dict[str, str]:
+    """The secrets among KEY=value items: {value: "<what>'s KEY"}."""
+    secrets = {}
+    for item in env or []:
+        key, _, value = item.partition("=")
+        if SECRET_ENV_RE.search(key) and len(value) >= MIN_SECRET_LENGTH:
+            if value not in secrets or key.startswith("JUPYTERHUB_"):
+                secrets[value] = f"{what}'s {key}"
+    return secrets
+
+
+def _parents(path: str):
+    while path not in ("/", ""):
+        path = path.rsplit("/", 1)[0] or "/"
+        yield path
+
+
+def scan_roots(changes: list[dict]) -> list[tuple[str, bool]]:
+    """The fewest (path, added) whose archives hold every file a container's changes added
+    or modified; a modified folder is left out when its changed entries are listed."""
+    added = {c["Path"] for c in changes if c.get("Kind") == CHANGE_ADDED}
+    kept = {c["Path"]: c.get("Kind") for c in changes if c.get("Kind") != CHANGE_DELETED}
+    listed_parents = {p for path in kept for p in _parents(path)}
+    roots = []
+    for path, kind in sorted(kept.items()):
+        if any(p in added for p in _parents(path)):
+            continue  # inside a new folder, which is read whole
+        if kind != CHANGE_ADDED and path in listed_parents:
+            continue  # a modified folder: its changes are listed on their own
+        roots.append((path, kind == CHANGE_ADDED))
+    return roots
+
+
+def find_secret(fileobj, secrets: dict[bytes, str], chunk_size: int = 1 << 20) -> str | None:
+    """What the first secret found in a file-like object's bytes is, or None."""
+    if not secrets:
+        return None
+    keep = max(len(s) for s in secrets) - 1
+    tail = b""
+    while chunk := fileobj.read(chunk_size):
+        data = tail + chunk
+        for secret, what in secrets.items():
+            if secret in data:
+                return what
+        tail = data[-keep:] if keep else b""
+    return None
+
+
+def scan_archive(
+    fileobj, folder: str, secrets: dict[bytes, str], limit: int = 20
+) -> list[tuple[str, str]]:
+    """(path, why) of the runtime files and files holding a secret in a tar stream whose
+    entries lie under `folder`; at most `limit`."""
+    import tarfile
+
+    found = []
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+        for member in tar:
+            path = f"{folder.rstrip('/')}/{member.name.removeprefix('./')}"
+            if is_runtime_file(path) and not member.isdir():
+                found.append((path, "a Jupyter runtime file"))
+            elif member.isreg():
+                what = find_secret(tar.extractfile(member), secrets)
+                if what:
+                    found.append((path, f"holds {what}"))
+            if len(found) >= limit:
+                break
+    return found
+
+
+# --- pulls --------------------------------------------------------------------------------------
+
+OWNER_SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+
+
+def parse_pushed_ref(ref, registry: str, namespace: str) -> tuple[str, str, str, str]:
+    """(reference, owner slug, name, tag) of <registry>/<namespace>/<owner>/<name>[:<tag>],
+    the reference spelt with the configured registry; InvalidImage for anything else."""
+    prefix = f"{registry.rstrip('/')}/{namespace}/"
+    example = f"{prefix}<user>/<name>:<tag>"
+    if not isinstance(ref, str) or not ref.lower().startswith(prefix.lower()) or "@" in ref:
+        raise InvalidImage(
+            f"Images are pulled only from the configured registry's saved images: send 'ref' "
+            f"as {example}."
+        )
+    owner, _, name_tag = ref[len(prefix) :].partition("/")
+    name, sep, tag = name_tag.partition(":")
+    if not OWNER_SLUG_RE.match(owner) or "/" in name_tag:
+        raise InvalidImage(f"{ref!r} is not a saved image's reference: write {example}.")
+    validate_image_name(name)
+    tag = validate_tag(tag if sep else "latest")
+    return f"{prefix}{owner}/{name}:{tag}", owner, name, tag

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 
 from tornado import web
 from traitlets import Any, Float, Integer, List, Unicode, default
@@ -19,6 +20,7 @@ from .options import (
     parse_options,
     validate_instance_name,
 )
+from .quotas import ADMITTED, QuotaExceeded, check_limits, start_usage
 from .ssh import InstanceSSHMixin, ssh_form_fields
 
 # the platform's permission to start instances (a custom JupyterHub scope)
@@ -129,8 +131,29 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         jupyterhub_config.py). None: every instance is in the "default" workspace's rules.""",
     )
 
+    live_options = Any(
+        None,
+        config=True,
+        help="""A callable returning where options changed on a running instance are kept
+        (SSH, auto-stop, description; hub.live_options.LiveOptionsStore, set by
+        jupyterhub_config.py). At every stop, whichever path stopped it, they become the
+        instance's own options; they go when it is deleted. None: nothing is kept aside.""",
+    )
+
+    quota_limits = Any(
+        None,
+        config=True,
+        help="""A callable returning the quota store: an object whose limits(user) and
+        workspace_limits(workspace) return {quota: limit} (blocking, called in a worker
+        thread; hub.quotas.QuotaStore, set by jupyterhub_config.py). Every start is admitted
+        against them (spawner.quotas). None: no quotas.""",
+    )
+
     _policy = None
     _workspace_store = None
+    _quota_store = None
+    # the last start was refused before anything ran (options, permission, quota)
+    _start_refused = False
 
     def _workspaces(self):
         if self._workspace_store is None and self.workspace_members is not None:
@@ -233,16 +256,89 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         )
         raise web.HTTPError(403, message, reason=message)
 
+    def _quotas(self):
+        if self._quota_store is None and self.quota_limits is not None:
+            self._quota_store = self.quota_limits()
+        return self._quota_store
+
+    async def admit_start(self, spec: InstanceSpec):
+        """HTTP 403, naming the quota, its limit and what to do, unless starting this instance
+        keeps its owner and its workspace within their quotas; else admit the start.
+
+        The hub's spawn page, its REST API and the platform API all start instances through
+        here, so this is the one check every start passes.
+        """
+        if self.quota_limits is None:
+            return
+        try:
+            store = self._quotas()
+            limits = await asyncio.to_thread(store.limits, self.user.name)
+            workspace_limits = await asyncio.to_thread(store.workspace_limits, spec.workspace)
+        except Exception as e:
+            self.log.error("%s: cannot read quotas: %s", self._log_name, e)
+            message = "Quotas cannot be read right now. Try again in a minute."
+            raise web.HTTPError(503, message, reason="Quotas unavailable") from None
+        # no await from here on: counting and admitting are one step of the hub's event loop,
+        # so concurrent starts of any path see each other (spawner.quotas)
+        options, this = spec.to_options(), self.orm_spawner
+        try:
+            if any(workspace_limits.values()):
+                others = self._workspace_instances(spec.workspace)
+                usage = start_usage(this, options, others, self.policy)
+                check_limits(workspace_limits, usage, f"workspace {spec.workspace}")
+            usage = start_usage(this, options, self._own_instances(), self.policy)
+            check_limits(limits, usage, self.user.name)
+        except QuotaExceeded as e:
+            self.log.warning("%s: start refused: %s", self._log_name, e)
+            error = web.HTTPError(403, str(e), reason="Quota exceeded")
+            # what the spawn page and the hub's API show, instead of "HTTP 403: ..."
+            error.jupyterhub_message = str(e)
+            raise error from None
+        setattr(self, ADMITTED, this.server)
+
+    def _own_instances(self):
+        """(orm spawner, live spawner or None) of the owner's named servers."""
+        for name, orm_spawner in self.user.orm_user.orm_spawners.items():
+            yield orm_spawner, self.user.spawners.get(name)
+
+    def _workspace_instances(self, workspace: str):
+        """(orm spawner, live spawner or None) of every named server in a workspace."""
+        from jupyterhub import orm
+
+        users = self.user.settings.get("users") or {}
+        # the hub's own database session, as JupyterHub's handlers use it: in the event loop
+        for orm_spawner in self.user.db.query(orm.Spawner):
+            options = orm_spawner.user_options or {}
+            if (options.get("workspace") or DEFAULT_WORKSPACE) != workspace:
+                continue
+            # the hub keeps every user with something active in memory; the others run nothing
+            user = dict.get(users, orm_spawner.user_id)
+            yield orm_spawner, user.spawners.get(orm_spawner.name) if user else None
+
+    def record_crash(self, *args, **kwargs):
+        # the hub polls a start it refused before cleaning up: nothing ran, so nothing
+        # crashed and nothing is to be restarted
+        if self._start_refused:
+            return
+        super().record_crash(*args, **kwargs)
+
     @default("apply_user_options")
     def _default_apply_user_options(self):
-        # JupyterHub calls this before start(): invalid options are refused with a 400
-        # there; start() applies them
+        # JupyterHub calls this before start(), for every start: invalid options are refused
+        # with a 400 there, starts past a quota with a 403; start() applies the options
         async def check(spawner, user_options):
+            spawner._start_refused = True
             spawner.check_start_permission()
             policy = await spawner.load_policy()
             await policy.prefetch(spawner.user.name, (user_options or {}).get("image"))
             spec = spawner.instance_spec()
             await spawner.check_workspace(spec.workspace)
+            await spawner.admit_start(spec)
+            if not spawner.orm_spawner.user_options:
+                # an instance started without options keeps what it was started with, so it
+                # counts as an instance (not a draft) once stopped
+                spawner.orm_spawner.user_options = spec.to_options()
+            spawner._start_refused = False
 
         return check
 
@@ -351,6 +447,43 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
       }})();
     </script>
   </div>"""
+
+    _live_store = None
+
+    def _live_options(self):
+        if self._live_store is None and self.live_options is not None:
+            self._live_store = self.live_options()
+        return self._live_store
+
+    async def run_post_stop_hook(self):
+        """Fold the options changed during the run into the instance's own options (the
+        hub's pages, its API and the next start read those), then run post_stop_hook."""
+        store = self._live_options()
+        if store is not None:
+            try:
+                live = await store.take(self.user.name, self.name)
+            except Exception:  # noqa: BLE001 - the stop stands; the platform overlays them
+                self.log.exception("%s: cannot fold its live options", self._log_name)
+            else:
+                if live:
+                    # written with the stop's own commit, as the hub's PATCH does
+                    self.orm_spawner.user_options = {**(self.user_options or {}), **live}
+                    self.log.info("%s: options changed while running kept", self._log_name)
+        result = super().run_post_stop_hook()
+        if inspect.isawaitable(result):
+            await result
+
+    async def delete_forever(self):
+        """Drop the options kept for the instance's runs, then the backend's cleanup."""
+        store = self._live_options()
+        if store is not None:
+            try:
+                await store.clear(self.user.name, self.name)
+            except Exception:  # noqa: BLE001 - the backend's cleanup must still run
+                self.log.exception("%s: cannot drop its live options", self._log_name)
+        result = super().delete_forever()
+        if inspect.isawaitable(result):
+            await result
 
     async def rename(self, old_name, new_name):
         raise web.HTTPError(

@@ -8,11 +8,22 @@ from .flavors import Flavor
 from .options import InstanceSpec
 
 LABEL_PREFIX = "ai-workbench"
+# jupyter_server's runtime files (its token in jpserver-*.json, the cookie secret, kernels'
+# connection files) live on a tmpfs outside home: never in the work volume, never in a save
+# (a sticky, world-writable tmpfs, as /tmp is: Podman and Docker differ in how a tmpfs is
+# given an owner; jupyter_server makes its runtime folder inside it private, 0700)
+RUNTIME_TMPFS = "/run/jupyter"
+RUNTIME_DIR = f"{RUNTIME_TMPFS}/runtime"
 
 
 def make_volume_name(object_name: str) -> str:
     """The engine volume holding an instance's work directory."""
     return f"{object_name}-work"
+
+
+def make_network_name(object_name: str) -> str:
+    """The engine network of one instance: it shares it with nobody."""
+    return f"{object_name}-net"
 
 
 def make_labels(owner: str, instance: str, spec: InstanceSpec) -> dict[str, str]:
@@ -43,13 +54,27 @@ def make_container_spec(
     flavor: Flavor,
     work_dir: str,
     run_as: str,
+    pids_limit: int = 0,
+    network: str = "",
 ) -> dict:
     """Everything the Docker spawner sets for one start of an instance.
 
     Memory swap is capped at the memory limit so that exceeding the flavor
     kills the instance (out of memory) instead of swapping it to a crawl.
+    The instance gets no capabilities and cannot gain privileges (setuid binaries stay
+    unprivileged), at most `pids_limit` processes (0: the engine's default), its own network
+    when `network` is given, and a private tmpfs for jupyter_server's runtime files.
     """
-    host_config: dict = {"memswap_limit": flavor.memory}
+    host_config: dict = {
+        "memswap_limit": flavor.memory,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "tmpfs": {RUNTIME_TMPFS: "rw,nosuid,nodev,noexec,size=64m,mode=1777"},
+    }
+    if pids_limit:
+        host_config["pids_limit"] = pids_limit
+    if network:
+        host_config["network_mode"] = network
     devices = make_device_requests(flavor)
     if devices:
         host_config["device_requests"] = devices
@@ -58,6 +83,8 @@ def make_container_spec(
         "mem_limit": flavor.memory,
         "cpu_limit": flavor.cpu,
         "volume": make_volume_name(object_name),
+        "network": network,
+        "environment": {"JUPYTER_RUNTIME_DIR": RUNTIME_DIR},
         "volumes": {make_volume_name(object_name): {"bind": work_dir, "mode": "rw"}},
         "extra_host_config": host_config,
         "extra_create_kwargs": {

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from dockerspawner import DockerSpawner
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from .base import InstanceSpawnerMixin
-from .container import make_container_spec, make_volume_name
+from .container import make_container_spec, make_network_name, make_volume_name
 from .flavors import format_bytes
 from .lifecycle import LifecycleStateMixin, exit_reason
 from .metering import MeteringMixin
@@ -50,6 +51,52 @@ class WorkbenchDockerSpawner(
         help="""Refuse flavors with more vCPUs or memory than the engine's machine has.
         Default True.""",
     )
+
+    isolate_instances = Bool(
+        True,
+        config=True,
+        help="""Give each instance a network of its own, isolated from the others: no
+        instance reaches another's ports (Jupyter, sshd, anything it listens on), while each
+        still reaches the hub, the platform API and the outside (package mirrors). On Podman
+        the networks are created with netavark's `isolate` option; Docker isolates its
+        bridge networks from each other by default. Default True.
+
+        c.WorkbenchDockerSpawner.isolate_instances = False  # one shared network
+        """,
+    )
+    pids_limit = Integer(
+        1024,
+        config=True,
+        help="""Most processes and threads one instance may run (its pids cgroup), so that a
+        fork bomb in one instance leaves the others and the hub working. 0: the engine's
+        default. Default 1024.""",
+    )
+
+    engine_threads = Integer(
+        8,
+        config=True,
+        help="""Threads the hub calls the container engine with, shared by all instances.
+        DockerSpawner's one thread would queue every start, stop and poll of every user
+        behind the slowest call (a stop waits up to stop_timeout). Default 8.""",
+    )
+
+    _engine_executor = None
+
+    @property
+    def executor(self):
+        """The hub's pool of engine threads (one, bounded, for all instances)."""
+        cls = WorkbenchDockerSpawner
+        if cls._engine_executor is None:
+            cls._engine_executor = ThreadPoolExecutor(
+                self.engine_threads, thread_name_prefix="workbench-engine"
+            )
+        return cls._engine_executor
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # the hub reaches each instance on a port published on the engine's loopback,
+        # whatever network the instance is on
+        return False
 
     @default("prefix")
     def _default_prefix(self):
@@ -128,7 +175,10 @@ class WorkbenchDockerSpawner(
             flavor=flavor,
             work_dir=self.work_dir,
             run_as=self.run_as,
+            pids_limit=self.pids_limit,
+            network=make_network_name(self.object_name) if self.isolate_instances else "",
         )
+        self._container_env = cs["environment"]
         self.image = cs["image"]
         # the image was just inspected: spare DockerSpawner inspecting it twice more
         # (pull_image and get_command), one engine round trip each
@@ -148,6 +198,48 @@ class WorkbenchDockerSpawner(
             20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}"
         )
         return cs
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(getattr(self, "_container_env", None) or {})
+        return env
+
+    async def _ensure_network(self, name: str, labels: dict):
+        """Create the instance's own network (isolated from the other instances')."""
+        if not name:
+            return
+        self.network_name = name
+        try:
+            await self._engine("inspect_network", name)
+            return
+        except docker.errors.NotFound:
+            pass
+        version = await self._engine("version")
+        podman = any(
+            "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
+        )
+        # Podman's bridges reach each other unless isolated; Docker's never do
+        options = {"isolate": "true"} if podman else {}
+        try:
+            await self._engine(
+                "create_network", name, driver="bridge", options=options, labels=labels
+            )
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # created meanwhile by a concurrent start
+                raise
+        self._progress(35, f"Created network {name}")
+
+    async def _remove_network(self):
+        """Remove the instance's network once its container is gone."""
+        if not self.isolate_instances:
+            return
+        name = make_network_name(self.object_name)
+        try:
+            await self._engine("remove_network", name)
+        except docker.errors.NotFound:
+            pass
+        except Exception as e:  # noqa: BLE001 - a leftover network is reused at the next start
+            self.log.warning("%s: could not remove network %s: %s", self._log_name, name, e)
 
     async def available_images(self) -> set[str] | None:
         """The image references present on the engine (for the spawn form)."""
@@ -230,6 +322,7 @@ class WorkbenchDockerSpawner(
         try:
             cs = await self._apply_spec()
             await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
+            await self._ensure_network(cs["network"], cs["extra_create_kwargs"]["labels"])
             self._progress(40, f"Starting container {self.object_name}")
             ip, port = await super().start()
             self._progress(70, "Container started; waiting for JupyterLab")
@@ -286,6 +379,7 @@ class WorkbenchDockerSpawner(
     async def stop(self, now=False):
         self.record_stop()
         await super().stop(now=now)
+        await self._remove_network()
 
     async def delete_forever(self):
         """Remove the instance's container (if any) and its storage volume."""
@@ -294,8 +388,10 @@ class WorkbenchDockerSpawner(
             await self._engine("remove_container", self.object_name, force=True)
         except docker.errors.NotFound:
             pass
+        await self._remove_network()
         try:
             await self._engine("remove_volume", name, force=True)
             self.log.info("%s: removed storage volume %s", self._log_name, name)
         except docker.errors.NotFound:
             pass
+        await super().delete_forever()

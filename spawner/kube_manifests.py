@@ -12,6 +12,8 @@ from .options import InstanceSpec
 LABEL_PREFIX = "ai-workbench/"
 GPU_RESOURCE = "nvidia.com/gpu"
 WORK_VOLUME = "ai-workbench-work"
+RUNTIME_VOLUME = "ai-workbench-runtime"
+RUNTIME_DIR = "/run/jupyter"  # jupyter_server's runtime files: memory only, never saved
 RUN_AS_UID = 1000  # the images' jovyan user
 RUN_AS_GID = 100  # its group, users
 
@@ -118,10 +120,66 @@ def make_kube_overrides(
             WORK_VOLUME: {
                 "name": WORK_VOLUME,
                 "persistentVolumeClaim": {"claimName": _literal(pvc_name)},
-            }
+            },
+            RUNTIME_VOLUME: {
+                "name": RUNTIME_VOLUME,
+                "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"},
+            },
         },
-        "volume_mounts": {WORK_VOLUME: {"name": WORK_VOLUME, "mountPath": _literal(work_dir)}},
+        "volume_mounts": {
+            WORK_VOLUME: {"name": WORK_VOLUME, "mountPath": _literal(work_dir)},
+            RUNTIME_VOLUME: {"name": RUNTIME_VOLUME, "mountPath": RUNTIME_DIR},
+        },
         "working_dir": work_dir,
         "extra_labels": make_labels(owner, instance, spec),
         "storage_extra_labels": make_storage_labels(owner, instance, spec),
     }
+
+
+def make_instance_network_policy(namespace: str, allowed_from: dict[str, dict]) -> dict:
+    """A NetworkPolicy that lets only the platform's own pods reach instance pods.
+
+    Instances (pods labelled with the platform's user label) accept connections only from
+    the pods matched by `allowed_from` (name: podSelector matchLabels: the hub, the proxy,
+    the SSH gateway), so no instance reaches another's ports; their egress is left open,
+    so they still reach the hub API and package mirrors.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "ai-workbench-instances", "namespace": namespace},
+        "spec": {
+            "podSelector": {
+                "matchExpressions": [{"key": f"{LABEL_PREFIX}user", "operator": "Exists"}]
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": labels}}
+                        for _, labels in sorted(allowed_from.items())
+                    ]
+                }
+            ],
+        },
+    }
+
+
+# the pods that reach instances: JupyterHub's hub (with its services: the platform API and
+# the SSH gateway) and proxy, labelled as zero-to-jupyterhub labels them
+PLATFORM_PODS = {"hub": {"component": "hub"}, "proxy": {"component": "proxy"}}
+
+
+def main(argv=None):
+    """Print the instances' NetworkPolicy: `python -m spawner.kube_manifests --namespace NS`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--namespace", default="default", help="the instances' namespace")
+    args = parser.parse_args(argv)
+    print(json.dumps(make_instance_network_policy(args.namespace, PLATFORM_PODS), indent=2))
+
+
+if __name__ == "__main__":
+    main()

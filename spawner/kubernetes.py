@@ -13,6 +13,7 @@ from .flavors import format_bytes
 from .kube_manifests import (
     RUN_AS_GID,
     RUN_AS_UID,
+    RUNTIME_DIR,
     make_container_security_context,
     make_kube_overrides,
 )
@@ -125,6 +126,12 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
     @default("container_security_context")
     def _default_container_security_context(self):
         return make_container_security_context()
+
+    def get_env(self):
+        env = super().get_env()
+        # on the pod's memory-backed runtime volume: never in the work volume or a save
+        env["JUPYTER_RUNTIME_DIR"] = RUNTIME_DIR
+        return env
 
     async def _apply_spec(self):
         """Validate the options and set this start's image, resources and storage traits."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime, timedelta
 
 from traitlets import Bool, Dict, HasTraits, Integer
@@ -43,18 +44,40 @@ def auto_stop_deadline(auto_stop: dict, started, last_activity) -> tuple[datetim
     """
     started = parse_time(started)
     last_activity = parse_time(last_activity)
+    auto_stop = auto_stop if isinstance(auto_stop, dict) else {}
     candidates = []
-    idle = auto_stop.get("idle_minutes") or 0
+    idle = duration(auto_stop.get("idle_minutes"))
     if idle:
         since = max(filter(None, (started, last_activity)), default=None)
         if since is not None:
-            candidates.append((since + timedelta(minutes=idle), IDLE))
-    hours = auto_stop.get("max_hours") or 0
+            candidates.append((_later(since, minutes=idle), IDLE))
+    hours = duration(auto_stop.get("max_hours"))
     if hours and started is not None:
-        candidates.append((started + timedelta(hours=hours), MAX_RUNTIME))
+        candidates.append((_later(started, hours=hours), MAX_RUNTIME))
     if not candidates:
         return None, ""
     return min(candidates)
+
+
+def duration(value) -> float:
+    """A stored auto-stop duration as a positive finite number; 0 (none) for anything else.
+
+    Options stored before they were validated as they are now (NaN, infinities, text) must
+    not break every later deadline computation, and with it the instance's stop.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if not math.isfinite(value) or value <= 0:
+        return 0
+    return value
+
+
+def _later(when: datetime, **delta) -> datetime:
+    """when + timedelta(**delta), or the latest representable time if that is past it."""
+    try:
+        return when + timedelta(**delta)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def exit_reason(state: dict, mem_limit: int | None = None) -> str:
@@ -114,13 +137,20 @@ class LifecycleStateMixin(HasTraits):
         self.log.warning("%s: the instance stopped unexpectedly: %s", self._log_name, reason)
 
     def record_stop(self):
-        """Remember a requested stop: by its owner, or by the auto-stop rules."""
+        """Remember a requested stop: by its owner, or by the auto-stop rules.
+
+        Never raises: this bookkeeping runs before the container is removed, and a failure
+        here must not leave a container running that the hub counts as stopped.
+        """
         if self.restart_pending and self.last_stop.get("crash"):
             return  # the hub cleaning up after a crash
         reason = "stopped"
-        deadline, why = self.stops_at
-        if deadline is not None and deadline <= utcnow():
-            reason = why
+        try:
+            deadline, why = self.stops_at
+            if deadline is not None and deadline <= utcnow():
+                reason = why
+        except Exception:  # noqa: BLE001 - the stop goes ahead, recorded as a plain stop
+            self.log.exception("%s: cannot tell why it stops; recording a stop", self._log_name)
         self.last_stop = {"reason": reason, "at": isoformat(utcnow()), "crash": False}
         self.restarts = 0
 

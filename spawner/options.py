@@ -4,6 +4,7 @@ auto-stop)."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -92,8 +93,10 @@ class InstancePolicy:
         saved = self.saved_images.lookup(user, name) if self.saved_images and user else None
         if saved is None:
             raise InvalidOptions(
-                f"Unknown saved image {name!r}, or not shared with you. "
-                "`workbench images list` (GET /api/images) shows the images you may use."
+                f"Unknown saved image {name!r}, or not shared with you: its owner may have "
+                "deleted it or stopped sharing it. `workbench images list` (GET /api/images) "
+                "shows the images you may use; switch an instance to one of them with "
+                "`workbench instances switch NAME --image IMAGE`."
             )
         try:
             return saved.entry(self.catalog.get(saved.base))
@@ -226,15 +229,21 @@ def parse_ssh(value) -> dict:
 
 
 def _number(value, what: str, kind=int):
+    """A finite number from a JSON number or a form field's text; NaN and infinities are
+    refused (every comparison with NaN is false, so no range check would catch it)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidOptions(f"{what} must be a number.")
     try:
-        number = kind(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         raise InvalidOptions(f"{what} must be a number, not {value!r}.") from None
-    if kind is int and isinstance(value, float) and value != int(value):
-        raise InvalidOptions(f"{what} must be a whole number.")
-    return number
+    if not math.isfinite(number):
+        raise InvalidOptions(f"{what} must be a finite number, not {value!r}.")
+    if kind is int:
+        if not number.is_integer():
+            raise InvalidOptions(f"{what} must be a whole number.")
+        return int(number)
+    return kind(number)
 
 
 def parse_auto_stop(value, policy: InstancePolicy) -> dict:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from hub.audit import AuditLog
 from hub.db import Database, database_url, upgrade_when_ready
 from hub.live_options import LiveOptionsStore
+from hub.service import lifeline
 from hub.service.hubapi import HubAPI, HubAPIError
 from hub.settings import load_settings
 
@@ -51,6 +52,10 @@ async def main():
     settings, _ = load_settings()
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
+    # ends with the hub that started it; ends a predecessor a hard-killed hub left behind
+    stop = asyncio.Event()
+    pid_file = data / "ssh-gateway.pid"
+    hub_watch = await lifeline.hold(pid_file, "ssh_gateway", stop.set)
     db_url = database_url(settings)
     await asyncio.to_thread(upgrade_when_ready, db_url)
     db = Database(db_url)
@@ -66,20 +71,25 @@ async def main():
     )
     secret = await asyncio.to_thread(ensure_secret, data / SECRET_FILE)
     host_key = await asyncio.to_thread(ensure_host_key, data / HOST_KEY_FILE)
-    gateway = Gateway(directory, secret)
+    gateway = Gateway(directory, secret, max_auth_attempts=settings.ssh_max_auth_attempts)
     gateway.report_activity = lambda user, instance: report(hub, user, instance)
     gateway.audit = AuditLog(db, settings.audit_retention_days)
     server = await start_server(gateway, settings.ssh_host, settings.ssh_port, host_key)
     log.info("SSH gateway listening on %s:%s", settings.ssh_host, settings.ssh_port)
     reporter = asyncio.ensure_future(report_loop(gateway, hub, settings.ssh_activity_seconds))
-    stop = asyncio.Event()
+    # access withdrawn while connections are open (key deleted, SSH off, allowlist
+    # narrowed, user deleted) closes them within ssh_recheck_seconds
+    rechecker = asyncio.ensure_future(gateway.recheck_loop(settings.ssh_recheck_seconds))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("SSH gateway stopping")
+    hub_watch.cancel()
     reporter.cancel()
+    rechecker.cancel()
     server.close()
+    lifeline.release(pid_file)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ class Directory:
 
     async def decide(self, login: str, fingerprint: str, source: str) -> tuple[Target | None, str]:
         """authorize() with the reason of a refusal, for the gateway's log and the audit log
-        only: the client is told "Permission denied" whatever it is."""
+        only: the client is told "Permission denied" whatever it is. Asked at sign-in, at
+        every new channel and periodically for open connections; raises if the hub or the
+        database cannot answer."""
         parts = split_login(login)
         if parts is None:
             return None, "the login is not <user>.<instance>"
@@ -105,7 +107,12 @@ class Directory:
         key = await self.db.run(lambda s: find_key(s, user, fingerprint, touch=False))
         if key is None:
             return None, "no such key of this user (or no such user)"
-        server = await self.server(user, instance)
+        # a hub that does not answer raises: callers refuse a sign-in, but keep connections
+        # open rather than close them all for a hub restart
+        servers = await self.hub.servers(user)
+        if servers is None:
+            return None, "no such user"
+        server = servers.get(instance)
         if server is None:
             return None, "no such instance"
         ssh = (server.get("user_options") or {}).get("ssh") or {}

@@ -5,6 +5,11 @@ Each user connection gets one client connection to the instance's own OpenSSH se
 request (pty, env, shell/exec/subsystem, window changes, signals, exit status, stderr), and
 direct-tcpip channels (ssh -L, -D) are forwarded over the same client connection, so what
 runs in the instance is plain OpenSSH: SFTP, scp, rsync and editors behave as with any host.
+
+Access is decided at sign-in and again at every new channel (a multiplexing client such as
+OpenSSH's ControlMaster opens many over one connection), and every open connection is
+re-checked periodically: a deleted key, SSH turned off, a narrowed allowlist or a deleted
+user closes the connection.
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ USER_CIPHERS = [
 
 
 class Throttle:
-    """Slows down addresses with repeated failed sign-ins: each failure past `free` doubles
-    the wait before the next key is checked, up to `limit` seconds; forgotten after `forget`
-    seconds without failures, or at a successful sign-in."""
+    """Slows down addresses with repeated failed sign-ins: each refused key (or connection
+    that offered none) past `free` doubles the wait before the next key is checked, up to
+    `limit` seconds; forgotten after `forget` seconds without failures, or at a successful
+    sign-in."""
 
     def __init__(self, free: int = 3, base: float = 0.5, limit: float = 16, forget: float = 600):
         self.free = free
@@ -92,14 +98,59 @@ class Activity:
 class Gateway:
     """What every connection shares: the directory, the throttle, activity, the secret."""
 
-    def __init__(self, directory: Directory, secret: bytes, throttle: Throttle | None = None):
+    def __init__(
+        self,
+        directory: Directory,
+        secret: bytes,
+        throttle: Throttle | None = None,
+        max_auth_attempts: int = 6,
+    ):
         self.directory = directory
         self.secret = secret
         self.throttle = throttle or Throttle()
+        # keys one connection may offer before it is disconnected (OpenSSH's MaxAuthTries)
+        self.max_auth_attempts = max_auth_attempts
         self.activity = Activity()
         self.report_activity = None  # async fn(user, instance), set by the process
         self.audit = None  # hub.audit.AuditLog, set by the process
+        self.connections: set[GatewayConnection] = set()  # signed in, still open
         self._tasks: set[asyncio.Task] = set()
+
+    async def recheck(self):
+        """Decide again for every open connection, and close those whose access is gone.
+
+        Connections that share a login, key and address are decided once.
+        """
+        groups: dict[tuple[str, str, str], list[GatewayConnection]] = defaultdict(list)
+        for connection in list(self.connections):
+            groups[(connection.login, connection.fingerprint, connection.source)].append(connection)
+        if not groups:
+            return
+        reasons = await asyncio.gather(
+            *(self.refusal(*key) for key in groups), return_exceptions=True
+        )
+        for connections, reason in zip(groups.values(), reasons, strict=True):
+            if isinstance(reason, BaseException):
+                # the hub or the database did not answer: keep the connections, ask again
+                log.warning("ssh: re-checking %s failed: %s", connections[0].login, reason)
+                continue
+            if reason:
+                for connection in connections:
+                    connection.revoke(reason)
+
+    async def recheck_loop(self, interval: float):
+        """recheck() every `interval` seconds, for as long as the gateway runs."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recheck()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("ssh: re-checking open connections failed")
+
+    async def refusal(self, login: str, fingerprint: str, source: str) -> str:
+        """Why this key may no longer reach the instance from source; "" if it still may."""
+        target, reason = await self.directory.decide(login, fingerprint, source)
+        return "" if target is not None else reason
 
     def audit_connection(self, outcome: str, login: str, source: str, reason: str, **details):
         """One connectSSH event per connection attempt, stored off the event loop."""
@@ -175,6 +226,9 @@ class GatewayConnection(asyncssh.SSHServer):
         self.refusals: dict[str, str] = {}  # fingerprint: why its key was refused
         self.upstream: asyncio.Future | None = None
         self.authenticated = False
+        self.fingerprint = ""
+        self.failed_attempts = 0  # keys refused on this connection
+        self.revoked = ""  # why the connection was closed after sign-in
 
     # --- sign-in ------------------------------------------------------------------------
 
@@ -194,6 +248,10 @@ class GatewayConnection(asyncssh.SSHServer):
         fingerprint = key.get_fingerprint("sha256")
         # asyncssh asks twice per key (offer, then signature): decide once
         if (username, fingerprint) not in self.decisions:
+            if self.failed_attempts >= self.gateway.max_auth_attempts:
+                # as OpenSSH's MaxAuthTries: no more keys on this connection
+                self.refusals[fingerprint] = "too many keys offered on one connection"
+                raise asyncssh.PermissionDenied("Too many authentication failures")
             delay = self.gateway.throttle.delay(self.source)
             if delay:
                 await asyncio.sleep(delay)
@@ -207,6 +265,8 @@ class GatewayConnection(asyncssh.SSHServer):
             self.decisions[(username, fingerprint)] = target
             if target is None:
                 self.refusals[fingerprint] = reason
+                self.failed_attempts += 1
+                self.gateway.throttle.failed(self.source)
         target = self.decisions[(username, fingerprint)]
         if target is not None:
             self.target = target
@@ -216,6 +276,7 @@ class GatewayConnection(asyncssh.SSHServer):
     async def auth_completed(self):
         target = self.target
         self.authenticated = True
+        self.gateway.connections.add(self)
         self.gateway.throttle.succeeded(self.source)
         self.gateway.activity.add(target.user, target.instance)
         log.info(
@@ -249,6 +310,7 @@ class GatewayConnection(asyncssh.SSHServer):
     def connection_lost(self, exc):
         if self.authenticated:
             target = self.target
+            self.gateway.connections.discard(self)
             self.gateway.activity.remove(target.user, target.instance)
             log.info(
                 "ssh: closed user=%s instance=%s source=%s",
@@ -264,7 +326,8 @@ class GatewayConnection(asyncssh.SSHServer):
                     self.upstream.cancel()
         else:
             parts = split_login(self.login) or (self.login, "")
-            self.gateway.throttle.failed(self.source)
+            if not self.failed_attempts:  # no key offered: refused keys count themselves
+                self.gateway.throttle.failed(self.source)
             reason = "; ".join(dict.fromkeys(self.refusals.values())) or "no public key offered"
             log.info(
                 "ssh: refused user=%s instance=%s source=%s (%s)",
@@ -282,6 +345,51 @@ class GatewayConnection(asyncssh.SSHServer):
         """The client connection to the instance's sshd; InstanceUnavailable if none."""
         return await asyncio.shield(self.upstream)
 
+    async def check_channel(self) -> bool:
+        """Decide again before a new channel opens. Where access is gone, the connection
+        closes right after the caller has refused the channel."""
+        if self.revoked:
+            return False
+        try:
+            reason = await self.gateway.refusal(self.login, self.fingerprint, self.source)
+        except Exception:  # noqa: BLE001 - refuse the channel, say why in the log only
+            log.exception("ssh: re-checking %s from %s failed", self.login, self.source)
+            return False
+        if reason:
+            asyncio.get_running_loop().call_soon(self.revoke, reason)
+            return False
+        return True
+
+    def revoke(self, reason: str):
+        """Close a signed-in connection whose access was withdrawn."""
+        if self.revoked or self.conn is None:
+            return
+        self.revoked = reason
+        target = self.target
+        log.info(
+            "ssh: revoked user=%s instance=%s source=%s key=%s (%s)",
+            target.user,
+            target.instance,
+            self.source,
+            target.key_name,
+            reason,
+        )
+        self.gateway.audit_connection(
+            "denied",
+            self.login,
+            self.source,
+            f"access withdrawn: {reason}",
+            key=target.key_name,
+            fingerprint=self.fingerprint,
+            revoked=True,
+        )
+        self.conn.disconnect(
+            asyncssh.DISC_BY_APPLICATION,
+            "Access to this instance was withdrawn (key removed, SSH turned off, address not "
+            "allowed, or account deleted). Check its SSH settings and your keys, then connect "
+            "again.",
+        )
+
     def unavailable(self, message: str):
         log.info(
             "ssh: unavailable user=%s instance=%s source=%s: %s",
@@ -298,6 +406,10 @@ class GatewayConnection(asyncssh.SSHServer):
 
     def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
         async def forward():
+            if not await self.check_channel():
+                raise asyncssh.ChannelOpenError(
+                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "Permission denied"
+                )
             try:
                 upstream = await self.upstream_connection()
             except InstanceUnavailable as e:
@@ -424,6 +536,11 @@ class BridgedSession(asyncssh.SSHServerSession):
         self.task = asyncio.ensure_future(self._open())
 
     async def _open(self):
+        if not await self.owner.check_channel():
+            # nothing of this channel reaches the instance
+            self.chan.write_stderr(b"Permission denied\r\n")
+            self.chan.exit(1)
+            return
         try:
             upstream = await self.owner.upstream_connection()
         except InstanceUnavailable as e:

@@ -93,7 +93,7 @@ ssh_activity_seconds = 2
                 r = requests.get(f"{self.url}/services/workbench/", timeout=2)
                 if r.status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"hub did not come up in {timeout} s; log:\n{self.log_tail()}")
@@ -245,9 +245,19 @@ def engine_names(engine_url: str, kind: str, prefix: str) -> list[str]:
 
 
 def remove_engine_objects(engine_url: str, prefix: str):
-    """Remove the containers, then the volumes, whose names start with prefix."""
+    """Remove the containers, then the volumes and networks, whose names start with prefix."""
     client = docker.APIClient(base_url=engine_url, timeout=60)
     for name in engine_names(engine_url, "container", prefix):
         client.remove_container(name, force=True)
     for name in engine_names(engine_url, "volume", prefix):
         client.remove_volume(name, force=True)
+    for network in client.networks():
+        if network["Name"].startswith(prefix):
+            client.remove_network(network["Name"])
+    for image in client.images():
+        for tag in image.get("RepoTags") or []:
+            if tag.split("/", 1)[-1].startswith(prefix):
+                try:
+                    client.remove_image(tag, force=True)
+                except docker.errors.NotFound:
+                    pass

@@ -165,7 +165,7 @@ def test_queries_filter_by_user_resource_event_and_time(audit):
         (
             "GET",
             "/hub/api/oauth2/authorize",
-            "client_id=jupyterhub-user-alice-nb&state=x",
+            "client_id=jupyterhub-user-alice-nb&redirect_uri=%2Fuser%2Falice%2Fnb%2Foauth_callback&state=x",
             b"",
             ("openNotebook", "alice/nb"),
         ),

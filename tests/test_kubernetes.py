@@ -37,7 +37,15 @@ from traitlets.config import Config
 
 from images.catalog import load_catalog
 from spawner.flavors import load_flavors, parse_bytes
-from spawner.kube_manifests import GPU_RESOURCE, label_value, make_kube_overrides
+from spawner.kube_manifests import (
+    GPU_RESOURCE,
+    PLATFORM_PODS,
+    RUNTIME_DIR,
+    label_value,
+    make_instance_network_policy,
+    make_kube_overrides,
+    make_labels,
+)
 from spawner.kubernetes import WorkbenchKubeSpawner
 from spawner.options import InstanceSpec
 
@@ -308,9 +316,14 @@ async def test_start_sends_valid_manifests_with_flavor_and_storage(
     assert pvc["metadata"]["name"] == spawner.pvc_name
     (volume,) = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert volume["persistentVolumeClaim"] == {"claimName": spawner.pvc_name}
-    (mount,) = container["volumeMounts"]
-    assert mount == {"name": volume["name"], "mountPath": WORK_DIR}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[WORK_DIR] == {"name": volume["name"], "mountPath": WORK_DIR}
     assert container["workingDir"] == WORK_DIR
+    # jupyter_server's runtime files (its token, the cookie secret) in memory, outside home
+    (runtime,) = [v for v in pod["spec"]["volumes"] if v["name"] == mounts[RUNTIME_DIR]["name"]]
+    assert runtime["emptyDir"]["medium"] == "Memory"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JUPYTER_RUNTIME_DIR"] == RUNTIME_DIR
 
     # never root
     assert container["securityContext"]["runAsUser"] == 1000
@@ -459,8 +472,16 @@ async def test_restart_applies_new_flavor_keeps_storage_and_admin_settings(make_
     for pod in (first, second):
         validate(pod)
         assert pod["metadata"]["labels"]["team"] == "ml"
-        assert {v["name"] for v in pod["spec"]["volumes"]} == {"datasets", "ai-workbench-work"}
-        assert {m["mountPath"] for m in notebook(pod)["volumeMounts"]} == {"/data", WORK_DIR}
+        assert {v["name"] for v in pod["spec"]["volumes"]} == {
+            "datasets",
+            "ai-workbench-work",
+            "ai-workbench-runtime",
+        }
+        assert {m["mountPath"] for m in notebook(pod)["volumeMounts"]} == {
+            "/data",
+            WORK_DIR,
+            RUNTIME_DIR,
+        }
     # the claim is made once and kept; its size stays as first asked
     assert [c for c in kube.calls if c[1] == "pvc"] == [("create", "pvc", spawner.pvc_name)]
     assert kube.pvcs[spawner.pvc_name]["spec"]["resources"]["requests"]["storage"] == "40Gi"
@@ -570,7 +591,7 @@ def test_overrides_for_a_gpu_flavor():
     assert overrides["node_selector"] == {"example.com/gpu": "Tesla-T4"}
     assert overrides["storage_capacity"] == "7Gi"
     # KubeSpawner expands {fields} in volume specs: literal braces are escaped
-    (mount,) = overrides["volume_mounts"].values()
+    mount = overrides["volume_mounts"]["ai-workbench-work"]
     assert mount["mountPath"] == "/work/{{odd}}"
     assert overrides["working_dir"] == "/work/{odd}"
 
@@ -590,3 +611,22 @@ async def test_rename_refused(make_spawner):
     with pytest.raises(web.HTTPError) as e:
         await make_spawner().rename("bert-finetune", "other")
     assert e.value.status_code == 400
+
+
+def test_instances_network_policy_admits_only_the_platform():
+    """Instances reach no other instance: the policy selects every instance pod (by the
+    user label each has) and admits only the hub's and proxy's pods; egress stays open so
+    the hub API and mirrors are reached. Validated against the schema (no cluster here)."""
+    policy = make_instance_network_policy(NAMESPACE, PLATFORM_PODS)
+    validate(policy)
+    selector = policy["spec"]["podSelector"]["matchExpressions"]
+    labels = make_labels(
+        "alice", "nb1", InstanceSpec(image="python", flavor="cpu.small", storage_gib=5)
+    )
+    assert all(e["operator"] == "Exists" and e["key"] in labels for e in selector)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    sources = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert sources == [{"component": "hub"}, {"component": "proxy"}]
+    # an instance pod matches none of the admitted sources
+    assert not any(all(labels.get(k) == v for k, v in src.items()) for src in sources)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -103,12 +105,18 @@ def upgrade_when_ready(url: str, attempts: int = 10):
 
 
 class Database:
-    """The platform database for async code: each call runs in a worker thread."""
+    """The platform database for async code: each call runs in a worker thread.
 
-    def __init__(self, url: str):
+    The threads are the database's own (as many as its connection pool holds), so that
+    slow work elsewhere in a process (image pulls, pushes and commits hold threads for
+    minutes) never leaves queries waiting for a thread.
+    """
+
+    def __init__(self, url: str, threads: int = 8):
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="workbench-db")
 
     @contextmanager
     def session(self):
@@ -130,7 +138,10 @@ class Database:
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """Run fn(session) in a transaction in a worker thread, off the event loop."""
-        return await asyncio.to_thread(self.call, fn)
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self.executor, ctx.run, self.call, fn)
 
     def dispose(self):
+        self.executor.shutdown(wait=False)
         self.engine.dispose()

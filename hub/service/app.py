@@ -23,13 +23,13 @@ from ..live_options import LiveOptionsStore
 from ..quotas import QuotaChecker
 from ..saved_images import SavedImageStore
 from ..settings import WorkbenchSettings, load_settings
-from . import audit, handlers, quotas, usage
+from . import audit, handlers, lifeline, quotas, usage
 from .bridge import bridge_routes
 from .hubapi import HubAPI
 from .images import image_routes, make_image_service
 from .instances import InstanceManager
 from .keys import key_routes
-from .lifecycle import ExtendHandler, Lifecycle
+from .lifecycle import ExtendHandler, InstanceStatusHandler, Lifecycle
 from .workspaces import WorkspaceService, workspace_routes
 
 log = logging.getLogger("workbench.service")
@@ -81,7 +81,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     policy = make_policy(**settings.spawner_config(), saved_images=saved_images)
     probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
-    manager.lifecycle = Lifecycle(manager, settings, public_url=settings.bind_url)
+    manager.lifecycle = Lifecycle(manager, settings)
     manager.quotas = QuotaChecker(db, policy, settings.default_quota())
     hub.live = LiveOptionsStore(db)
     spaces = WorkspaceService(db, manager, hub)
@@ -93,6 +93,11 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
         (prefix, handlers.HealthHandler),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         (api_prefix + "/?", handlers.RootHandler),
+        (
+            url_path_join(api_prefix, "openapi.json"),
+            handlers.OpenAPIHandler,
+            {"description": handlers.load_openapi(prefix)},
+        ),
         (url_path_join(api_prefix, "flavors"), handlers.FlavorsHandler),
         *image_routes(api_prefix),
         (url_path_join(api_prefix, "users", user, "instances"), handlers.InstancesHandler),
@@ -104,6 +109,10 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
         *key_routes(prefix, api_prefix),
         *bridge_routes(prefix),
         (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
+        (
+            url_path_join(api_prefix, "users", user, "instances", name, "status"),
+            InstanceStatusHandler,
+        ),
         (url_path_join(api_prefix, "quotas", "users", user), quotas.UserQuotaHandler),
         *workspace_routes(api_prefix),
         (url_path_join(api_prefix, "usage"), usage.UsageHandler),
@@ -114,6 +123,7 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
     ]
     return web.Application(
         routes,
+        default_handler_class=handlers.NotFoundHandler,
         cookie_secret=os.urandom(32),
         instance_manager=manager,
         policy=policy,
@@ -140,6 +150,10 @@ async def main():
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s workbench-api] %(message)s"
     )
     settings, _ = load_settings()
+    # ends with the hub that started it; ends a predecessor a hard-killed hub left behind
+    stop = asyncio.Event()
+    pid_file = settings.data_path / "workbench-api.pid"
+    hub_watch = await lifeline.hold(pid_file, "hub.service.app", stop.set)
     db_url = database_url(settings)
     await asyncio.to_thread(upgrade_when_ready, db_url)
     app = make_app(settings, Database(db_url))
@@ -161,15 +175,16 @@ async def main():
     pruner = PeriodicCallback(prune, 3600 * 1000)
     pruner.start()
     await prune()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("platform API stopping")
+    hub_watch.cancel()
     server.stop()
     pruner.stop()
     await audit_log.flush()
+    lifeline.release(pid_file)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,23 @@ MAX_LIMIT = 10000
 def parse_time(value: str, name: str) -> datetime:
     """Naive UTC time from ISO 8601 ("2026-11-30", "2026-11-30T10:00:00Z") or "-24h"/"-7d"."""
     text = value.strip()
-    if text.startswith("-") and text[-1:] in ("h", "d", "m") and text[1:-1].isdigit():
-        unit = {"h": "hours", "d": "days", "m": "minutes"}[text[-1]]
-        return datetime.utcnow() - timedelta(**{unit: int(text[1:-1])})
     try:
+        if text.startswith("-") and text[-1:] in ("h", "d", "m") and text[1:-1].isdigit():
+            unit = {"h": "hours", "d": "days", "m": "minutes"}[text[-1]]
+            return datetime.utcnow() - timedelta(**{unit: int(text[1:-1])})
         when = datetime.fromisoformat(text.removesuffix("Z"))
-    except ValueError:
+        if when.tzinfo is not None:
+            when = when.astimezone(tz=None).replace(tzinfo=None) - (
+                datetime.now() - datetime.utcnow()
+            )
+        return when
+    except (ValueError, OverflowError):
+        # not a time, or one outside the years 1 to 9999
         raise web.HTTPError(
             400,
             f"{name}={value!r} is not a time: use ISO 8601 (2026-11-30T10:00:00Z) "
             "or a relative time such as -24h or -7d.",
         ) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(tz=None).replace(tzinfo=None) - (datetime.now() - datetime.utcnow())
-    return when
 
 
 def query_from_args(handler: web.RequestHandler) -> AuditQuery:

@@ -1,10 +1,29 @@
-"""The browser bridge: a page hub pages load in a hidden frame to call the platform API.
+"""The browser bridge: a frame through which the hub's own pages call the platform API.
 
-A hub page (e.g. /hub/home) cannot call the platform API with the hub's own cookie: the
-service accepts its own OAuth cookie, and with a cookie every fetch needs the service's
-XSRF token. Loading this page as a frame does the OAuth sign-in (redirects through the hub,
-no consent page for this service), sets the service's cookies and posts the XSRF token to the
-parent page (same origin only), which then calls the API with fetch and X-XSRFToken.
+A hub page (e.g. /hub/home) cannot call the platform API with the hub's cookie: the service
+accepts its own OAuth cookie, and with a cookie every request needs the service's XSRF
+token. The home page loads this bridge page in a hidden frame; loading it signs the browser
+in to the service (OAuth through the hub, no consent page). The page then answers API calls
+its parent posts to it (`{type: "workbench-api", id, method, path, body}`) by calling the
+API itself and posting back the status and body. The XSRF token stays inside the bridge
+frame: it is never posted to another window.
+
+Who may use it. The bridge answers only a parent on the hub's own origin whose page is one
+of the hub's (path under the hub's prefix, /hub/), and posts only to that origin; the frame
+may be embedded only by its own origin (frame-ancestors), and only as a frame (a fetch() or
+a top-level load of the bridge is refused, so its token cannot be read that way).
+
+What makes that a boundary is the origin. Browsers isolate origins from each other, not
+paths: any page on the hub's origin can frame the hub's pages, read them, register a service
+worker or read cookies, and so act as whoever views it. With `subdomain_host` set, each
+user's instances are served on their own host (alice.hub.example.com) and the hub's origin
+holds only the hub's pages and this service (services stay on the hub's host, see
+subdomain_hook below): a page an attacker serves from their instance is cross-origin, and
+can neither script the bridge nor read its answers nor send the API an XSRF token. Without
+`subdomain_host` (one origin, JupyterHub's default) the checks above stop a naive page, but
+a user who serves script from their instance can act as anyone who opens it, on this API as
+on JupyterHub's own (JupyterHub's security overview says the same): set subdomain_host
+wherever users do not trust each other.
 """
 
 from __future__ import annotations
@@ -19,9 +38,60 @@ PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>ai-workbench API bridge</title></head>
 <body><script>
 (function () {
-  var message = %s;
-  if (window.parent !== window) {
-    window.parent.postMessage(message, window.location.origin);
+  "use strict";
+  var config = %s;
+  var origin = window.location.origin;
+  var METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+  // a hub page of this origin, and the window that framed this one
+  function hubParent() {
+    if (window.parent === window) { return false; }
+    try {
+      return window.parent.location.origin === origin &&
+        window.parent.location.pathname.indexOf(config.hub_prefix) === 0;
+    } catch (err) {
+      return false;  // another origin
+    }
+  }
+  function reply(message) {
+    message.type = "workbench-api-result";
+    window.parent.postMessage(message, origin);
+  }
+
+  window.addEventListener("message", function (e) {
+    var m = e.data;
+    if (!m || m.type !== "workbench-api" || e.source !== window.parent ||
+        e.origin !== origin || !hubParent()) {
+      return;
+    }
+    var path = String(m.path || "");
+    if (METHODS.indexOf(m.method) < 0 || path.charAt(0) !== "/" ||
+        /(^|\\/)\\.\\.?(\\/|$)|\\/\\/|[\\\\#]/.test(path.split("?")[0])) {
+      reply({id: m.id, status: 400, body: JSON.stringify({
+        status: 400, message: "The bridge calls only the platform API (" + config.api + ")."})});
+      return;
+    }
+    var init = {
+      method: m.method,
+      credentials: "same-origin",
+      headers: {"X-XSRFToken": config.xsrf, "Accept": "application/json"}
+    };
+    if (m.body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(m.body);
+    }
+    fetch(config.api + path, init).then(function (resp) {
+      return resp.text().then(function (text) {
+        reply({id: m.id, status: resp.status, statusText: resp.statusText, body: text});
+      });
+    }).catch(function (err) {
+      reply({id: m.id, status: 0, body: JSON.stringify({
+        status: 0, message: "The platform API did not answer (" + err.message + ")."})});
+    });
+  });
+
+  if (hubParent()) {
+    window.parent.postMessage({type: "workbench-bridge", user: config.user}, origin);
   }
 })();
 </script></body></html>
@@ -29,23 +99,56 @@ PAGE = """<!doctype html>
 
 
 class BridgeHandler(HubOAuthenticated, web.RequestHandler):
-    """GET: post {type, user, api, xsrf} to the parent page (the signed-in user's)."""
+    """GET: the bridge page, for a hub page's frame only."""
 
     @web.authenticated
     def get(self):
-        message = {
-            "type": "workbench-bridge",
+        # browsers say what a request is for; a frame is the only use of this page
+        # (older browsers send no Sec-Fetch-Dest)
+        dest = self.request.headers.get("Sec-Fetch-Dest", "iframe")
+        if dest != "iframe":
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json")
+            self.finish(
+                json.dumps(
+                    {
+                        "status": 403,
+                        "message": "The API bridge is loaded by the hub's pages in a frame. "
+                        "Call the API with a token instead (see /hub/token).",
+                    }
+                )
+            )
+            return
+        config = {
             "user": self.current_user["name"],
             "api": self.settings["api_prefix"],
             "xsrf": self.xsrf_token.decode(),
+            "hub_prefix": self.hub_auth.hub_prefix,
         }
         self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
         # only pages of this origin may frame it
         self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
         # "</" cannot end the script element early
-        self.finish(PAGE % json.dumps(message).replace("</", "<\\/"))
+        self.finish(PAGE % json.dumps(config).replace("</", "<\\/"))
 
 
 def bridge_routes(prefix: str) -> list[tuple]:
     """The bridge page's route (for app.make_app)."""
     return [(url_path_join(prefix, "bridge"), BridgeHandler)]
+
+
+def subdomain_hook(name: str, domain: str, kind: str) -> str:
+    """JupyterHub.subdomain_hook: users' servers on their own hosts, services on the hub's.
+
+    JupyterHub's default ('idna') gives services hosts of their own too; the platform API
+    stays on the hub's host instead, so the hub's pages reach it (and its bridge) on their
+    own origin and API clients use one URL. Services are the platform's own code, as
+    trusted as the hub.
+    """
+    from jupyterhub.utils import subdomain_hook_idna
+
+    if kind == "service":
+        return domain
+    return subdomain_hook_idna(name, domain, kind)

@@ -2,16 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import traceback
+from pathlib import Path
 from urllib.parse import quote
 
+import yaml
 from jupyterhub.services.auth import HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ..audit.hub_requests import client_address
 from ..rbac import SCOPES, has_scope, scope
 from .instances import InstanceError
+
+
+class NonFinite(ValueError):
+    """A number in a request body that is not finite (NaN, Infinity, 1e999)."""
+
+
+def _refuse_constant(name: str):
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON: every comparison
+    # with NaN is false, so no range check downstream would refuse it
+    raise NonFinite(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NonFinite(f"{text} is too large a number")
+    return number
+
+
+def parse_json_body(body: bytes) -> dict:
+    """A request body as a JSON object; HTTP 400 saying why for anything else."""
+    if not body:
+        return {}
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except NonFinite as e:
+        raise web.HTTPError(
+            400, f'{e}: send finite numbers only, for example {{"max_hours": 8}}.'
+        ) from None
+    except (ValueError, RecursionError):
+        raise web.HTTPError(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise web.HTTPError(400, "The request body must be a JSON object.")
+    return data
+
+
+def finite(data):
+    """data with non-finite floats (which JSON cannot carry) as null, for answers built from
+    values stored before they were validated."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
+
+
+def dumps(data) -> str:
+    """JSON text of an answer; always valid JSON."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(data), allow_nan=False)
 
 
 class APIHandler(HubOAuthenticated, web.RequestHandler):
@@ -42,19 +101,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         )
 
     def get_json_body(self) -> dict:
-        if not self.request.body:
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise web.HTTPError(400, "The request body is not valid JSON.") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object.")
-        return body
+        return parse_json_body(self.request.body)
 
     def write_json(self, data, status: int = 200):
         self.set_status(status)
-        self.finish(json.dumps(data))
+        self.finish(dumps(data))
 
     # {HTTP method: (event name, resource type)} of the operations this handler audits
     audit_events: dict[str, tuple[str, str]] = {}
@@ -79,10 +130,21 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             user = None
         return user["name"] if user else "anonymous"
 
-    def on_finish(self):
+    _audit_pending = None
+
+    def finish(self, chunk=None):
+        """Store the request's audit event, then answer (a crash after answering loses none).
+
+        A second finish() meanwhile (tornado's own, after the handler returns) waits for
+        the same.
+        """
+        if self._audit_pending is not None:
+            return self._audit_pending
         spec = self.audit_event()
         if spec is None:
-            return
+            return super().finish(chunk)
+        if chunk is not None:
+            self.write(chunk)
         status = self.get_status()
         if status < 400:
             outcome = "success"
@@ -91,10 +153,10 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         else:
             outcome = "failure"
         event, resource_type = spec
-        self.settings["audit"].emit_soon(
+        record = self.settings["audit"].emit(
             event,
             actor=self.actor(),
-            source=self.request.remote_ip or "",
+            source=client_address(self.request),
             resource_type=resource_type,
             resource_id=self.audit_resource_id(),
             outcome=outcome,
@@ -102,12 +164,22 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             details=self.audit_details,
         )
 
+        async def record_then_finish():
+            await record
+            if not self._finished:
+                await super(APIHandler, self).finish()
+
+        self._audit_pending = asyncio.ensure_future(record_then_finish())
+        return self._audit_pending
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, InstanceError):
             message = exc.message
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message or exc.reason or self._reason
+            if exc.log_message and exc.args:
+                message = exc.log_message % exc.args
         else:
             message = "Internal error; see the platform service's log."
             if exc is not None:
@@ -272,3 +344,37 @@ class HealthHandler(web.RequestHandler):
     def get(self):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": "ok", "api": self.settings["api_prefix"]}))
+
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+def load_openapi(prefix: str) -> dict:
+    """The OpenAPI description of the platform API, its server the service's prefix."""
+    description = yaml.safe_load(OPENAPI_PATH.read_text())
+    description["servers"] = [{"url": prefix.rstrip("/") or "/"}]
+    return description
+
+
+class OpenAPIHandler(web.RequestHandler):
+    """GET .../api/openapi.json: the OpenAPI 3 description of this API (no sign-in needed:
+    it describes what every caller may send, nothing about the platform's data)."""
+
+    def initialize(self, description: dict):
+        self.description = description
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.description))
+
+
+class NotFoundHandler(APIHandler):
+    """Any other path under the service: a JSON 404 that points at the API's description."""
+
+    def prepare(self):
+        raise web.HTTPError(
+            404,
+            "No such path %r. The API's paths are described in %s/openapi.json.",
+            self.request.path,
+            self.settings["api_prefix"],
+        )

@@ -4,8 +4,12 @@ quotas, pushing to and pulling from a registry."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -13,20 +17,33 @@ from sqlalchemy.exc import IntegrityError
 from tornado import web
 
 from images.node_agent import AgentError, NodeAgentSaver
-from images.registry import EngineImages, ImageEngineError
+from images.registry import EngineImages, ImageEngineError, SecretsInImage
 from images.saved import (
+    MIN_SECRET_LENGTH,
     InvalidImage,
+    environment_secrets,
     is_saved_name,
     make_commit_changes,
     make_saved_labels,
+    owner_slug,
+    parse_pushed_ref,
     saved_repository,
+    scan_roots,
     validate_description,
     validate_image_name,
     validate_tag,
 )
 
 from ..saved_images import EVERYONE as EVERYONE_SHARE
-from ..saved_images import SavedImageRow, SavedImageStore, find_row, utcnow, visible_rows
+from ..saved_images import (
+    ImagePushRow,
+    SavedImageRow,
+    SavedImageStore,
+    find_row,
+    user_workspaces,
+    utcnow,
+    visible_rows,
+)
 from .handlers import APIHandler
 from .instances import InstanceError
 
@@ -50,10 +67,62 @@ class ImageService:
         # the current or last save of each instance, by (user, instance)
         self.saves: dict[tuple[str, str], dict] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task] = {}
+        self._starting: set[tuple[str, str]] = set()  # saves being checked and registered
+        # pushes and pulls of one registry reference, one at a time (both tag and untag it)
+        self._ref_locks: dict[str, list] = {}  # ref: [lock, holders and waiters]
         # preset images' inspections by reference, for the commit's configuration and sizes
         self._base_info: dict[str, tuple[float, dict]] = {}
         self._containers: dict[str, dict] = {}  # instances' containers' inspections, by id
         self.node_agent = None  # images.node_agent.NodeAgentSaver (kubernetes backend)
+        # engine calls in threads of their own, never the loop's default pool (which other
+        # work shares): commits, pushes and pulls may take minutes each, so they have a
+        # bounded pool apart from the quick calls (inspect, tag, remove, diff)
+        self.transfers = ThreadPoolExecutor(
+            settings.image_transfer_threads, thread_name_prefix="workbench-transfer"
+        )
+        self.calls = ThreadPoolExecutor(8, thread_name_prefix="workbench-engine")
+        self._transfers_of: dict[str, int] = {}  # long operations under way, by user
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run a quick engine call in the engine threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.calls, functools.partial(fn, *args, **kwargs))
+
+    async def _transfer(self, fn, *args, **kwargs):
+        """Run a long engine call (commit, push, pull, reading an image) in the transfer
+        threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.transfers, functools.partial(fn, *args, **kwargs))
+
+    def _take_transfer(self, user: str, what: str):
+        """Count one more long operation of the user's; HTTP 429 past the per-user limit.
+
+        Synchronous: the count and the check happen with no await between.
+        """
+        limit = self.settings.image_transfers_per_user
+        running = self._transfers_of.get(user, 0)
+        if limit and running >= limit:
+            raise InstanceError(
+                429,
+                f"You have {running} image saves, pushes or pulls under way (the most at once "
+                f"is {limit}); wait for one to finish, then {what} again.",
+            )
+        self._transfers_of[user] = running + 1
+
+    def _give_transfer(self, user: str):
+        left = self._transfers_of.get(user, 1) - 1
+        if left > 0:
+            self._transfers_of[user] = left
+        else:
+            self._transfers_of.pop(user, None)
+
+    @contextlib.asynccontextmanager
+    async def _transfer_slot(self, user: str, what: str):
+        self._take_transfer(user, what)
+        try:
+            yield
+        finally:
+            self._give_transfer(user)
 
     def repository_for_save(self, owner: str, name: str) -> str:
         """Where a save goes: on Kubernetes the registry every node pulls from."""
@@ -75,7 +144,7 @@ class ImageService:
         attrs = self._containers.get(container_id)
         if attrs is not None:
             return engine.client.containers.prepare_model(attrs)
-        container = await asyncio.to_thread(engine.container, container_id)
+        container = await self._call(engine.container, container_id)
         if container is not None:
             if len(self._containers) >= 256:
                 self._containers.pop(next(iter(self._containers)))
@@ -88,7 +157,7 @@ class ImageService:
         cached = self._base_info.get(ref)
         if cached and now - cached[0] < max_age:
             return cached[1]
-        info = await asyncio.to_thread(engine.inspect, ref)
+        info = await self._call(engine.inspect, ref)
         if info is not None:
             self._base_info[ref] = (now, info)
         return info
@@ -103,7 +172,9 @@ class ImageService:
                 "Kubernetes the node agent does it (see the README, 'Saved images').",
             )
         if self._engine is None:
-            self._engine = EngineImages(self.engine_url)
+            self._engine = EngineImages(
+                self.engine_url, timeout=self.settings.image_transfer_timeout_seconds
+            )
         return self._engine
 
     def repository(self, owner: str, name: str) -> str:
@@ -125,8 +196,24 @@ class ImageService:
         except InvalidImage as e:
             raise InstanceError(400, str(e)) from None
         key = (user, instance)
-        if key in self.tasks:
+        # the check and the reservation happen with no await between them: of concurrent
+        # requests for one instance, exactly one goes on
+        if key in self.tasks or key in self._starting:
             raise InstanceError(409, f"Instance {instance!r} is already saving; wait for it.")
+        self._take_transfer(user, "save")
+        self._starting.add(key)
+        try:
+            status = await self._start_save(key, name, tag, description)
+        except BaseException:
+            self._give_transfer(user)
+            raise
+        finally:
+            self._starting.discard(key)
+        self.tasks[key].add_done_callback(lambda _: self._give_transfer(user))
+        return status
+
+    async def _start_save(self, key, name: str, tag: str, description: str) -> dict:
+        user, instance = key
         if self.settings.backend == "kubernetes":
             if self.node_agent is None:
                 raise InstanceError(
@@ -237,7 +324,7 @@ class ImageService:
         container, base_info = await asyncio.gather(
             self.container(engine, container_id)
             if container_id
-            else asyncio.to_thread(
+            else self._call(
                 engine.find_container,
                 f"{self.settings.container_prefix}-",
                 {"ai-workbench.user": user, "ai-workbench.instance": instance},
@@ -251,6 +338,7 @@ class ImageService:
         if base_info is None:
             raise ImageEngineError(f"The preset image {base.ref} is not on this machine.")
         changes = make_commit_changes(base_info["Config"], container.attrs["Config"], labels)
+        before = await self._call(engine.changes, container)
         self._step(
             status,
             "commit",
@@ -258,7 +346,7 @@ class ImageService:
             "Committing the instance's files (it pauses while they are copied)",
         )
         try:
-            info = await asyncio.to_thread(
+            info = await self._transfer(
                 engine.commit,
                 container,
                 repository,
@@ -269,7 +357,63 @@ class ImageService:
         except ImageEngineError:
             self._containers.pop(container_id, None)
             raise
+        await self._check_secrets(engine, container, info["Id"], before, status)
         return info["Id"], int(info.get("Size") or 0), int(base_info.get("Size") or 0)
+
+    def _platform_secrets(self) -> dict[str, str]:
+        """Secrets of the platform itself, which no instance should ever hold."""
+        secrets = environment_secrets(
+            [f"JUPYTERHUB_API_TOKEN={os.environ.get('JUPYTERHUB_API_TOKEN', '')}"],
+            "the platform service",
+        )
+        for value, what in (
+            (self.settings.registry_password, "the registry password"),
+            (self.settings.save_agent_token, "the save agent's token"),
+        ):
+            if value and len(value) >= MIN_SECRET_LENGTH:
+                secrets[value] = what
+        return secrets
+
+    async def _check_secrets(self, engine, container, image_id: str, before, status):
+        """Refuse a commit whose new files hold a secret the platform knows for the instance
+        (its tokens, its Jupyter cookie secret, the platform's own) or Jupyter runtime files.
+
+        The running server needs its runtime files, so nothing is deleted before the commit:
+        the new image is checked, file by file of the instance's changes, and refused whole.
+        """
+        self._step(status, "scan", 75, "Checking the image's new files for secrets")
+        config = container.attrs["Config"]
+        env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+        secrets = {
+            **self._platform_secrets(),
+            **environment_secrets(config.get("Env"), "the instance"),
+        }
+        home = env.get("HOME") or "/home/jovyan"
+        for folder in {env.get("JUPYTER_RUNTIME_DIR"), f"{home}/.local/share/jupyter/runtime"}:
+            if folder:
+                cookie = await self._call(
+                    engine.read_file, container, f"{folder}/jupyter_cookie_secret"
+                )
+                if cookie and len(cookie.strip()) >= MIN_SECRET_LENGTH:
+                    secrets[cookie.strip().decode(errors="replace")] = (
+                        "the instance's Jupyter cookie secret"
+                    )
+        after = await self._call(engine.changes, container)
+        roots = scan_roots(before + after)
+        found = await self._transfer(
+            engine.scan,
+            image_id,
+            roots,
+            {k.encode(): v for k, v in secrets.items()},
+            f"{self.settings.container_prefix}-scan",
+        )
+        if found:
+            listed = "; ".join(f"{path} ({why})" for path, why in found)
+            raise SecretsInImage(
+                f"Not saved: the instance's new files would put secrets into the image, where "
+                f"everyone it is shared with could read them: {listed}. Delete these files (or "
+                f"move them into {self.settings.work_dir}, which is never saved) and save again."
+            )
 
     async def _commit_agent(self, state, key, status, ref, labels):
         """Commit on the instance's node through the node agent, which pushes it."""
@@ -343,7 +487,7 @@ class ImageService:
         """Remove a failed save's row and any image it left."""
         if ref:
             try:
-                await asyncio.to_thread(self.engine.remove, ref)
+                await self._call(self.engine.remove, ref)
             except Exception as e:  # noqa: BLE001 - cleanup must not hide the failure
                 log.warning("could not remove partial image %s: %s", ref, e)
         if row_id is not None:
@@ -393,18 +537,21 @@ class ImageService:
 
         def interrupted(session):
             return [
-                (r.id, r.ref)
+                (r.id, r.ref, r.pushed_ref)
                 for r in session.scalars(
                     select(SavedImageRow).where(SavedImageRow.state == "saving")
                 ).all()
             ]
 
-        for row_id, ref in await self.db.run(interrupted):
-            if self.settings.backend == "docker" and self.engine_url:
+        for row_id, ref, pulled in await self.db.run(interrupted):
+            # a pull's registry name too: pulls start only when no image has that name
+            for name in {ref, pulled} - {""}:
+                if self.settings.backend != "docker" or not self.engine_url:
+                    break
                 try:
-                    await asyncio.to_thread(self.engine.remove, ref)
+                    await self._call(self.engine.remove, name)
                 except Exception as e:  # noqa: BLE001 - keep cleaning the others
-                    log.warning("could not remove interrupted image %s: %s", ref, e)
+                    log.warning("could not remove interrupted image %s: %s", name, e)
 
             def fail(session, row_id=row_id):
                 row = session.get(SavedImageRow, row_id)
@@ -462,8 +609,11 @@ class ImageService:
             raise InstanceError(404, f"You have no saved image {name}:{tag}.")
         return row
 
-    async def users_of(self, image: str) -> list[str]:
-        """Instances (user/name) of any user whose image is `image`."""
+    async def users_of(self, image: str, owner: str) -> list[str]:
+        """Instances (user/name) that keep `image` from being deleted: any of its owner's,
+        and other users' running (or starting, or stopping) ones. Others' stopped instances
+        do not pin an image (its owner could never delete one shared with everyone); they
+        are told at their next start that it is gone."""
         found, offset = [], 0
         while True:
             users = await self.hub.request(
@@ -472,7 +622,9 @@ class ImageService:
             users = users.get("items", []) if isinstance(users, dict) else users or []
             for u in users:
                 for name, server in (u.get("servers") or {}).items():
-                    if name and (server.get("user_options") or {}).get("image") == image:
+                    if not name or (server.get("user_options") or {}).get("image") != image:
+                        continue
+                    if u["name"] == owner or server.get("ready") or server.get("pending"):
                         found.append(f"{u['name']}/{name}")
             if len(users) < 200:
                 return found
@@ -482,16 +634,17 @@ class ImageService:
         row = await self._own_row(user, name, tag)
         if row["state"] == "saving":
             raise InstanceError(409, f"Image {name}:{tag} is being saved; wait until it is done.")
-        users = await self.users_of(row["name"])
+        users = await self.users_of(row["name"], user)
         if users:
             raise InstanceError(
                 409,
-                f"Image {name}:{tag} is used by instance(s) {', '.join(users)}. Switch them to "
-                "another image or delete them first.",
+                f"Image {name}:{tag} is used by instance(s) {', '.join(users)}. Switch your "
+                "instances to another image or delete them; others' running instances keep it "
+                "until they stop (stop sharing it so that no new one starts), then delete it.",
             )
         if self.settings.backend == "docker" and self.engine_url:
             try:
-                await asyncio.to_thread(self.engine.remove, row["ref"])
+                await self._call(self.engine.remove, row["ref"])
             except Exception as e:  # noqa: BLE001 - the engine's words
                 raise InstanceError(409, f"The engine cannot remove {row['ref']}: {e}") from None
         await self.db.run(lambda s: s.delete(find_row(s, user, name, tag)))
@@ -551,6 +704,19 @@ class ImageService:
             }
         return url, auth, self.settings.registry_insecure
 
+    @contextlib.asynccontextmanager
+    async def _ref_lock(self, ref: str):
+        """One push or pull of a registry reference at a time (each tags and untags it)."""
+        entry = self._ref_locks.setdefault(ref, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                self._ref_locks.pop(ref, None)
+
     async def push(self, user: str, name: str, tag: str) -> dict:
         row = await self._own_row(user, name, tag)
         if row["state"] != "ready":
@@ -559,46 +725,123 @@ class ImageService:
         engine = self.engine
         target_repo = saved_repository(url, self.namespace, user, name)
         target = f"{target_repo}:{tag}"
-        await asyncio.to_thread(engine.tag, row["ref"], target_repo, tag)
-        try:
-            await asyncio.to_thread(engine.push, target, auth=auth, insecure=insecure)
-        except ImageEngineError as e:
-            raise InstanceError(502, str(e)) from None
-        finally:
-            # the registry's name stays only in the database
-            await asyncio.to_thread(engine.remove, target)
+        # a registry named like the local images (image_registry): the image has its name
+        # already, and that name is the only one it has
+        own_name = target == row["ref"]
+        async with self._transfer_slot(user, "push"), self._ref_lock(target):
+            if not own_name:
+                await self._call(engine.tag, row["ref"], target_repo, tag)
+            try:
+                await self._transfer(engine.push, target, auth=auth, insecure=insecure)
+            except ImageEngineError as e:
+                raise InstanceError(502, str(e)) from None
+            finally:
+                if not own_name:
+                    # the registry's name stays only in the database
+                    await self._call(engine.remove, target)
 
         def pushed(session):
             found = find_row(session, user, name, tag)
             found.pushed_ref = target
+            record = session.scalars(
+                select(ImagePushRow).where(ImagePushRow.ref == target)
+            ).first() or ImagePushRow(ref=target)
+            record.owner, record.name, record.tag = user, name, tag
+            record.image_id = found.image_id
+            record.base_image = found.base_image
+            record.source_instance = found.source_instance
+            record.description = found.description
+            record.pushed = utcnow()
+            session.add(record)
             return found.to_dict()
 
         log.info("%s: pushed %s to %s", user, row["ref"], target)
         return await self.db.run(pushed)
 
+    async def _pull_source(self, user: str, ref: str, slug: str) -> dict | None:
+        """What the platform's records say of a registry image `user` may pull: the push
+        record (own pushes, and others' saved images shared with the user), or an empty
+        record for the user's own repository pushed from elsewhere; None: not theirs to read."""
+
+        def read(session):
+            record = session.scalars(select(ImagePushRow).where(ImagePushRow.ref == ref)).first()
+            if record is None:
+                return {} if slug == owner_slug(user) else None
+            if record.owner != user:
+                row = find_row(session, record.owner, record.name, record.tag)
+                spaces = user_workspaces(session, user)
+                if row is None or row.pushed_ref != ref or not row.usable_by(user, spaces):
+                    return None
+            return {
+                "base_image": record.base_image,
+                "image_id": record.image_id,
+                "source_instance": record.source_instance,
+                "description": record.description,
+            }
+
+        return await self.db.run(read)
+
     async def pull(self, user: str, body: dict) -> dict:
-        """Pull an image saved elsewhere from the registry and register it for the user."""
-        ref = body.get("ref")
-        if not isinstance(ref, str) or "/" not in ref:
+        """Pull a saved image from the configured registry and register it for the user.
+
+        Only references under the registry's saved images are pulled, only those the user
+        may read (their own, or a pushed saved image shared with them), and the image is
+        registered from the platform's record of its push, not from its labels.
+        """
+        unknown = sorted(set(body) - {"ref", "name", "tag", "description", "base"})
+        if unknown:
             raise InstanceError(
-                400,
-                "Send 'ref', the image's registry reference, for example "
-                "127.0.0.1:5000/workbench-saved/alice/bert-env:v1.",
+                400, f"Unknown field(s): {', '.join(unknown)}; send ref, name, tag, description."
             )
-        repository, sep, ref_tag = ref.rpartition(":")
-        if not sep or "/" in ref_tag:
-            repository, ref_tag = ref, "latest"
-            ref = f"{ref}:latest"
+        url = self._registry()[0]
         try:
-            name = validate_image_name(body.get("name") or repository.rsplit("/", 1)[-1])
+            ref, slug, ref_name, ref_tag = parse_pushed_ref(body.get("ref"), url, self.namespace)
+            name = validate_image_name(body.get("name") or ref_name)
             tag = validate_tag(body.get("tag") or ref_tag)
+            description = validate_description(body.get("description"))
         except InvalidImage as e:
             raise InstanceError(400, str(e)) from None
-        _, auth, insecure = self._registry()
+        source = await self._pull_source(user, ref, slug)
+        if source is None:
+            raise InstanceError(
+                404,
+                f"No image {ref} that you may pull: pull your own pushed images, or saved "
+                "images their owner pushed and shares with you (ask them to share it).",
+            )
+        base = source.get("base_image") or body.get("base")
+        if not source and not base:
+            raise InstanceError(
+                400,
+                f"This platform has no record of pushing {ref} (was it pushed from another "
+                "installation?). Send 'base', the preset image it was saved from "
+                f"({', '.join(self.policy.catalog.names)}).",
+            )
+        if base not in self.policy.catalog.names:
+            raise InstanceError(
+                409 if source else 400,
+                f"{ref} was saved from {base!r}, which this catalog does not have.",
+            )
         engine = self.engine
         await self._check_quota(user)
         local_repo = self.repository(user, name)
         local_ref = f"{local_repo}:{tag}"
+        async with self._transfer_slot(user, "pull"), self._ref_lock(ref):
+            if await self._call(engine.inspect, ref) is not None:
+                # never take a name this pull did not make (the registry is named like the
+                # local images, or a push of it is under way)
+                raise InstanceError(
+                    409,
+                    f"This machine already has an image named {ref}. If it is a saved image "
+                    "shared with you, start instances from its saved: name (`workbench images "
+                    "saved` lists them); else try again in a minute.",
+                )
+            return await self._pull(user, ref, local_ref, name, tag, base, source, description)
+
+    async def _pull(self, user, ref, local_ref, name, tag, base, source, description) -> dict:
+        """Pull `ref` (no image of that name is on the engine) and register it as local_ref."""
+        _, auth, insecure = self._registry()
+        engine = self.engine
+        local_repo = local_ref.rpartition(":")[0]
 
         def register(session):
             if find_row(session, user, name, tag) is not None:
@@ -608,7 +851,7 @@ class ImageService:
                 name=name,
                 tag=tag,
                 ref=local_ref,
-                base_image="",
+                base_image=base,
                 state="saving",
                 shares=[],
                 pushed_ref=ref,
@@ -625,46 +868,44 @@ class ImageService:
             raise InstanceError(
                 409, f"You already have an image {name}:{tag}. Pull it under another tag."
             )
-        tagged = False
+        made = None  # the local name this pull made
         try:
-            image_id = await asyncio.to_thread(engine.pull, ref, auth=auth, insecure=insecure)
-            info = await asyncio.to_thread(engine.inspect, ref)
-            labels = info.get("Config", {}).get("Labels") or {}
-            base = labels.get("ai-workbench.saved.base-image", "")
-            if base not in self.policy.catalog.names:
+            image_id = await self._transfer(engine.pull, ref, auth=auth, insecure=insecure)
+            made = local_ref if ref == local_ref else None
+            if source.get("image_id") and image_id != source["image_id"]:
                 raise InstanceError(
-                    400,
-                    f"{ref} is not an image saved by ai-workbench from this catalog "
-                    f"(base image {base or 'unknown'!r}).",
+                    409,
+                    f"The registry's {ref} is not the image pushed from here (it was "
+                    "overwritten since). Ask its owner to push it again.",
                 )
-            await asyncio.to_thread(engine.tag, ref, local_repo, tag)
-            tagged = True
-            await asyncio.to_thread(engine.remove, ref)
-            base_size = (
-                await asyncio.to_thread(engine.inspect, self.policy.catalog.get(base).ref) or {}
-            ).get("Size", 0)
+            info = await self._call(engine.inspect, ref) or {}
+            if ref != local_ref:
+                await self._call(engine.tag, ref, local_repo, tag)
+                made = local_ref
+                await self._call(engine.remove, ref)
+            base_info = await self._call(engine.inspect, self.policy.catalog.get(base).ref)
+            base_size = int((base_info or {}).get("Size") or 0)
 
             def ready(session):
                 row = session.get(SavedImageRow, row_id)
                 row.state = "ready"
                 row.image_id = image_id
                 row.size = int(info.get("Size") or 0)
-                row.added_size = max(row.size - int(base_size or 0), 0)
-                row.base_image = base
-                row.source_instance = labels.get("ai-workbench.saved.source-instance", "")
-                row.description = body.get("description") or labels.get(
-                    "ai-workbench.saved.description", ""
-                )
+                row.added_size = max(row.size - base_size, 0)
+                row.source_instance = source.get("source_instance", "")
+                row.description = description or source.get("description", "")
                 return row.to_dict()
 
             model = await self.db.run(ready)
         except BaseException as e:
-            await self._discard(row_id, local_ref if tagged else None)
-            if not tagged:
+            # what this pull made: the registry's name (no image had it before the pull)
+            # and the local one
+            await self._discard(row_id, made)
+            if ref != local_ref:
                 try:
-                    await asyncio.to_thread(engine.remove, ref)
-                except Exception:  # noqa: BLE001 - nothing was pulled
-                    pass
+                    await self._call(engine.remove, ref)
+                except Exception as cleanup:  # noqa: BLE001 - keep the pull's error
+                    log.warning("could not remove pulled image %s: %s", ref, cleanup)
             if isinstance(e, ImageEngineError):
                 raise InstanceError(502, str(e)) from None
             raise
@@ -676,7 +917,15 @@ class ImageService:
 # --- handlers -------------------------------------------------------------------------------
 
 
-class ImagesHandler(APIHandler):
+class ImageAPIHandler(APIHandler):
+    """Base of the saved-image handlers: the image service."""
+
+    @property
+    def images(self) -> ImageService:
+        return self.settings["image_service"]
+
+
+class ImagesHandler(ImageAPIHandler):
     """GET /images: preset images, the user's own saved images and those shared with them."""
 
     @web.authenticated
@@ -698,12 +947,8 @@ class ImagesHandler(APIHandler):
         images = await self.run(self.images.list(self.current_user["name"], presets, workspace))
         self.write_json(images)
 
-    @property
-    def images(self) -> ImageService:
-        return self.settings["image_service"]
 
-
-class SaveHandler(ImagesHandler):
+class SaveHandler(ImageAPIHandler):
     """POST /users/{user}/instances/{name}/save starts a save; GET shows its progress."""
 
     audit_events = {"POST": ("saveImage", "image")}
@@ -740,7 +985,7 @@ class SaveHandler(ImagesHandler):
         self.write_json(status, status=202)
 
 
-class SavedImageHandler(ImagesHandler):
+class SavedImageHandler(ImageAPIHandler):
     """DELETE /users/{user}/images/{name}/{tag}."""
 
     audit_events = {"DELETE": ("deleteImage", "image")}
@@ -754,7 +999,7 @@ class SavedImageHandler(ImagesHandler):
         self.finish()
 
 
-class SharesHandler(ImagesHandler):
+class SharesHandler(ImageAPIHandler):
     """PUT (replace) or PATCH (add, remove) /users/{user}/images/{name}/{tag}/shares."""
 
     audit_events = {"PUT": ("shareImage", "image"), "PATCH": ("shareImage", "image")}
@@ -774,7 +1019,7 @@ class SharesHandler(ImagesHandler):
         self.write_json(await self.run(self.images.share(user, name, tag, body, replace=False)))
 
 
-class PushHandler(ImagesHandler):
+class PushHandler(ImageAPIHandler):
     """POST /users/{user}/images/{name}/{tag}/push: push to the configured registry."""
 
     audit_events = {"POST": ("pushImage", "image")}
@@ -786,7 +1031,7 @@ class PushHandler(ImagesHandler):
         self.write_json(await self.run(self.images.push(user, name, tag)))
 
 
-class PullHandler(ImagesHandler):
+class PullHandler(ImageAPIHandler):
     """POST /users/{user}/images/pull {ref, name?, tag?}: pull and register for the user."""
 
     audit_events = {"POST": ("pullImage", "image")}

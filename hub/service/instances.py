@@ -271,8 +271,13 @@ class InstanceManager:
                 "create a new instance in the other workspace.",
             )
         spec = await self._spec({**current, **body}, user)
-        before = (await self._spec(current, user)).to_options()
         after = spec.to_options()
+        try:
+            before = (await self._spec(current, user)).to_options()
+        except InstanceError:
+            # what is stored is no longer valid (settings changed, or stored unchecked by an
+            # older version): the valid options asked for replace it
+            before = {key: current.get(key, value) for key, value in after.items()}
         if after == before:
             return self.model(user, server)
         needs_restart = any(after[k] != before[k] for k in after if k not in LIVE_OPTION_KEYS)

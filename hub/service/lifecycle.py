@@ -3,8 +3,10 @@
 Every `lifecycle_interval_seconds` the platform service reads all instances from the hub's
 API (with their spawner state: how the last run ended, restarts) and:
 
-- asks each running instance for its own activity (/api/workbench/status, served by the
-  images' server extension: busy kernels, terminal commands, OOM kills);
+- uses each running instance's own report of its activity (busy kernels, terminal commands,
+  OOM kills), which the images' server extension posts to `.../instances/{name}/status` with
+  the instance's own token. The service never calls into an instance: anything sent there
+  (a token above all) is readable by the instance's owner;
 - stops a running instance past its idle deadline (the latest of the hub's last_activity,
   which the instance and the SSH gateway report, and the instance's own answer) or past its
   fixed run time;
@@ -15,24 +17,24 @@ API (with their spawner state: how the last run ended, restarts) and:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import time
-from datetime import timedelta
-from urllib.parse import quote, urlparse
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from spawner.flavors import format_bytes
 from spawner.lifecycle import (
     IDLE,
     auto_stop_deadline,
+    duration,
     isoformat,
     parse_time,
     utcnow,
 )
-from spawner.options import InvalidOptions, parse_auto_stop
+from spawner.options import InvalidOptions, parse_auto_stop, validate_instance_name
 
 from .handlers import APIHandler
 from .hubapi import HubAPIError
@@ -47,8 +49,10 @@ def effective_auto_stop(server: dict, policy) -> dict:
     try:
         return parse_auto_stop(raw, policy)
     except InvalidOptions:
-        # bounds changed since it was set: honour what the user chose
-        return dict(raw or {})
+        # bounds changed since it was set: honour what the user chose, as far as it is a
+        # duration at all (options stored by an older version may hold NaN or text)
+        raw = raw if isinstance(raw, dict) else {}
+        return {key: duration(raw.get(key)) for key in ("idle_minutes", "max_hours")}
 
 
 def lifecycle_fields(server: dict, policy, status: dict | None, max_attempts: int) -> dict:
@@ -95,19 +99,56 @@ def latest(*times) -> str | None:
     return isoformat(max(parsed)) if parsed else None
 
 
+# a report older than this many report intervals no longer counts (the instance stopped
+# reporting: it is busy, restarting, or its image lacks the extension)
+STATUS_STALE_REPORTS = 3
+STATUS_COUNTS = ("busy_kernels", "running_terminals", "oom_kills")
+
+
+def clean_status(report) -> dict:
+    """An instance's report of itself, checked: the instance is its owner's to change, so
+    nothing in it is trusted beyond its owner's own instance (times in the future are
+    clamped to now: activity cannot be reported ahead)."""
+    if not isinstance(report, dict):
+        raise InstanceError(400, "Send the instance's status as a JSON object.")
+    now = utcnow()
+    status: dict = {}
+    for key in ("last_activity", "last_oom_kill"):
+        value = report.get(key)
+        if value is None:
+            status[key] = None
+            continue
+        try:
+            at = parse_time(value) if isinstance(value, str) else None
+        except ValueError:
+            at = None
+        if at is None:
+            raise InstanceError(400, f"{key} must be an ISO 8601 time or null, not {value!r}.")
+        status[key] = isoformat(min(at, now))
+    for key in STATUS_COUNTS:
+        value = report.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            raise InstanceError(400, f"{key} must be a count (0 or more), not {value!r}.")
+        status[key] = value
+    limit = report.get("memory_limit")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit < 2**63
+    ):
+        raise InstanceError(400, f"memory_limit must be bytes or null, not {limit!r}.")
+    status["memory_limit"] = limit
+    return status
+
+
 class Lifecycle:
     """The periodic check that stops and restarts instances."""
 
-    def __init__(self, manager, settings, public_url: str):
+    def __init__(self, manager, settings):
         self.manager = manager
         self.hub = manager.hub
         self.policy = manager.policy
         self.settings = settings
-        url = urlparse(public_url)
-        host = url.hostname if url.hostname not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
-        self.public_url = f"{url.scheme}://{host}:{url.port or 80}"
-        self.client = AsyncHTTPClient()
-        self.status: dict[tuple[str, str], dict] = {}
+        # (user, instance) -> (monotonic time received, the instance's last report)
+        self.status: dict[tuple[str, str], tuple[float, dict]] = {}
         self._busy: set[tuple[str, str]] = set()
         self._task: asyncio.Task | None = None
 
@@ -167,32 +208,31 @@ class Lifecycle:
         if tasks:
             await asyncio.gather(*tasks)
 
-    async def instance_status(self, user: str, name: str, server: dict) -> dict | None:
-        """The instance's own report (activity, OOM kills); None if it does not answer."""
-        url = self.public_url + server["url"].rstrip("/") + "/api/workbench/status"
-        req = HTTPRequest(
-            url,
-            headers={"Authorization": f"token {self.hub.token}"},
-            request_timeout=5,
-            follow_redirects=False,
-        )
-        try:
-            resp = await self.client.fetch(req)
-            status = json.loads(resp.body)
-        except Exception as e:  # noqa: BLE001 - an image without the extension, or busy
-            log.debug("instance %s/%s status not available: %s", user, name, e)
+    def record_status(self, user: str, name: str, report: dict) -> dict:
+        """Keep a running instance's report of itself (checked and normalised)."""
+        status = clean_status(report)
+        self.status[(user, name)] = (time.monotonic(), status)
+        return status
+
+    def instance_status(self, user: str, name: str) -> dict | None:
+        """The instance's latest report, if recent enough; None if it has not reported."""
+        entry = self.status.get((user, name))
+        if entry is None:
             return None
-        self.status[(user, name)] = status
+        received, status = entry
+        stale_after = STATUS_STALE_REPORTS * self.settings.activity_report_seconds
+        if time.monotonic() - received > stale_after:
+            return None
         return status
 
     async def check_running(self, user: str, name: str, server: dict):
-        status = await self.instance_status(user, name, server)
+        status = self.instance_status(user, name)
         auto_stop = effective_auto_stop(server, self.policy)
         activity = latest(server.get("last_activity"), (status or {}).get("last_activity"))
         deadline, why = auto_stop_deadline(auto_stop, server.get("started"), activity)
         if deadline is None:
             return
-        if why == IDLE and status is None:
+        if why == IDLE and status is None and deadline < datetime.max.replace(tzinfo=UTC):
             # without the instance's own answer, give its next report to the hub time
             deadline += timedelta(seconds=1.2 * self.settings.activity_report_seconds)
         if utcnow() < deadline:
@@ -238,7 +278,7 @@ class Lifecycle:
         fields = lifecycle_fields(
             server,
             self.policy,
-            self.status.get((user, server["name"])),
+            self.instance_status(user, server["name"]),
             self.settings.restart_max_attempts,
         )
         model.update(fields)
@@ -259,7 +299,11 @@ class Lifecycle:
     async def extend(self, user: str, name: str, minutes) -> dict:
         """Keep a running instance longer: counts as activity now (the idle deadline moves)
         and adds minutes to its fixed run time, if it has one."""
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, (int, float))
+            or not math.isfinite(minutes)
+        ):
             raise InstanceError(400, 'Say how long to extend by: {"minutes": 60}.')
         most = self.policy.max_runtime_max_hours * 60
         if not 0 < minutes <= most:
@@ -305,9 +349,38 @@ class ExtendHandler(APIHandler):
     @web.authenticated
     async def post(self, user, name):
         self.check_user(user)
+        # keeping an instance running longer changes its auto-stop settings
+        self.require_scope("instances:update")
         body = self.get_json_body()
         unknown = sorted(set(body) - {"minutes"})
         if unknown:
             raise web.HTTPError(400, f"Unknown field(s) {', '.join(unknown)}; send minutes.")
         lifecycle = self.manager.lifecycle
         self.write_json(await self.run(lifecycle.extend(user, name, body.get("minutes"))))
+
+
+class InstanceStatusHandler(APIHandler):
+    """POST .../instances/{name}/status: a running instance reports its own activity.
+
+    Called by the images' server extension with the instance's own token: a server's token
+    may report only for its own instance, a user's token for that user's instances.
+    """
+
+    @web.authenticated
+    async def post(self, user, name):
+        self.check_user(user)
+        scopes = set(self.current_user.get("scopes") or ())
+        servers = {s.partition("=")[2] for s in scopes if s.startswith("access:servers!server=")}
+        if servers and f"{user}/{name}" not in servers:
+            self.denied = True
+            raise web.HTTPError(403, "An instance reports only its own status.")
+        if not servers:
+            self.require_scope("instances:update")
+        try:
+            validate_instance_name(name)
+            status = self.manager.lifecycle.record_status(user, name, self.get_json_body())
+        except InvalidOptions as e:
+            raise web.HTTPError(400, str(e)) from None
+        except InstanceError as e:
+            raise web.HTTPError(e.code, e.message) from None
+        self.write_json(status)

@@ -11,18 +11,23 @@ of: API requests, kernel messages of executions, terminal I/O. This extension ch
   nobody watches its output.
 
 It also watches the container's memory cgroup for processes killed for lack of memory (a
-kernel usually: the container keeps running) and serves all this at /api/workbench/status
-for the platform.
+kernel usually: the container keeps running). It reports all this to the platform API
+(`POST .../users/{user}/instances/{name}/status`) with this server's own token, every activity
+report interval, and serves it at /api/workbench/status for the user. The platform never
+calls into the instance: a user controls this server, so nothing privileged may be sent to it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
-from tornado.ioloop import PeriodicCallback
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OOM_COUNTERS = (
@@ -152,6 +157,53 @@ class ActivityWatcher:
         }
 
 
+def platform_status_url() -> str:
+    """Where this instance reports its status; empty outside the platform."""
+    api = (os.environ.get("WORKBENCH_API_URL") or "").rstrip("/")
+    if not api:
+        hub_api = (os.environ.get("JUPYTERHUB_API_URL") or "").rstrip("/")
+        if hub_api.endswith("/hub/api"):
+            api = hub_api[: -len("/hub/api")] + "/services/workbench/api"
+    user = os.environ.get("JUPYTERHUB_USER")
+    name = os.environ.get("JUPYTERHUB_SERVER_NAME")
+    if not (api and user and name):
+        return ""
+    return f"{api}/users/{quote(user, safe='')}/instances/{quote(name, safe='')}/status"
+
+
+class StatusReporter:
+    """Posts the watcher's status to the platform with this server's own token."""
+
+    def __init__(self, watcher: ActivityWatcher, url: str, token: str, log):
+        self.watcher = watcher
+        self.url = url
+        self.token = token
+        self.log = log
+        self.failures = 0
+
+    async def report(self):
+        self.watcher.check()
+        request = HTTPRequest(
+            self.url,
+            method="POST",
+            body=json.dumps(self.watcher.status()),
+            headers={
+                "Authorization": f"token {self.token}",
+                "Content-Type": "application/json",
+            },
+            request_timeout=10,
+            follow_redirects=False,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except Exception as e:  # noqa: BLE001 - the platform restarting: report again later
+            self.failures += 1
+            if self.failures in (1, 10) or self.failures % 100 == 0:
+                self.log.warning("workbench status not reported (%s so far): %s", self.failures, e)
+        else:
+            self.failures = 0
+
+
 class StatusHandler(APIHandler):
     """GET /api/workbench/status: activity and OOM kills, for the platform's lifecycle."""
 
@@ -176,5 +228,26 @@ def _load_jupyter_server_extension(serverapp):
     serverapp.web_app.add_handlers(".*$", [(base_url + "/api/workbench/status", StatusHandler)])
     report = int(os.environ.get("JUPYTERHUB_ACTIVITY_INTERVAL") or 300)
     interval = min(max(report / 2, 1), 15)
-    PeriodicCallback(watcher.check, interval * 1000).start()
-    serverapp.log.info("workbench activity rules loaded (checks every %ss)", interval)
+    url = platform_status_url()
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    reporter = StatusReporter(watcher, url, token, serverapp.log) if url and token else None
+
+    async def run_checks():
+        # a task on the server's running loop, started once that loop runs
+        while True:
+            try:
+                if reporter is not None:
+                    await reporter.report()
+                else:
+                    watcher.check()
+            except Exception:  # noqa: BLE001 - keep checking; the next round may work
+                serverapp.log.exception("workbench activity check failed")
+            await asyncio.sleep(interval)
+
+    serverapp.io_loop.add_callback(run_checks)
+    serverapp.log.info(
+        "workbench activity rules loaded (checks every %ss, reports to %s)",
+        interval,
+        url or "nobody",
+    )
