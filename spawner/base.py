@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import inspect
+from urllib.parse import quote
 
 from tornado import web
 from traitlets import Any, Float, Integer, List, Unicode, default
@@ -30,8 +31,25 @@ START_SCOPE = "custom:workbench:instances:start"
 _rejected_forms: dict[str, dict] = {}
 
 
+def oauth_client_id(user: str, name: str) -> str:
+    """The OAuth client name of a user's named server, one per (user, server).
+
+    JupyterHub's own, "jupyterhub-user-<user>-<server>", reads two ways when names hold "-":
+    user a's server b-c-d and user a-b's server c-d would share one client, and starting one
+    would take over the other's sign-in. Here the user's part holds no "-" (it is escaped),
+    so the first "-" after it ends it. Quoted, as JupyterHub's: it names the server's cookie.
+    """
+    escaped = quote(user, safe="").replace("-", "%2D")
+    return f"jupyterhub-user-{escaped}-{quote(name, safe='')}"
+
+
 class InstanceSpawnerMixin(InstanceSSHMixin):
     """Spawner traits and behaviour that make a JupyterHub named server an instance."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.name and self.oauth_client_id.startswith("jupyterhub-user-"):
+            self.oauth_client_id = oauth_client_id(self.user.name, self.name)
 
     catalog_path = Unicode(
         "",

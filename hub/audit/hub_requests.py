@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
+from spawner.base import oauth_client_id
+
 log = logging.getLogger("workbench.audit")
 
 SERVER_API = re.compile(r"/hub/api/users/(?P<user>[^/]+)/servers/(?P<name>[^/]+)/?$")
@@ -89,8 +91,10 @@ def server_of_client(client_id: str, redirect_uri: str) -> str | None:
     if not match:
         return None
     user, name = unquote(match["user"]), unquote(match["name"] or "")
-    expected = f"jupyterhub-user-{quote(user)}" + (f"-{quote(name)}" if name else "")
-    if client_id != expected:
+    expected = {f"jupyterhub-user-{quote(user)}" + (f"-{quote(name)}" if name else "")}
+    if name:
+        expected.add(oauth_client_id(user, name))  # the platform's own, unambiguous form
+    if client_id not in expected:
         return None
     return f"{user}/{name}"
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from ..platform import Hub, remove_engine_objects, run_code
+from .test_audit import open_instance
 
 FAST = """
 idle_stop_min_minutes = 0.05
@@ -194,3 +195,20 @@ def test_fork_bomb_leaves_other_instances_and_the_hub_working(sec_hub, mallory, 
     finally:
         mallory.stop_instance("trap")
     assert mallory.instance("trap")["state"] == "stopped"
+
+
+def test_instance_name_cannot_take_over_another_users_sign_in(sec_hub):
+    """User "a" names an instance "b-c-d" while user "a-b" runs "c-d": under JupyterHub's own
+    naming both servers would share the OAuth client jupyterhub-user-a-b-c-d, and starting
+    the attacker's would take over the victim's sign-in. Each server has a client of its own:
+    both owners open their JupyterLab, each through their own server's callback."""
+    victim = sec_hub.add_user("a-b")
+    victim.create_instance("c-d")
+    attacker = sec_hub.add_user("a")
+    attacker.create_instance("b-c-d")
+    try:
+        for user, name in (("a-b", "c-d"), ("a", "b-c-d")):
+            open_instance(sec_hub, user, name)
+    finally:
+        victim.stop_instance("c-d")
+        attacker.stop_instance("b-c-d")
