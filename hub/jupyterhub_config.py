@@ -158,6 +158,14 @@ else:
 for key, value in settings.spawner_config().items():
     setattr(spawner, key, value)
 
+# --- what instances get to reach package mirrors: the host's CA bundle and pip settings by
+# default (spawner/instance_network.py); files written at each hub start, mounted read-only
+from spawner.instance_network import write_instance_files  # noqa: E402
+
+instance_network = settings.instance_network()
+spawner.instance_environment = instance_network.environment
+spawner.instance_files = write_instance_files(instance_network, data / "instance-files")
+
 
 def _saved_images():
     from hub.db import Database, database_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from urllib.parse import urlparse
 
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable
@@ -333,8 +334,6 @@ class WorkbenchSettings(Configurable):
 
     @validate("subdomain_host")
     def _valid_subdomain_host(self, proposal):
-        from urllib.parse import urlparse
-
         value = proposal.value.strip().rstrip("/")
         if not value:
             return ""
@@ -351,6 +350,113 @@ class WorkbenchSettings(Configurable):
         if proposal.value not in ("docker", "kubernetes"):
             raise TraitError(f'backend must be "docker" or "kubernetes", not {proposal.value!r}')
         return proposal.value
+
+    # --- what every instance gets to reach package mirrors (spawner/instance_network.py) ---
+    instance_ca_bundle = Unicode(
+        "auto",
+        help="""PEM file of the certificate authorities instances trust, put in place of the
+        image's system store and named to pip, requests, conda, npm, curl and git. "auto"
+        (the default): the host's own bundle, so instances trust what the host trusts (a
+        TLS-inspecting proxy's CA among them); "": the image's own store.""",
+    ).tag(config=True)
+    instance_extra_ca_certs = List(
+        Unicode(),
+        help="""More PEM files of CAs instances trust, added to instance_ca_bundle (your
+        company's CA, a private registry's). Default [].""",
+    ).tag(config=True)
+    instance_pip_index_url = Unicode(
+        "auto",
+        help="""pip's index URL in instances (PIP_INDEX_URL). "auto" (the default): the
+        host's pip configuration's index-url, if any; "": pip's default (PyPI).""",
+    ).tag(config=True)
+    instance_pip_extra_index_urls = List(
+        Unicode(),
+        ["auto"],
+        help="""pip's extra index URLs in instances. ["auto"] (the default): the host's
+        pip configuration's http(s) extra-index-url entries (file:// ones mean nothing in a
+        container); [] for none.""",
+    ).tag(config=True)
+    instance_pip_trusted_hosts = List(
+        Unicode(),
+        ["auto"],
+        help="""Hosts pip in instances trusts without TLS checks. ["auto"] (the default):
+        the host's pip configuration's trusted-host entries.""",
+    ).tag(config=True)
+    instance_conda_channels = List(
+        Unicode(),
+        help="""conda channels of instances (CONDA_CHANNELS), e.g. a mirror's
+        ["https://mirror.example.com/conda-forge"]. Default []: conda's own.""",
+    ).tag(config=True)
+    instance_npm_registry = Unicode(
+        "",
+        help="""npm registry of instances (NPM_CONFIG_REGISTRY). Default "": npm's own.""",
+    ).tag(config=True)
+    instance_apt_mirror = Unicode(
+        "",
+        help="""Debian mirror URL written as the instances' /etc/apt/sources.list, e.g.
+        "http://mirror.example.com/debian". Default "": the image's own.""",
+    ).tag(config=True)
+    instance_http_proxy = Unicode(
+        "auto",
+        help="""http_proxy of instances. "auto" (the default): the hub's own $http_proxy
+        (or $HTTP_PROXY); "": none.""",
+    ).tag(config=True)
+    instance_https_proxy = Unicode(
+        "auto",
+        help="""https_proxy of instances. "auto" (the default): the hub's own $https_proxy
+        (or $HTTPS_PROXY); "": none.""",
+    ).tag(config=True)
+    instance_no_proxy = Unicode(
+        "auto",
+        help="""no_proxy of instances (comma-separated hosts). "auto" (the default): the
+        hub's own $no_proxy. The hub's host (hub_connect_host) is always added, so instances
+        reach the hub and the platform API directly.""",
+    ).tag(config=True)
+
+    def instance_network(self):
+        """What instances get from the settings above, "auto" read off this host."""
+        from spawner.instance_network import (
+            host_ca_bundle,
+            host_pip_config,
+            make_instance_network,
+            reachable_urls,
+        )
+
+        pip = host_pip_config()
+
+        def auto(value, host_value):
+            return host_value if value == "auto" else value
+
+        def auto_list(values, host_values):
+            return host_values if values == ["auto"] else [v for v in values if v != "auto"]
+
+        def from_env(name):
+            return os.environ.get(name) or os.environ.get(name.upper()) or ""
+
+        ca_bundle = auto(self.instance_ca_bundle, pip.get("cert") or host_ca_bundle())
+        extra = [str(self.path(p)) for p in self.instance_extra_ca_certs]
+        index = auto(self.instance_pip_index_url, pip.get("index-url", ""))
+        return make_instance_network(
+            ca_bundle=str(self.path(ca_bundle)) if ca_bundle else "",
+            extra_ca_certs=extra,
+            pip_index_url=index if urlparse(index).scheme in ("http", "https") else "",
+            pip_extra_index_urls=auto_list(
+                self.instance_pip_extra_index_urls,
+                reachable_urls(pip.get("extra-index-url", "")),
+            ),
+            pip_trusted_hosts=auto_list(
+                self.instance_pip_trusted_hosts, pip.get("trusted-host", "").split()
+            ),
+            conda_channels=list(self.instance_conda_channels),
+            npm_registry=self.instance_npm_registry,
+            apt_mirror=self.instance_apt_mirror,
+            proxies={
+                "http_proxy": auto(self.instance_http_proxy, from_env("http_proxy")),
+                "https_proxy": auto(self.instance_https_proxy, from_env("https_proxy")),
+                "no_proxy": auto(self.instance_no_proxy, from_env("no_proxy")),
+            },
+            always_direct=[self.hub_connect_host],
+        )
 
     def path(self, value: str) -> Path:
         """A settings path made absolute against base_dir."""

@@ -8,7 +8,7 @@ import inspect
 from urllib.parse import quote
 
 from tornado import web
-from traitlets import Any, Float, Integer, List, Unicode, default
+from traitlets import Any, Dict, Float, Integer, List, Unicode, default
 
 from .lifecycle import auto_stop_form_fields
 from .options import (
@@ -131,6 +131,19 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         config=True,
         help="""Where the instance's persistent storage is mounted; JupyterLab opens here.
         Default "/home/jovyan/work".""",
+    )
+
+    instance_environment = Dict(
+        config=True,
+        help="""Environment variables every instance gets at each start, for the network it
+        lives in (CA bundle, pip index, proxies: hub.settings' instance_* settings, set by
+        jupyterhub_config.py). Never baked into a saved image.""",
+    )
+    instance_files = Dict(
+        config=True,
+        help="""Read-only files every instance gets at each start: {host path: path in the
+        instance} (the CA bundle over the image's system store, an apt sources list). Docker
+        and Podman mount them; on Kubernetes mount them from a ConfigMap yourself.""",
     )
 
     saved_images = Any(

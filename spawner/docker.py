@@ -185,7 +185,11 @@ class WorkbenchDockerSpawner(
         self._image_cmd = image_info["Config"].get("Cmd") or []
         self.mem_limit = cs["mem_limit"]
         self.cpu_limit = cs["cpu_limit"]
-        self.volumes = {cs["volume"]: cs["volumes"][cs["volume"]]}
+        self.volumes = {
+            cs["volume"]: cs["volumes"][cs["volume"]],
+            # the network's files (CA bundle, apt sources): read-only, never in a save
+            **{host: {"bind": path, "mode": "ro"} for host, path in self.instance_files.items()},
+        }
         if not hasattr(self, "_configured_extras"):
             # what the admin configured, kept under what each start sets
             self._configured_extras = (dict(self.extra_host_config), dict(self.extra_create_kwargs))
@@ -201,6 +205,7 @@ class WorkbenchDockerSpawner(
 
     def get_env(self):
         env = super().get_env()
+        env.update(self.instance_environment)
         env.update(getattr(self, "_container_env", None) or {})
         return env
 

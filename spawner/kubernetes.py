@@ -129,6 +129,7 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
 
     def get_env(self):
         env = super().get_env()
+        env.update(self.instance_environment)
         # on the pod's memory-backed runtime volume: never in the work volume or a save
         env["JUPYTER_RUNTIME_DIR"] = RUNTIME_DIR
         return env

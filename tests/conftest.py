@@ -11,7 +11,7 @@ from hub.settings import load_settings
 from images.catalog import DEFAULT_CATALOG
 from spawner.engine import podman_env
 
-from .platform import REPO, Hub, remove_engine_objects
+from .platform import REPO, running_hub
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +80,7 @@ def test_catalog(tmp_path_factory, engine, base_image):
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory, engine, base_image, test_catalog):
     """A real hub with the platform API, spawning real containers; torn down after."""
-    h = Hub(
-        tmp_path_factory.mktemp("hub"),
-        extra_settings=f'catalog_path = "{test_catalog}"',
-        engine_url=engine.url,
-    )
-    h.start()
-    yield h
-    h.stop()
-    remove_engine_objects(engine.url, h.prefix)
-    print(f"\n--- hub log tail ---\n{h.log_tail(30)}")
+    with running_hub(
+        tmp_path_factory.mktemp("hub"), engine.url, "session", catalog=test_catalog
+    ) as h:
+        yield h

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -157,6 +158,30 @@ ssh_activity_seconds = 2
         )
         assert r.status_code == 302, r.text[:500]
         return s
+
+
+@contextmanager
+def running_hub(
+    root: Path,
+    engine_url: str,
+    label: str,
+    extra_settings: str = "",
+    catalog: Path | None = None,
+    configure=None,
+):
+    """A hub of its own, started (configure(hub) first, if given); stopped after, with its
+    containers, volumes, networks and images removed and its log's tail printed."""
+    settings = f'catalog_path = "{catalog}"\n' if catalog else ""
+    h = Hub(root, extra_settings=settings + extra_settings, engine_url=engine_url)
+    if configure is not None:
+        configure(h)
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
+        remove_engine_objects(engine_url, h.prefix)
+        print(f"\n--- {label} hub log tail ---\n{h.log_tail(40)}")
 
 
 def execute_request(code: str) -> tuple[str, dict]:

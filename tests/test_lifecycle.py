@@ -14,7 +14,7 @@ import websocket
 
 from hub.client import WorkbenchError
 
-from .platform import Hub, execute_request, remove_engine_objects, run_code
+from .platform import execute_request, run_code, running_hub
 
 FAST = """
 idle_stop_min_minutes = 0.05
@@ -29,16 +29,10 @@ restart_max_attempts = 3
 @pytest.fixture(scope="module")
 def lc_hub(tmp_path_factory, engine, base_image, test_catalog):
     """A hub of its own: these tests kill containers and restart the hub."""
-    h = Hub(
-        tmp_path_factory.mktemp("lifecycle"),
-        extra_settings=f'catalog_path = "{test_catalog}"\n{FAST}',
-        engine_url=engine.url,
-    )
-    h.start()
-    yield h
-    h.stop()
-    remove_engine_objects(engine.url, h.prefix)
-    print(f"\n--- lifecycle hub log tail ---\n{h.log_tail(40)}")
+    with running_hub(
+        tmp_path_factory.mktemp("lifecycle"), engine.url, "lifecycle", FAST, test_catalog
+    ) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from ..platform import Hub, remove_engine_objects, run_code
+from ..platform import run_code, running_hub
 from .test_audit import open_instance
 
 FAST = """
@@ -33,16 +33,10 @@ c.ServerApp.tornado_settings = {"log_function": log_headers}
 @pytest.fixture(scope="module")
 def sec_hub(tmp_path_factory, engine, base_image, test_catalog):
     """A hub of its own whose lifecycle checks every second."""
-    h = Hub(
-        tmp_path_factory.mktemp("security"),
-        extra_settings=f'catalog_path = "{test_catalog}"\n{FAST}',
-        engine_url=engine.url,
-    )
-    h.start()
-    yield h
-    h.stop()
-    remove_engine_objects(engine.url, h.prefix)
-    print(f"\n--- security hub log tail ---\n{h.log_tail(40)}")
+    with running_hub(
+        tmp_path_factory.mktemp("security"), engine.url, "security", FAST, test_catalog
+    ) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,20 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..platform import Hub, remove_engine_objects
+from ..platform import running_hub
 
 
 @pytest.fixture(scope="module")
 def plat_hub(tmp_path_factory, engine, base_image, test_catalog):
     """A hub of its own with two configured admins; these tests kill it."""
-    h = Hub(
-        tmp_path_factory.mktemp("platform"),
-        extra_settings=f'catalog_path = "{test_catalog}"',
-        engine_url=engine.url,
-    )
-    h.config.write_text(
-        h.config.read_text().replace('admin_users = ["admin"]', 'admin_users = ["admin", "ops"]')
-    )
-    h.start()
-    yield h
-    h.stop()
-    remove_engine_objects(engine.url, h.prefix)
-    print(f"\n--- platform hub log tail ---\n{h.log_tail(40)}")
+
+    def two_admins(h):
+        text = h.config.read_text()
+        h.config.write_text(text.replace('["admin"]', '["admin", "ops"]'))
+
+    root = tmp_path_factory.mktemp("platform")
+    with running_hub(root, engine.url, "platform", catalog=test_catalog, configure=two_admins) as h:
+        yield h
 
 
 def test_second_admin_name_cannot_be_claimed_at_sign_up(plat_hub):

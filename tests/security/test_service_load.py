@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from ..platform import Hub, free_port, remove_engine_objects
+from ..platform import free_port, running_hub
 
 
 class StallingRegistry:
@@ -53,21 +53,11 @@ def registry():
 
 @pytest.fixture(scope="module")
 def load_hub(tmp_path_factory, engine, base_image, test_catalog, registry):
-    h = Hub(
-        tmp_path_factory.mktemp("load"),
-        extra_settings=(
-            f'catalog_path = "{test_catalog}"\n'
-            f'registry_url = "127.0.0.1:{registry.port}"\n'
-            "registry_insecure = true\n"
-        ),
-        engine_url=engine.url,
-    )
-    h.start()
-    yield h
-    registry.close()
-    h.stop()
-    remove_engine_objects(engine.url, h.prefix)
-    print(f"\n--- load hub log tail ---\n{h.log_tail(30)}")
+    settings = f'registry_url = "127.0.0.1:{registry.port}"\nregistry_insecure = true\n'
+    root = tmp_path_factory.mktemp("load")
+    with running_hub(root, engine.url, "load", settings, test_catalog) as h:
+        yield h
+        registry.close()
 
 
 def pull(client, registry_port: int, prefix: str, user: str, n: int):
