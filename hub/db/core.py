@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger("workbench.db")
 
@@ -74,8 +75,85 @@ def alembic_config(url: str):
     return config
 
 
+# PostgreSQL advisory lock key of the platform's migrations (any constant of our own)
+MIGRATION_LOCK_KEY = 0x776F726B62656E63  # "workbenc"
+
+
+@contextmanager
+def migration_lock(url: str):
+    """Hold the database's migration lock: one process migrates at a time.
+
+    The platform's services migrate at start, often at the same moment. SQLite: a file lock
+    beside the database file; PostgreSQL: an advisory lock held on a connection of its own.
+    """
+    sa_url = make_url(_sqlalchemy_url(url))
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite" and sa_url.database and sa_url.database != ":memory:":
+        import fcntl
+
+        path = Path(sa_url.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".migrate-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    elif backend == "postgresql":
+        engine = create_engine(_sqlalchemy_url(url), poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                    conn.commit()
+        finally:
+            engine.dispose()
+    else:
+        yield
+
+
+def repair_versions(url: str) -> list[str]:
+    """Remove version rows that are ancestors of other rows (left by a race of earlier
+    versions: alembic refuses to upgrade a database whose rows overlap). Returns them."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect as inspect_db
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            if not inspect_db(conn).has_table(VERSION_TABLE):
+                return []
+            rows = set(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+            if len(rows) < 2:
+                return []
+            script = ScriptDirectory.from_config(alembic_config(url))
+            below = set()
+            for row in rows:
+                try:
+                    below |= {r.revision for r in script.iterate_revisions(row, "base")} - {row}
+                except Exception:  # noqa: BLE001 - a revision this code does not know
+                    continue
+            stray = sorted(rows & below)
+            for row in stray:
+                conn.execute(
+                    text(f"DELETE FROM {VERSION_TABLE} WHERE version_num = :v"), {"v": row}
+                )
+            if stray:
+                log.warning("database: removed stray migration versions %s", ", ".join(stray))
+            return stray
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "heads"):
-    """Bring the database at url to revision (creating it if needed).
+    """Bring the database at url to revision (creating it if needed), under the migration
+    lock, after repairing overlapping version rows.
 
     Each feature keeps its own migration branch off the initial revision, so "heads"
     (every branch) is the default.
@@ -84,12 +162,13 @@ def upgrade(url: str, revision: str = "heads"):
 
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        repair_versions(url)
+        command.upgrade(alembic_config(url), revision)
 
 
 def upgrade_when_ready(url: str, attempts: int = 10):
-    """upgrade(), retried: several of the platform's processes may start at once, and the
-    loser of a race to create the first tables sees them already there on its retry."""
+    """upgrade(), retried while the database is not reachable yet (a PostgreSQL starting)."""
     import time
 
     from sqlalchemy.exc import DBAPIError
@@ -100,7 +179,7 @@ def upgrade_when_ready(url: str, attempts: int = 10):
         except DBAPIError as e:
             if attempt == attempts - 1:
                 raise
-            log.info("database migration raced another process (%s); retrying", e.orig)
+            log.info("database migration failed (%s); retrying", e.orig)
             time.sleep(0.5 + attempt * 0.5)
 
 
