@@ -202,8 +202,46 @@ def _print_lifecycle(model):
         print(f"Error: {model['error']}")
 
 
+# the options each `workbench instances` action takes (besides --user and --url)
+INSTANCE_OPTIONS = {
+    "list": (),
+    "flavors": (),
+    "show": (),
+    "create": (
+        *("image", "flavor", "storage", "description"),
+        *("ssh", "allowlist", "idle", "max_hours"),
+    ),
+    "start": (),
+    "stop": (),
+    "delete": (),
+    "ssh": (),
+    "switch": ("image", "flavor"),
+    "save": ("image", "tag", "description"),
+    "update": ("idle", "max_hours", "description", "ssh", "allowlist"),
+    "extend": ("minutes",),
+}
+
+
+def _check_options(args):
+    """Exit 2 naming any option given that the action does not take: none is ignored."""
+    every = {option for options in INSTANCE_OPTIONS.values() for option in options}
+    for option in sorted(every):
+        if getattr(args, option) is not None and option not in INSTANCE_OPTIONS[args.action]:
+            users = [a for a, options in INSTANCE_OPTIONS.items() if option in options]
+            _fail(
+                f"`workbench instances {args.action}` takes no --{option.replace('_', '-')} "
+                f"(it is for: {', '.join(users)}).",
+                2,
+            )
+
+
+def _allowlist(text: str) -> list[str]:
+    return [a for a in text.replace(",", " ").split() if a]
+
+
 def cmd_instances(args):
     """Instance commands."""
+    _check_options(args)
     client = _client(args)
     action = args.action
     if action == "list":
@@ -217,6 +255,18 @@ def cmd_instances(args):
         _fail(f"`workbench instances {action}` needs an instance name", 2)
     if action == "create":
         print(f"creating {args.name} ...", flush=True)
+        ssh = None
+        if args.ssh is not None or args.allowlist is not None:
+            ssh = {"enabled": args.ssh == "on", "allowlist": _allowlist(args.allowlist or "")}
+            if args.ssh is None:
+                _fail("--allowlist needs --ssh on", 2)
+        auto_stop = None
+        if args.idle is not None or args.max_hours is not None:
+            auto_stop = {
+                key: value
+                for key, value in (("idle_minutes", args.idle), ("max_hours", args.max_hours))
+                if value is not None
+            }
         model = client.create_instance(
             args.name,
             image=args.image,
@@ -224,6 +274,8 @@ def cmd_instances(args):
             storage_gib=args.storage,
             description=args.description or "",
             user=args.user,
+            ssh=ssh,
+            auto_stop=auto_stop,
         )
     elif action == "start":
         model = client.start_instance(args.name, args.user)
@@ -249,7 +301,7 @@ def cmd_instances(args):
             enabled = current["enabled"] if args.ssh is None else args.ssh == "on"
             allowlist = current["allowlist"]
             if args.allowlist is not None:
-                allowlist = [a for a in args.allowlist.replace(",", " ").split() if a]
+                allowlist = _allowlist(args.allowlist)
             client.set_ssh(args.name, enabled, allowlist, user=args.user)
         if args.idle is not None or args.max_hours is not None:
             client.set_auto_stop(args.name, args.idle, args.max_hours, user=args.user)
@@ -279,8 +331,8 @@ def _print_ssh(access: dict, name: str):
     """The ssh command and ~/.ssh/config block of an instance."""
     if not access["enabled"]:
         print(
-            f"SSH is off for {name}: turn it on from the home page or with PATCH "
-            f'.../instances/{name} {{"ssh": {{"enabled": true}}}}.\n'
+            f"SSH is off for {name}: turn it on with `workbench instances update {name} "
+            "--ssh on` (or from the home page).\n"
         )
     if access.get("allowlist"):
         print(f"Allowed from: {', '.join(access['allowlist'])}\n")
@@ -521,14 +573,19 @@ def main(argv=None):
     p.add_argument("--tag", help="save: the new image's tag (default latest)")
     p.add_argument("--flavor")
     p.add_argument("--storage", type=int, help="storage size in GiB (create)")
-    p.add_argument("--idle", type=float, help="update: stop after MINUTES idle (0: never)")
+    p.add_argument("--idle", type=float, help="create, update: stop after MINUTES idle (0: never)")
     p.add_argument(
-        "--max-hours", type=float, help="update: stop after HOURS whatever happens (0: no)"
+        "--max-hours",
+        type=float,
+        help="create, update: stop after HOURS whatever happens (0: no)",
     )
     p.add_argument("--minutes", type=float, help="extend: keep it running N minutes longer")
-    p.add_argument("--ssh", choices=["on", "off"], help="update: SSH access through the gateway")
     p.add_argument(
-        "--allowlist", help="update: addresses or CIDRs SSH is allowed from (comma-separated)"
+        "--ssh", choices=["on", "off"], help="create, update: SSH access through the gateway"
+    )
+    p.add_argument(
+        "--allowlist",
+        help="create, update: addresses or CIDRs SSH is allowed from (comma-separated)",
     )
     p.add_argument("--description")
     p.add_argument("--user", help="act on another user's instances (admins)")

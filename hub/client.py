@@ -103,9 +103,19 @@ class WorkbenchClient:
         description: str = "",
         start: bool = True,
         user: str | None = None,
+        ssh: dict | None = None,
+        auto_stop: dict | None = None,
     ) -> dict:
+        """Create an instance (and start it unless start=False); ssh: {"enabled",
+        "allowlist"}, auto_stop: {"idle_minutes", "max_hours"}."""
         body = {"name": name, "description": description, "start": start}
-        for key, value in (("image", image), ("flavor", flavor), ("storage_gib", storage_gib)):
+        for key, value in (
+            ("image", image),
+            ("flavor", flavor),
+            ("storage_gib", storage_gib),
+            ("ssh", ssh),
+            ("auto_stop", auto_stop),
+        ):
             if value is not None:
                 body[key] = value
         return self.api("POST", f"users/{self._user(user)}/instances", body)

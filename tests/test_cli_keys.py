@@ -98,7 +98,9 @@ def test_instance_ssh_command(cli, hub):
         cli("instances", "update", "clissh", "--allowlist", "192.0.2.0/24, 198.51.100.7")
         assert cli.sdk.instance_ssh("clissh")["allowlist"] == ["192.0.2.0/24", "198.51.100.7/32"]
         cli("instances", "update", "clissh", "--ssh", "off")
-        assert "SSH is off for clissh" in cli("instances", "ssh", "clissh")
+        off = cli("instances", "ssh", "clissh")
+        assert "SSH is off for clissh" in off
+        assert "`workbench instances update clissh --ssh on`" in off
         assert cli.sdk.instance_ssh("clissh")["allowlist"] == ["192.0.2.0/24", "198.51.100.7/32"]
         assert "is not an IP address or CIDR" in cli(
             "instances", "update", "clissh", "--allowlist", "x", expect=1
@@ -106,3 +108,27 @@ def test_instance_ssh_command(cli, hub):
         assert "No instance 'nosuch'" in cli("instances", "ssh", "nosuch", expect=1)
     finally:
         cli.sdk.delete_instance("clissh")
+
+
+def test_create_takes_every_option_it_accepts_and_refuses_the_others(cli):
+    """`instances create --ssh on --allowlist ... --idle ... --max-hours ...` creates the
+    instance with them all; an option create does not take is refused, nothing created."""
+    out = cli("instances", "create", "clix", "--minutes", "5", expect=2)
+    assert "takes no --minutes (it is for: extend)" in out
+    assert "--allowlist needs --ssh on" in cli(
+        "instances", "create", "clix", "--allowlist", "10.0.0.0/8", expect=2
+    )
+    assert [i["name"] for i in cli.sdk.instances()].count("clix") == 0
+    cli(
+        *("instances", "create", "clicreate", "--flavor", "cpu.tiny"),
+        *("--ssh", "on", "--allowlist", "10.0.0.0/8", "--idle", "30", "--max-hours", "2"),
+    )
+    try:
+        access = cli.sdk.instance_ssh("clicreate")
+        assert access["enabled"] is True and access["allowlist"] == ["10.0.0.0/8"]
+        model = cli.sdk.instance("clicreate")
+        assert model["auto_stop"] == {"idle_minutes": 30, "max_hours": 2}
+        assert model["state"] == "running"
+    finally:
+        cli.sdk.stop_instance("clicreate")
+        cli.sdk.delete_instance("clicreate")
