@@ -29,11 +29,12 @@ def _settings(args):
         _fail(str(e), 2)
 
 
-def _engine(settings):
+def _engine(settings, start: bool = True):
+    """The platform's engine; with start, Podman's service is started if none answers."""
     from spawner.engine import EngineUnavailable
 
     try:
-        return settings.engine()
+        return settings.engine(start=start)
     except EngineUnavailable as e:
         _fail(str(e))
 
@@ -132,13 +133,16 @@ def cmd_images_build(args):
 
     settings, _ = _settings(args)
     engine = _engine(settings)
-    catalog, builder = _builder(args, settings, engine)
     try:
+        catalog, builder = _builder(args, settings, engine)
         results = builder.build(args.names or None, force=args.force)
     except UnknownImage as e:
         _fail(str(e), 2)
     except BuildError as e:
         _fail(str(e))
+    finally:
+        # a service this command started does not outlive it
+        engine.stop_started()
     print()
     for r in results:
         print(f"{r.name:<14} {r.status:<11} {r.seconds:6.0f} s  {r.size / 1e6:7.0f} MB  {r.ref}")
@@ -147,7 +151,8 @@ def cmd_images_build(args):
 def cmd_images_list(args):
     """List catalog images and whether each is built here."""
     settings, _ = _settings(args)
-    engine = _engine(settings)
+    # the platform's engine, never one of this command's own
+    engine = _engine(settings, start=False)
     catalog, builder = _builder(args, settings, engine)
     for entry in catalog:
         status = "ready" if builder.exists(entry.ref) else "not built"

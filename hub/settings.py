@@ -330,7 +330,7 @@ class WorkbenchSettings(Configurable):
 
     @default("base_dir")
     def _default_base_dir(self):
-        return os.getcwd()
+        return default_base_dir()
 
     @validate("subdomain_host")
     def _valid_subdomain_host(self, proposal):
@@ -542,14 +542,32 @@ class WorkbenchSettings(Configurable):
         }
 
 
+# the project folder of a checkout (where `make up` runs the platform); None when installed
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+if not (PROJECT_DIR / "pyproject.toml").exists():
+    PROJECT_DIR = None
+
+
 def settings_file(path: str | os.PathLike | None = None) -> Path | None:
-    """The settings file to read: path, $WORKBENCH_CONFIG, or ./workbench.toml if present."""
+    """The settings file to read: path, $WORKBENCH_CONFIG, else the nearest workbench.toml
+    in this folder or above it, else the project folder's (so every command finds the
+    platform's settings from any folder)."""
     if path:
         return Path(path)
     if os.environ.get(SETTINGS_ENV):
         return Path(os.environ[SETTINGS_ENV])
-    local = Path(DEFAULT_SETTINGS_FILE)
-    return local if local.exists() else None
+    here = Path.cwd()
+    for folder in (here, *here.parents, *([PROJECT_DIR] if PROJECT_DIR else [])):
+        candidate = folder / DEFAULT_SETTINGS_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_base_dir() -> str:
+    """Where relative paths point without a settings file: the project folder of a checkout
+    (its .run is the platform's data folder from any folder), else the working folder."""
+    return str(PROJECT_DIR) if PROJECT_DIR else os.getcwd()
 
 
 def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSettings, Config]:
@@ -573,7 +591,7 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
             f"Unknown setting(s) in [workbench] of {file}: {', '.join(unknown)}. "
             "See hub/workbench.example.toml for the settings and their defaults."
         )
-    base_dir = str(file.resolve().parent) if file else os.getcwd()
+    base_dir = str(file.resolve().parent) if file else default_base_dir()
     try:
         settings = WorkbenchSettings(base_dir=base_dir, **table)
     except TraitError as e:

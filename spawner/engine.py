@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,21 @@ class Engine:
     url: str
     kind: str  # "docker" or "podman"
     cli: str
+    # Podman's API service, where find_engine started it (its caller may stop it)
+    process: subprocess.Popen | None = field(default=None, compare=False)
 
     @property
     def socket_path(self) -> str:
         return self.url.removeprefix("unix://")
+
+    def stop_started(self):
+        """Stop the engine's API service if this process started it (containers go on)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -127,8 +138,13 @@ def find_engine(
             return Engine(url=url, kind=kind, cli=shutil.which(kind) or kind)
     if start and not docker_host and podman_socket and shutil.which("podman"):
         log.info("starting Podman's Docker-compatible API service on %s", podman_socket)
-        start_podman_service(podman_socket, containers_conf, log_file)
-        return Engine(url=f"unix://{podman_socket}", kind="podman", cli=shutil.which("podman"))
+        proc = start_podman_service(podman_socket, containers_conf, log_file)
+        return Engine(
+            url=f"unix://{podman_socket}",
+            kind="podman",
+            cli=shutil.which("podman"),
+            process=proc,
+        )
     tried = ", ".join(candidates)
     raise EngineUnavailable(
         f"No container engine answers (tried {tried}). Start Docker, or run `make up` "

@@ -69,3 +69,29 @@ def test_images_list_shows_what_is_built(cli):
     out = cli("images", "list")
     assert "python" in out and "ready" in out
     assert "missing" in out and "not built" in out
+
+
+def test_images_list_never_starts_an_engine_of_its_own(tmp_path):
+    """`workbench images list` with settings whose engine does not run (Podman installed)
+    uses an engine that answers or says none does; it starts none, so no Podman service is
+    left behind with a data folder of its own."""
+    data = tmp_path / "data"
+    settings = tmp_path / "workbench.toml"
+    settings.write_text(f'[workbench]\ndata_dir = "{data}"\n')
+    env = {**os.environ, "WORKBENCH_CONFIG": str(settings)}
+    env.pop("DOCKER_HOST", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "images", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    if proc.returncode:
+        assert "No container engine answers" in proc.stderr, proc.stdout + proc.stderr
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"podman system service.*{data}"], capture_output=True, text=True
+    )
+    assert leftovers.stdout == "", "the command left a Podman service running"
+    assert not (data / "podman.sock").exists()
