@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from hub.client import WorkbenchError
@@ -152,18 +151,27 @@ def test_create_instance_and_open_jupyterlab(hub, carol, page):
     page.fill("#wb-storage", "1")
     page.fill("#wb-description", "made in a browser")
     shot(page, "03-spawn-form")
-    page.click("#spawn_form button[type=submit]")
+    # the progress page follows its event stream to JupyterLab once the instance is ready:
+    # hold the stream until the page has been seen, so a fast start cannot skip past it
+    progress = re.compile(rf"/hub/api/users/{USER}/servers/{NAME}/progress")
+    held = []
 
-    # the progress page shows unless the start beats JupyterHub's slow_spawn_timeout
-    page.wait_for_url(
-        re.compile(rf"/(hub/spawn-pending|user)/{USER}/{NAME}"), timeout=LAB_TIMEOUT_MS
-    )
-    if "/hub/spawn-pending/" in page.url:
-        try:
-            expect(page.locator("#progress-bar")).to_be_attached(timeout=5_000)
-            shot(page, "04-spawn-progress")
-        except (AssertionError, PlaywrightError):
-            pass  # it went on to JupyterLab meanwhile
+    def hold(route):
+        held.append(route)
+
+    page.route(progress, hold)
+    # JupyterHub answers the form within a second with the start's progress page, which
+    # subscribes to the start's events
+    with page.expect_request(progress, timeout=LAB_TIMEOUT_MS):
+        page.click("#spawn_form button[type=submit]")
+        page.wait_for_url(f"**/hub/spawn-pending/{USER}/{NAME}**", timeout=LAB_TIMEOUT_MS)
+    expect(page.locator("#progress-bar")).to_be_attached()
+    expect(page.get_by_text("Your server is starting up")).to_be_visible()
+    shot(page, "04-spawn-progress")
+    assert held, "the progress page did not subscribe to the start's events"
+    for route in held:
+        route.continue_()
+    page.unroute(progress)
 
     page.wait_for_url(f"**/user/{USER}/{NAME}/lab**", timeout=LAB_TIMEOUT_MS)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from sqlalchemy import text
 
 from hub.db import Database, database_url, upgrade
@@ -67,10 +68,8 @@ async def test_run_executes_in_a_worker_thread_and_rolls_back_on_error(tmp_path)
         session.execute(text("insert into t values (2)"))
         raise RuntimeError("refused")
 
-    try:
+    with pytest.raises(RuntimeError, match="^refused$"):
         await db.run(insert_then_fail)
-    except RuntimeError:
-        pass
     rows = await db.run(lambda s: s.execute(text("select x from t")).scalars().all())
     assert rows == [1]
     # many concurrent calls on the same SQLite file

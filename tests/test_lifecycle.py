@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import tomllib
+from datetime import UTC, datetime, timedelta
 
 import docker
 import pytest
@@ -13,6 +15,7 @@ import requests
 import websocket
 
 from hub.client import WorkbenchError
+from spawner.lifecycle import parse_time
 
 from .platform import execute_request, run_code, running_hub
 
@@ -24,6 +27,17 @@ poll_interval = 2
 restart_backoff_seconds = 1
 restart_max_attempts = 3
 """
+SETTINGS = tomllib.loads(FAST)
+# a check acts within an interval of the lifecycle loop; then a stop or start shows at once
+SETTLE_SECONDS = 3 * SETTINGS["lifecycle_interval_seconds"]
+# the longest a wrong restart could take to begin: the hub noticing the stop, the longest
+# backoff, the next check, and room to spare
+WRONG_RESTART_SECONDS = (
+    SETTINGS["poll_interval"]
+    + SETTINGS["restart_backoff_seconds"] * 2 ** (SETTINGS["restart_max_attempts"] - 1)
+    + SETTLE_SECONDS
+    + 5
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +64,13 @@ def wait_for(client, name, check, timeout=90, what=""):
             return model
         time.sleep(0.5)
     raise AssertionError(f"{what or 'condition'} not reached in {timeout} s; last: {model}")
+
+
+def sleep_until(when: datetime):
+    """Sleep until the (aware) time when has passed."""
+    left = (when - datetime.now(UTC)).total_seconds()
+    if left > 0:
+        time.sleep(left)
 
 
 def create(client, name, **options):
@@ -140,11 +161,20 @@ def test_fixed_stop_stops_an_active_instance_and_extend_moves_it(lc_hub, alice):
             alice.api("POST", "users/lc-alice/instances/fixed1/extend", body)
         assert e.value.status == 400, body
         assert "minutes" in e.value.message
+    assert alice.instance("fixed1")["stops_at"] == model["stops_at"]
     extended = alice.extend_instance("fixed1", 0.25)
     assert extended["auto_stop"]["max_hours"] == pytest.approx(0.005 + 0.25 / 60, abs=1e-6)
-    assert extended["stops_at"] > model["stops_at"]
+    # the deadline moves by the extension, 15 s
+    first, moved = parse_time(model["stops_at"]), parse_time(extended["stops_at"])
+    assert (moved - first).total_seconds() == pytest.approx(15, abs=0.01)
+    assert alice.instance("fixed1")["stops_at"] == extended["stops_at"]
+    # past the first deadline (and the checks that would act on it), it still runs
+    sleep_until(first + timedelta(seconds=SETTLE_SECONDS))
+    model = alice.instance("fixed1")
+    assert (model["state"], model["stops_at"]) == ("running", extended["stops_at"]), model
     model = wait_for(alice, "fixed1", lambda m: m["state"] == "stopped", 90, "fixed stop")
     assert model["stopped_reason"] == "max runtime", model
+    assert parse_time(model["stopped_at"]) >= moved, model  # not before the new deadline
     # extending a stopped instance is refused
     with pytest.raises(WorkbenchError) as e:
         alice.extend_instance("fixed1", 10)
@@ -203,10 +233,18 @@ def test_killed_container_comes_back_with_its_files(lc_hub, alice, engine):
     assert out["stdout"].strip() == "still here", out
     alice.stop_instance("crash1")
     stopped = alice.instance("crash1")
-    # a requested stop is no crash: not restarted, count reset
+    # a requested stop is no crash: not restarted, count reset; watched for longer than a
+    # wrong restart would take to show (noticing the stop, the longest backoff, a check)
     assert stopped["stopped_reason"] == "stopped" and stopped["restarts"] == 0
-    time.sleep(4)
-    assert alice.instance("crash1")["state"] == "stopped"
+    deadline = time.monotonic() + WRONG_RESTART_SECONDS
+    while time.monotonic() < deadline:
+        model = alice.instance("crash1")
+        assert (model["state"], model["restarts"], model["restart_pending"]) == (
+            "stopped",
+            0,
+            False,
+        ), model
+        time.sleep(0.5)
     alice.delete_instance("crash1")
 
 

@@ -94,11 +94,34 @@ def test_metering_of_a_start_stop_sequence_matches_wall_clock(hub):
     mona.delete_instance("metered")
 
 
-def test_users_see_only_their_own_usage_and_bad_queries_are_refused(hub):
-    milo = hub.add_user("milo")
-    with pytest.raises(WorkbenchError) as e:
-        milo.api("GET", "usage", params={"user": "admin"})
-    assert e.value.status == 403
+def test_users_see_only_their_own_usage_and_admins_see_everyones(hub):
+    milo, mira = hub.add_user("milo"), hub.add_user("mira")
+    milo.create_instance("milo-nb", flavor="cpu.tiny")
+    mira.create_instance("mira-nb", flavor="cpu.tiny")
+    try:
+        # a running period counts up to now: both users have usage in the last hour
+        own = milo.api("GET", "usage", params={"since": "-1h"})["rows"]
+        assert own and {r["user"] for r in own} == {"milo"}
+        assert {i for r in own for i in r["instances"]} == {"milo-nb"}
+        for params in ({"user": "mira"}, {"user": "admin"}):
+            with pytest.raises(WorkbenchError) as e:
+                milo.api("GET", "usage", params={"since": "-1h", **params})
+            assert e.value.status == 403 and "only your own usage" in e.value.message
+        admin = hub.client()
+        everyone = admin.api("GET", "usage", params={"since": "-1h"})["rows"]
+        instances = {(r["user"], i) for r in everyone for i in r["instances"]}
+        assert {("milo", "milo-nb"), ("mira", "mira-nb")} <= instances
+        [mira_row] = admin.api("GET", "usage", params={"since": "-1h", "user": "mira"})["rows"]
+        assert (mira_row["user"], mira_row["instances"]) == ("mira", ["mira-nb"])
+        assert mira_row["seconds"] > 0
+    finally:
+        for client, name in ((milo, "milo-nb"), (mira, "mira-nb")):
+            client.stop_instance(name)
+            client.delete_instance(name)
+
+
+def test_bad_usage_queries_are_refused(hub):
+    mick = hub.add_user("mick")
     for params, reason in (
         ({"since": "soon"}, "is not a time"),
         ({"since": "-1h", "until": "-2h"}, "must be before"),
@@ -106,7 +129,5 @@ def test_users_see_only_their_own_usage_and_bad_queries_are_refused(hub):
         ({"since": "-400d"}, "at most 366 days"),
     ):
         with pytest.raises(WorkbenchError) as e:
-            milo.api("GET", "usage", params=params)
+            mick.api("GET", "usage", params=params)
         assert e.value.status == 400 and reason in e.value.message
-    admin_rows = hub.client().api("GET", "usage", params={"since": "-1h"})
-    assert isinstance(admin_rows["rows"], list)

@@ -99,22 +99,59 @@ def test_hub_keeps_users_and_instances_in_postgresql(tmp_path, postgres, engine,
     hub.start()
     try:
         dana = hub.add_user("dana")
+        admin = hub.client()
         model = dana.create_instance("pg1", flavor="cpu.tiny", storage_gib=1)
         assert model["state"] == "running"
+        # the platform's own data: a key, a saved image, a workspace, a quota, usage, audit
+        key = dana.generate_key("pgkey")
+        saved = dana.save_instance("pg1", "pgimg", "v1", wait=True)
+        assert saved["state"] == "done", saved
+        admin.api("POST", "workspaces", {"name": "pgteam", "members": ["dana"]})
+        admin.api("PUT", "quotas/users/dana", {"limits": {"instances": 7}})
         dana.stop_instance("pg1")
-        # the hub's state lives in PostgreSQL, not in a SQLite file
+        audited = {e["event"] for e in admin.audit_events(resource="dana/pg1")}
+        assert audited
+        # the hub's and the platform's state live in PostgreSQL, not in SQLite files
         assert not (tmp_path / "data" / "jupyterhub.sqlite").exists()
+        assert not (tmp_path / "data" / "workbench.sqlite").exists()
         with psycopg.connect(postgres) as conn, conn.cursor() as cur:
-            cur.execute(
+
+            def rows(sql: str) -> list[tuple]:
+                cur.execute(sql)
+                return cur.fetchall()
+
+            spawners = rows(
                 "SELECT s.name, s.user_options FROM spawners s JOIN users u ON s.user_id = u.id"
                 " WHERE u.name = 'dana' AND s.name <> ''"
             )
-            rows = cur.fetchall()
-        assert [(name, json.loads(opts)["flavor"]) for name, opts in rows] == [("pg1", "cpu.tiny")]
+            assert [(n, json.loads(o)["flavor"]) for n, o in spawners] == [("pg1", "cpu.tiny")]
+            [(versions,)] = rows("SELECT count(*) FROM workbench_alembic_version")
+            assert versions >= 1
+            assert rows("SELECT name, fingerprint FROM ssh_keys WHERE \"user\" = 'dana'") == [
+                ("pgkey", key["fingerprint"])
+            ]
+            assert rows(
+                "SELECT name, tag, state, source_instance FROM saved_images WHERE owner = 'dana'"
+            ) == [("pgimg", "v1", "ready", "pg1")]
+            assert rows(
+                "SELECT w.name FROM workspaces w JOIN workspace_members m"
+                " ON m.workspace_id = w.id WHERE m.\"user\" = 'dana'"
+            ) == [("pgteam",)]
+            [(limits,)] = rows("SELECT limits FROM quotas WHERE kind = 'user' AND subject = 'dana'")
+            assert json.loads(limits) == {"instances": 7}
+            assert rows(
+                "SELECT instance, flavor, stopped IS NOT NULL FROM usage_periods"
+                " WHERE \"user\" = 'dana'"
+            ) == [("pg1", "cpu.tiny", True)]
+            stored = rows("SELECT DISTINCT event FROM audit_events WHERE resource_id = 'dana/pg1'")
+            assert {e for (e,) in stored} == audited
 
         hub.restart()
         dana = hub.client("dana", hub.passwords["dana"])
         assert [(i["name"], i["state"]) for i in dana.instances()] == [("pg1", "stopped")]
+        assert [k["fingerprint"] for k in dana.keys()] == [key["fingerprint"]]
+        assert "saved:dana/pgimg:v1" in [i["name"] for i in dana.images()]
+        assert "pgteam" in [w["name"] for w in dana.api("GET", "workspaces")]
         assert dana.start_instance("pg1")["state"] == "running"
         status = requests.get(
             f"{hub.url}/user/dana/pg1/api/status", headers={"Authorization": f"token {dana.token}"}
@@ -122,6 +159,7 @@ def test_hub_keeps_users_and_instances_in_postgresql(tmp_path, postgres, engine,
         assert status.status_code == 200
         dana.stop_instance("pg1")
         dana.delete_instance("pg1")
+        dana.delete_image("pgimg", "v1")
     finally:
         hub.stop()
         remove_engine_objects(engine.url, hub.prefix)

@@ -50,8 +50,11 @@ def test_running_quota_refuses_a_second_start_with_what_to_do(hub, quinn):
     assert "Stop or delete an instance" in e.value.message
     assert [i["name"] for i in quinn.instances()] == ["run1"]  # nothing half-made
     quinn.create_instance("run2", flavor="cpu.tiny", start=False)
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         quinn.start_instance("run2")
+    assert e.value.status == 403
+    assert "instances running at once would be 2" in e.value.message
+    assert quinn.instance("run2")["state"] == "stopped"
     quinn.stop_instance("run1")
     assert quinn.start_instance("run2")["state"] == "running"
     quinn.stop_instance("run2")

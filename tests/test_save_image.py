@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 import shutil
-import sqlite3
 import subprocess
 import time
 import zipfile
@@ -93,17 +92,28 @@ auth:
     )
     log = open(root / "registry.log", "wb")
     proc = subprocess.Popen([exe, "serve", str(root / "config.yml")], stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
-                break
-        except requests.ConnectionError:
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                # up, and asking for the credentials it was configured with
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(
+                    f"the registry did not come up on 127.0.0.1:{port} (exit code "
+                    f"{proc.poll()}); its log:\n{(root / 'registry.log').read_text()}",
+                    pytrace=False,
+                )
             time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -331,8 +341,10 @@ def test_sharing(image_hub, saver, other, saved):
     other.delete_instance("borrow")
     assert saver.share_image("env1", "v1", users=[])["shares"] == []
     time.sleep(5.5)  # the hub's lookups are cached for 5 s
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         other.create_instance("borrow2", image="saved:saver/env1:v1", flavor="cpu.tiny")
+    assert e.value.status == 400 and "not shared with you" in e.value.message
+    assert "borrow2" not in [i["name"] for i in other.instances()]
     assert saver.share_image("env1", "v1", everyone=True)["shares"] == ["*"]
     assert "saved:saver/env1:v1" in [i["name"] for i in other.images()]
     saver.share_image("env1", "v1", everyone=False)
@@ -398,28 +410,51 @@ def test_quota_count(image_hub, saver, saved):
         saver.delete_image("env1", tag)
 
 
+BIG_FILE = """
+import os
+path = os.path.expanduser('~/big.bin')
+with open(path, 'wb') as f:
+    for _ in range({mib}):
+        f.write(os.urandom(1024 * 1024))
+print(os.path.getsize(path))
+"""
+
+
 @pytest.mark.integration
-def test_restart_mid_save_is_cleaned_and_retry_works(image_hub, saver, saved, engine, base_image):
-    """A save interrupted by a restart: its row in "saving" and the image it left."""
-    ref = f"localhost/{image_hub.prefix}-saved/saver/interrupted:v1"
-    images = EngineImages(engine.url)
-    images.tag(base_image.ref, ref.rsplit(":", 1)[0], "v1")
-    db = sqlite3.connect(image_hub.root / "data" / "workbench.sqlite")
-    db.execute(
-        "INSERT INTO saved_images (owner, name, tag, ref, created, base_image, state, shares,"
-        " source_instance) VALUES ('saver', 'interrupted', 'v1', ?,"
-        " '2020-01-01 00:00:00.000000', 'python', 'saving', '[]', 'src')",
-        (ref,),
-    )
-    db.commit()
-    db.close()
-    image_hub.restart()
-    assert images.inspect(ref) is None
-    saver_names = [i["name"] for i in saver.images()]
-    assert "saved:saver/interrupted:v1" not in saver_names
-    status = saver.save_status("src")
-    assert status["state"] in ("done", "failed")
-    # the same name and tag can be saved again
-    saver.save_instance("src", "interrupted", "v1")
-    assert wait_saved(saver, "src")["state"] == "done"
-    saver.delete_image("interrupted", "v1")
+def test_restart_mid_save_is_cleaned_and_retry_works(image_hub, saver, engine):
+    """The platform restarted while the engine copies an instance's files: the save is marked
+    failed, nothing it made is left, the instance runs on and the same save works again."""
+    model = saver.create_instance("midsave", image="python", flavor="cpu.tiny", storage_gib=1)
+    try:
+        # a large file makes the commit take seconds, long enough to restart in the middle
+        out = run_code(saver, model["url"], BIG_FILE.format(mib=1024))
+        assert out["error"] is None and out["stdout"].strip() == str(1024**3), out
+        status = saver.save_instance("midsave", "interrupted", "v1")
+        ref = status["image"]["ref"]
+        deadline = time.monotonic() + 120
+        while status["state"] == "saving" and status["step"] != "commit":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = saver.save_status("midsave")
+        assert (status["state"], status["step"]) == ("saving", "commit"), status
+        image_hub.restart()
+
+        status = saver.save_status("midsave")
+        assert status["state"] == "failed", status
+        assert "Save the instance again" in status["message"], status
+        assert status["image"]["name"] == "saved:saver/interrupted:v1"
+        assert "saved:saver/interrupted:v1" not in [i["name"] for i in saver.images()]
+        assert EngineImages(engine.url).inspect(ref) is None
+        # the instance runs on; the same name and tag can be saved again
+        model = saver.instance("midsave")
+        assert model["state"] == "running"
+        out = run_code(saver, model["url"], "import os; os.remove(os.path.expanduser('~/big.bin'))")
+        assert out["error"] is None, out
+        saver.save_instance("midsave", "interrupted", "v1")
+        assert wait_saved(saver, "midsave")["state"] == "done"
+        assert EngineImages(engine.url).inspect(ref) is not None
+        saver.delete_image("interrupted", "v1")
+    finally:
+        if saver.instance("midsave")["state"] != "stopped":
+            saver.stop_instance("midsave")
+        saver.delete_instance("midsave")

@@ -580,7 +580,19 @@ def test_ssh_settings_change_on_a_running_instance_without_restart(box):
     model = client.update_instance(INSTANCE, ssh={"enabled": True, "allowlist": ["10.9.9.0/24"]})
     assert model["ssh"]["allowlist"] == ["10.9.9.0/24"]
     assert model["started"] == before["started"]  # not restarted
-    assert box.ssh("true").returncode == 255  # 127.0.0.1 is not in the allowlist now
+    # 127.0.0.1 is not in the allowlist now: the gateway refuses, and its audit says why
+    admin, resource = box.hub.client(), f"{box.user}/{INSTANCE}"
+
+    def allowlist_denials(events):
+        reason = "127.0.0.1 is not in the instance's allowlist"
+        return [e for e in events if e["reason"] == reason]
+
+    denied = {"event": "connectSSH", "outcome": "denied"}
+    before_events = admin.audit_events(resource=resource, **denied)
+    r = box.ssh("true")
+    assert refused(r), (r.returncode, r.stderr)
+    events = events_for(admin, resource, expect=len(before_events) + 1, **denied)
+    assert len(allowlist_denials(events)) == len(allowlist_denials(before_events)) + 1, events
     model = client.update_instance(INSTANCE, ssh={"enabled": True, "allowlist": [mine]})
     assert box.ssh("echo reachable").stdout.decode().strip() == "reachable"
     model = client.update_instance(INSTANCE, auto_stop={"idle_minutes": 30, "max_hours": 2})

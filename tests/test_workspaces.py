@@ -48,14 +48,15 @@ def test_workspaces_are_isolated(team):
     for path in ("workspaces/nlp", "workspaces/nlp/instances", "quotas/workspaces/nlp"):
         with pytest.raises(WorkbenchError) as e:
             hank.api("GET", path)
-        assert e.value.status == 404
+        assert e.value.status == 404 and "No workspace 'nlp' of yours" in e.value.message
     with pytest.raises(WorkbenchError) as e:
         create(hank, "sneak", "nlp")
     assert e.value.status == 404 and "No workspace 'nlp' of yours" in e.value.message
     assert [i["name"] for i in hank.instances()] == ["yolo"]  # nothing half-made
     assert [i["name"] for i in gina.api("GET", "workspaces/nlp/instances")] == ["bert"]
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         gina.api("GET", "workspaces/cv/instances")
+    assert e.value.status == 404 and "No workspace 'cv' of yours" in e.value.message
     # the spawn page holds users to the same rule
     s = gina.session
     r = s.post(
@@ -112,7 +113,7 @@ def test_only_administrators_manage_workspaces(team):
     assert e.value.status == 403 and "custom:workbench:workspaces:manage" in e.value.message
     with pytest.raises(WorkbenchError) as e:
         admin.api("DELETE", "workspaces/default")
-    assert e.value.status == 400
+    assert e.value.status == 400 and "always exists" in e.value.message
     with pytest.raises(WorkbenchError) as e:
         admin.api("DELETE", "workspaces/nlp")
     assert e.value.status == 409 and "gina/bert" in e.value.message
@@ -151,7 +152,8 @@ def test_images_saved_in_a_workspace_belong_to_it(team):
     assert saved not in names(hank, workspace="nlp")
     with pytest.raises(WorkbenchError) as e:
         hank.api("POST", "users/hank/instances", {"name": "steal", "image": saved})
-    assert e.value.status == 400
+    assert e.value.status == 400 and "not shared with you" in e.value.message
+    assert "steal" not in [i["name"] for i in hank.instances()]
     ivy.delete_instance("from-nlp")
     gina.delete_instance("src")
     gina.delete_image("nlp-base", "v1")

@@ -82,6 +82,7 @@ class ImageService:
         )
         self.calls = ThreadPoolExecutor(8, thread_name_prefix="workbench-engine")
         self._transfers_of: dict[str, int] = {}  # long operations under way, by user
+        self._late_removals: set[asyncio.Task] = set()  # of interrupted saves' images
 
     async def _call(self, fn, *args, **kwargs):
         """Run a quick engine call in the engine threads."""
@@ -467,18 +468,19 @@ class ImageService:
             status.update(state="done", step="done", progress=100, image=image)
             status["message"] = f"Saved as {image['name']} ({added / 1e6:.0f} MB added)"
             log.info("%s/%s: saved as %s, %s bytes added", user, instance, ref, added)
+        except asyncio.CancelledError:
+            # the service is stopping; the engine may finish the commit after this process
+            # is gone: the row stays "saving", and the next start cleans up what is left
+            status.update(state="failed", step="failed", progress=100)
+            status["message"] = "Saving was interrupted; save the instance again."
+            raise
         except BaseException as e:
             known = (ImageEngineError, AgentError)
             message = str(e) if isinstance(e, known) else f"Saving failed: {e}"
-            if isinstance(e, asyncio.CancelledError):
-                message = "Saving was cancelled."
-            else:
-                log.warning("%s/%s: saving as %s failed: %s", user, instance, ref, message)
+            log.warning("%s/%s: saving as %s failed: %s", user, instance, ref, message)
             await self._discard(row_id, ref if committed and engine is not None else None)
             status.update(state="failed", step="failed", progress=100, message=message)
             status["image"] = {**status["image"], "state": "failed", "error": message}
-            if isinstance(e, asyncio.CancelledError):
-                raise
         finally:
             status["finished"] = utcnow().isoformat() + "Z"
             self.tasks.pop(key, None)
@@ -563,6 +565,32 @@ class ImageService:
 
             await self.db.run(fail)
             log.warning("save of %s was interrupted by a restart; cleaned up", ref)
+            if self.settings.backend == "docker" and self.engine_url and not pulled:
+                # the engine may still be writing the interrupted commit
+                self._late_removals.add(
+                    asyncio.create_task(self._remove_when_committed(row_id, ref))
+                )
+
+    async def _remove_when_committed(self, row_id: int, ref: str, seconds: float = 600):
+        """Remove an interrupted save's image should the engine finish its commit later, as
+        long as the failed row stands (a new save of the same name replaces it)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(2)
+
+                def still_failed(session):
+                    row = session.get(SavedImageRow, row_id)
+                    return row is not None and row.state == "failed"
+
+                if not await self.db.run(still_failed):
+                    return
+                if await self._call(self.engine.inspect, ref) is not None:
+                    await self._call(self.engine.remove, ref)
+                    log.warning("removed %s, which an interrupted save committed late", ref)
+                    return
+        finally:
+            self._late_removals.discard(asyncio.current_task())
 
     # --- quotas ---------------------------------------------------------------------------
 
