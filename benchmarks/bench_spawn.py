@@ -7,10 +7,10 @@ Run from the repository root (the image must be built, e.g. by `make test`):
 What it measures, in one process, on the local container engine (Podman or Docker):
 
 * hub create: a real hub (tests.platform.Hub: JupyterHub, proxy and platform API on free
-  ports) creates a new instance through the platform API (WorkbenchClient.create_instance,
-  which returns once the instance runs). Timed from that request until JupyterLab's
-  ``GET /user/admin/<name>/api/status`` answers 200 through the hub's proxy, polled every
-  20 ms after the create call returns.
+  ports) creates a new instance of the image (``--image``, default python) through the
+  platform API (WorkbenchClient.create_instance, which returns once the instance runs).
+  Timed from that request until JupyterLab's ``GET /user/admin/<name>/api/status`` answers
+  200 through the hub's proxy, polled every 20 ms after the create call returns.
 * hub restart: the same instance, stopped, started again (start_instance), timed the same way.
 * plain run: the same image run without the hub, with the same CPU and memory limits as the
   instances' flavor (``--flavor``, default cpu.medium), as
@@ -23,9 +23,11 @@ Docker Engine API socket (create container, start it, read its published port), 
 ``podman`` CLI, so the baseline pays no CLI start-up and the hub's overhead is what differs.
 The hub is pointed at that same engine socket (its ``docker_host`` setting).
 
-Runs are interleaved (hub, plain, hub, plain, ...) to spread machine noise over both; one
-warm-up of each is not counted. Every hub run creates a fresh instance (deleted after, with its
-storage volume) so it starts a fresh container, as the plain run does.
+Runs are interleaved, and the side that goes first alternates from round to round (hub then
+plain, plain then hub, ...), so neither side always runs on caches the other just warmed;
+the first round is a warm-up and not counted. Every hub run creates a fresh instance
+(deleted after, with its storage volume) so it starts a fresh container, as the plain run
+does.
 
 Reading the output: for each series the median, p95, min and max of the time to a 200 from
 /api/status, in seconds, and the median of the API call alone (``call``: until the create or
@@ -181,9 +183,9 @@ def hub_status_url(hub_url: str, model: dict) -> str:
     return f"{hub_url}{model['url'].rstrip('/')}/api/status"
 
 
-def measure_hub_create(client: WorkbenchClient, name: str, flavor: Flavor) -> dict:
+def measure_hub_create(client: WorkbenchClient, name: str, image: str, flavor: Flavor) -> dict:
     start = time.perf_counter()
-    model = client.create_instance(name, flavor=flavor.name)
+    model = client.create_instance(name, image=image, flavor=flavor.name)
     call_s = time.perf_counter() - start
     ready_s = wait_status(hub_status_url(client.url, model), client.token, start)
     return sample(call_s, ready_s)
@@ -198,10 +200,12 @@ def measure_hub_restart(client: WorkbenchClient, name: str) -> dict:
     return sample(call_s, ready_s)
 
 
-def measure_hub(client: WorkbenchClient, name: str, flavor: Flavor) -> tuple[dict, dict]:
-    """Create, then stop and restart, one fresh instance; it is deleted after."""
+def measure_hub(
+    client: WorkbenchClient, name: str, image: str, flavor: Flavor
+) -> tuple[dict, dict]:
+    """Create, then stop and restart, one fresh instance of image; it is deleted after."""
     try:
-        created = measure_hub_create(client, name, flavor)
+        created = measure_hub_create(client, name, image, flavor)
         restarted = measure_hub_restart(client, name)
     finally:
         _delete_instance(client, name)
@@ -266,19 +270,26 @@ def run_series(
     client: WorkbenchClient,
     dc: docker.APIClient,
     image: str,
+    ref: str,
     prefix: str,
     runs: int,
     flavor: Flavor,
 ) -> dict[str, list[dict]]:
-    """Interleaved hub and plain runs; the first of each is a warm-up and not kept."""
+    """Interleaved hub and plain runs of the catalog image (ref: its reference), the side
+    that goes first alternating; the first round is a warm-up and not kept."""
     results: dict[str, list[dict]] = {s: [] for s in SERIES}
     for i in range(runs + 1):
         label = "warm-up" if i == 0 else f"run {i}/{runs}"
-        created, restarted = measure_hub(client, f"bench-{i}", flavor)
-        plain = measure_plain(dc, image, f"{prefix}-plain-{i}", flavor)
+        hub_first = i % 2 == 0
+        if hub_first:
+            created, restarted = measure_hub(client, f"bench-{i}", image, flavor)
+        plain = measure_plain(dc, ref, f"{prefix}-plain-{i}", flavor)
+        if not hub_first:
+            created, restarted = measure_hub(client, f"bench-{i}", image, flavor)
         log.info(
-            "%s: hub create %.2f s, hub restart %.2f s, plain run %.2f s",
+            "%s (%s first): hub create %.2f s, hub restart %.2f s, plain run %.2f s",
             label,
+            "hub" if hub_first else "plain",
             created["ready_s"],
             restarted["ready_s"],
             plain["ready_s"],
@@ -327,8 +338,14 @@ def report(results: dict[str, list[dict]], meta: dict) -> dict:
 
 def print_report(rep: dict):
     print()
-    print(f"{rep['runs']} runs each, image {rep['image']}, engine {rep['engine']}")
-    print(f"{'series':<12} {'median':>8} {'p95':>8} {'min':>8} {'max':>8} {'call':>8}  (seconds)")
+    print(
+        f"{rep['runs']} runs each, image {rep['image']}, flavor {rep['flavor']}, "
+        f"engine {rep['engine']}; the side that goes first alternates"
+    )
+    print(
+        f"{'series':<12} {'median':>8} {'p95':>8} {'min':>8} {'max':>8} {'call':>8}"
+        "  (seconds; no target of their own: the targets are on the ratios below)"
+    )
     for series, st in rep["series"].items():
         cols = " ".join(f"{st[k]:8.3f}" for k in ("median", "p95", "min", "max", "call_median"))
         print(f"{series:<12} {cols}")
@@ -369,7 +386,7 @@ def benchmark(args, root: Path) -> dict:
         log.info("starting the hub at %s (log: %s)", hub.url, hub.log_path)
         hub.start()
         flavor = load_flavors()[args.flavor]
-        results = run_series(hub.client(), dc, ref, hub.prefix, args.runs, flavor)
+        results = run_series(hub.client(), dc, args.image, ref, hub.prefix, args.runs, flavor)
         meta = {
             "runs": args.runs,
             "flavor": flavor.name,

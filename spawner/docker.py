@@ -209,8 +209,11 @@ class WorkbenchDockerSpawner(
         env.update(getattr(self, "_container_env", None) or {})
         return env
 
+    _engine_is_podman: bool | None = None
+
     async def _ensure_network(self, name: str, labels: dict):
-        """Create the instance's own network (isolated from the other instances')."""
+        """Create the instance's own network (isolated from the other instances'), once:
+        it stays with the instance across stops and goes with its deletion."""
         if not name:
             return
         self.network_name = name
@@ -219,10 +222,13 @@ class WorkbenchDockerSpawner(
             return
         except docker.errors.NotFound:
             pass
-        version = await self._engine("version")
-        podman = any(
-            "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
-        )
+        cls = WorkbenchDockerSpawner
+        if cls._engine_is_podman is None:
+            version = await self._engine("version")
+            cls._engine_is_podman = any(
+                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
+            )
+        podman = cls._engine_is_podman
         # Podman's bridges reach each other unless isolated; Docker's never do
         options = {"isolate": "true"} if podman else {}
         try:
@@ -235,7 +241,7 @@ class WorkbenchDockerSpawner(
         self._progress(35, f"Created network {name}")
 
     async def _remove_network(self):
-        """Remove the instance's network once its container is gone."""
+        """Remove the instance's network (when the instance is deleted)."""
         if not self.isolate_instances:
             return
         name = make_network_name(self.object_name)
@@ -384,7 +390,6 @@ class WorkbenchDockerSpawner(
     async def stop(self, now=False):
         self.record_stop()
         await super().stop(now=now)
-        await self._remove_network()
 
     async def delete_forever(self):
         """Remove the instance's container (if any) and its storage volume."""

@@ -6,12 +6,15 @@ import re
 import threading
 import time
 
+import docker
 import pytest
 import requests
+import yaml
 
 from hub.client import WorkbenchError
+from spawner.flavors import DEFAULT_FLAVORS, load_flavors
 
-from .platform import Hub, engine_names, run_code
+from .platform import Hub, engine_names, run_code, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +99,7 @@ def test_flavor_switch_restarts_with_new_limits_and_keeps_files(hub, alice):
 
     model = alice.update_instance("nb1", flavor="cpu.small")
     assert (model["flavor"], model["state"]) == ("cpu.small", "running")
+    assert alice.instance("nb1")["flavor"] == "cpu.small"
     after = run_code(alice, "/user/alice/nb1/", CGROUP_LIMITS + "print(open('notes.txt').read())")
     lines = after["stdout"].split()
     assert lines[0] == str(2 * 1024**3)
@@ -124,7 +128,6 @@ def test_flavor_switch_restarts_with_new_limits_and_keeps_files(hub, alice):
         ({"name": "ok1", "start": "yes"}, 400, "'start' must be"),
         ({"name": "ok1", "image": "missing"}, 400, "not built on this machine"),
         ({"name": "ok1", "image": "broken"}, 400, "failed to start.*exit code 3"),
-        ({"name": "ok1", "flavor": "cpu.large"}, 400, "needs 4 vCPUs"),
     ],
 )
 def test_bad_create_requests_leave_nothing_behind(hub, engine, bob, body, status, message):
@@ -136,6 +139,40 @@ def test_bad_create_requests_leave_nothing_behind(hub, engine, bob, body, status
     assert bob.instances() == before
     assert engine_names(engine.url, "container", f"{hub.prefix}-bob--ok1") == []
     assert engine_names(engine.url, "volume", f"{hub.prefix}-bob--ok1") == []
+
+
+def test_a_flavor_larger_than_the_machine_is_refused(hub, engine, bob, tmp_path):
+    """The smallest shipped flavor with more vCPUs or memory than the engine's machine has is
+    refused, with nothing left behind. Where every shipped flavor fits, a hub of its own
+    offers one more that does not."""
+    info = docker.APIClient(base_url=engine.url, timeout=60).info()
+    ncpu, memory = int(info["NCPU"]), int(info["MemTotal"])
+    shipped = load_flavors()
+    too_big = [f for f in shipped.values() if f.cpu > ncpu or f.memory > memory]
+
+    def refused(h, user, client, flavor):
+        before = client.instances()
+        with pytest.raises(WorkbenchError) as e:
+            client.create_instance("big1", flavor=flavor)
+        assert e.value.status == 400, e.value.message
+        assert f"Flavor '{flavor}' needs" in e.value.message
+        assert f"this machine has {ncpu} vCPUs" in e.value.message
+        assert "Pick a smaller flavor" in e.value.message
+        assert client.instances() == before
+        for kind in ("container", "volume"):
+            assert engine_names(engine.url, kind, f"{h.prefix}-{user}--big1") == []
+
+    if too_big:
+        refused(hub, "bob", bob, min(too_big, key=lambda f: (f.cpu, f.memory)).name)
+        return
+    flavors = tmp_path / "flavors.yaml"
+    raw = yaml.safe_load(DEFAULT_FLAVORS.read_text())
+    raw["flavors"].append({"name": "cpu.huge", "cpu": ncpu + 1, "memory": "1Gi"})
+    flavors.write_text(yaml.safe_dump(raw))
+    settings = f'flavors_path = "{flavors}"'
+    (tmp_path / "hub").mkdir()
+    with running_hub(tmp_path / "hub", engine.url, "flavors", extra_settings=settings) as h:
+        refused(h, "carol", h.add_user("carol"), "cpu.huge")
 
 
 def test_duplicate_names_and_malformed_bodies(hub, alice):
@@ -158,10 +195,17 @@ def test_running_instances_cannot_be_deleted_and_storage_is_fixed(hub, alice):
     with pytest.raises(WorkbenchError) as e:
         alice.update_instance("nb1", storage_gib=40)
     assert e.value.status == 400 and "fixed at creation" in e.value.message
+    before = alice.instance("nb1")
     with pytest.raises(WorkbenchError) as e:
         alice.update_instance("nb1", flavor="nope")
-    assert e.value.status == 400
-    assert alice.instance("nb1")["flavor"] in ("cpu.tiny", "cpu.small")
+    assert e.value.status == 400 and "Unknown flavor 'nope'" in e.value.message
+    # a refused switch changes nothing: same flavor, still running, not restarted
+    after = alice.instance("nb1")
+    assert (after["flavor"], after["state"], after["started"]) == (
+        before["flavor"],
+        "running",
+        before["started"],
+    )
 
 
 def test_users_cannot_see_or_touch_each_others_instances(hub, alice, bob):

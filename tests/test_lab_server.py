@@ -16,12 +16,45 @@ import time
 import pytest
 import tornado.httpserver
 import tornado.web
+from pytest_jupyter import jupyter_server as jupyter_server_fixtures
 from tornado.httpclient import HTTPClientError
 from workbench_lab.usage import read_cgroup, usage_model
 
 from .platform import free_port
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# pytest-jupyter's fixtures behind jp_fetch and jp_serverapp, for this module's tests only.
+# Loaded as a plugin (pytest_plugins), its autouse event-loop fixtures and its test-call hook
+# would act on every test collected after this module, the browser tests' among them.
+JUPYTER_FIXTURES = (
+    "jp_asyncio_loop",
+    "jp_server_cleanup",
+    "jp_environ",
+    "jp_home_dir",
+    "jp_data_dir",
+    "jp_config_dir",
+    "jp_runtime_dir",
+    "jp_system_jupyter_path",
+    "jp_env_jupyter_path",
+    "jp_system_config_path",
+    "jp_env_config_path",
+    "jp_kernel_dir",
+    "echo_kernel_spec",
+    "jp_argv",
+    "jp_http_port",
+    "jp_base_url",
+    "jp_root_dir",
+    "jp_nbconvert_templates",
+    "jp_logging_stream",
+    "jp_configurable_serverapp",
+    "jp_serverapp",
+    "jp_web_app",
+    "jp_auth_header",
+    "jp_fetch",
+    "http_server",
+    "http_server_port",
+    "http_server_client",
+)
+globals().update({name: getattr(jupyter_server_fixtures, name) for name in JUPYTER_FIXTURES})
 
 pytestmark = pytest.mark.integration
 
@@ -222,10 +255,19 @@ def test_platform_refuses_the_token(call):
     assert code == 502 and "access:services!service=workbench" in text, text
 
 
+@pytest.mark.parametrize("platform", ["closed-port"], indirect=True)
 def test_usage_needs_no_platform(call):
-    # the cgroup is local: usage answers even when the platform does not
-    code, _ = call("usage")
+    # the platform is unreachable: what needs it is refused
+    code, text = refused(call, "instance")
+    assert code == 502 and "does not answer" in text, text
+    # the cgroup is local: usage answers anyway, with this server's own limits and use
+    code, usage = call("usage")
     assert code == 200
+    local = read_cgroup()
+    assert usage["cpu"]["limit"] == round(local.cpu_limit, 3)
+    assert usage["memory"]["limit"] == local.memory_limit
+    assert 0 < usage["memory"]["used"] <= usage["memory"]["limit"]
+    assert usage["cpu"]["used"] is not None and 0 <= usage["cpu"]["percent"] <= 100
 
 
 class _Instance(tornado.web.RequestHandler):

@@ -6,13 +6,32 @@ from hub.settings import SettingsError, load_settings
 
 
 def test_defaults_without_a_file(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    """Without a settings file anywhere, relative paths are the project folder's: every
+    command, from any folder, uses the platform's data folder (never one of its own)."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setattr("hub.settings.PROJECT_DIR", project)
+    monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
     settings, extra = load_settings()
     assert settings.bind_url == "http://127.0.0.1:8000"
-    assert settings.effective_db_url == f"sqlite:///{tmp_path / '.run' / 'jupyterhub.sqlite'}"
+    assert settings.effective_db_url == f"sqlite:///{project / '.run' / 'jupyterhub.sqlite'}"
     assert settings.backend == "docker" and settings.authenticator == "native"
     assert not extra
+
+
+def test_settings_are_found_from_any_folder(tmp_path, monkeypatch):
+    """The nearest workbench.toml in the folder or above it, else the project folder's."""
+    project = tmp_path / "project"
+    (project / "sub" / "deeper").mkdir(parents=True)
+    (project / "workbench.toml").write_text('[workbench]\ndata_dir = "state"\n')
+    monkeypatch.setattr("hub.settings.PROJECT_DIR", project)
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    for folder in (project / "sub" / "deeper", tmp_path):
+        monkeypatch.chdir(folder)
+        settings, _ = load_settings()
+        assert settings.data_path == project / "state"
 
 
 def test_file_values_and_relative_paths(tmp_path):
@@ -52,7 +71,7 @@ def test_missing_file_says_what_to_do(tmp_path):
         load_settings(tmp_path / "nope.toml")
 
 
-def test_example_settings_file_is_valid_and_complete():
+def test_example_settings_file_is_valid_and_complete(tmp_path):
     from pathlib import Path
 
     from hub.settings import WorkbenchSettings, render_example
@@ -67,8 +86,7 @@ def test_example_settings_file_is_valid_and_complete():
         line[2:] if " = " in line and line.startswith("# ") and "\n" not in line else line
         for line in text.splitlines()
     )
-    path = example.parent.parent / ".run" / "example-uncommented.toml"
-    path.parent.mkdir(exist_ok=True)
+    path = tmp_path / "workbench.toml"
     path.write_text(uncommented)
     settings, _ = load_settings(path)
     assert settings.bind_url == "http://127.0.0.1:8000"
