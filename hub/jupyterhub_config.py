@@ -167,15 +167,23 @@ spawner.instance_environment = instance_network.environment
 spawner.instance_files = write_instance_files(instance_network, data / "instance-files")
 
 
+# The spawners' views of the platform database (the service creates its tables) are
+# factories, as JupyterHub copies its configuration; each is made once, on first use, and all
+# share one database (one connection pool for the hub, not one per instance)
+@functools.cache
+def _platform_db():
+    from hub.db import Database
+
+    return Database(database_url(settings))
+
+
+@functools.cache
 def _saved_images():
-    from hub.db import Database, database_url
     from hub.saved_images import SavedImageStore
 
-    return SavedImageStore(Database(database_url(settings)))
+    return SavedImageStore(_platform_db())
 
 
-# saved images are looked up in the platform database (the service creates its tables);
-# a factory, as JupyterHub copies its configuration
 spawner.saved_images = _saved_images
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
@@ -191,21 +199,21 @@ c.JupyterHub.proxy_class = "hub.activity.InstanceActivityProxy"
 
 
 # --- usage metering: each running period of an instance, recorded by the spawner -----------
+@functools.cache
 def _usage_recorder():
-    from hub.db import Database, database_url
     from hub.metering import UsageRecorder
 
-    return UsageRecorder(Database(database_url(settings)))
+    return UsageRecorder(_platform_db())
 
 
 spawner.usage_recorder = _usage_recorder
 
 
+@functools.cache
 def _workspace_members():
-    from hub.db import Database, database_url
     from hub.workspaces import WorkspaceStore
 
-    return WorkspaceStore(Database(database_url(settings)))
+    return WorkspaceStore(_platform_db())
 
 
 spawner.workspace_members = _workspace_members
@@ -215,21 +223,20 @@ spawner.workspace_members = _workspace_members
 # it is deleted, whichever path (the hub's pages and API, or the platform API) does it
 @functools.cache
 def _live_options():
-    from hub.db import Database
     from hub.live_options import LiveOptionsStore
 
-    return LiveOptionsStore(Database(database_url(settings)))
+    return LiveOptionsStore(_platform_db())
 
 
 spawner.live_options = _live_options
 
 
 # --- quotas: every start (spawn page, hub API, platform API) is admitted by the spawner -------
+@functools.cache
 def _quota_limits():
-    from hub.db import Database, database_url
     from hub.quotas import QuotaStore
 
-    return QuotaStore(Database(database_url(settings)), settings.default_quota())
+    return QuotaStore(_platform_db(), settings.default_quota())
 
 
 spawner.quota_limits = _quota_limits
@@ -238,9 +245,8 @@ spawner.quota_limits = _quota_limits
 # --- audit of instance operations made through the hub's own pages and API ------------------
 def _audit_log():
     from hub.audit import AuditLog
-    from hub.db import Database, database_url
 
-    return AuditLog(Database(database_url(settings)), settings.audit_retention_days)
+    return AuditLog(_platform_db(), settings.audit_retention_days)
 
 
 audit_hub_requests(_audit_log)
