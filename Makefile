@@ -41,7 +41,7 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
 	fi
 
-# What only the tests use: a browser, a PostgreSQL server, SSH clients and rsync.
+# What only the tests use: a browser, a PostgreSQL server, SSH clients, rsync and pgrep.
 test-system:
 	@need=""; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
@@ -49,6 +49,7 @@ test-system:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
 	command -v rsync >/dev/null || need="$$need rsync"; \
+	command -v pgrep >/dev/null || need="$$need procps"; \
 	if [ -n "$$need" ]; then \
 		$(MAKE) --no-print-directory $(APT_STAMP); \
 		echo "installing:$$need"; \
