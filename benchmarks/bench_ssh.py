@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hub.settings import load_settings  # noqa: E402
-from ssh_gateway.instance_keys import SECRET_FILE, instance_private_pem  # noqa: E402
+from spawner.instance_keys import SECRET_FILE, instance_private_pem  # noqa: E402
 from tests.platform import Hub, remove_engine_objects  # noqa: E402
 
 SIZE_MIB = int(os.environ.get("BENCH_SSH_MIB", "256"))

@@ -10,7 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .client import WorkbenchClient, WorkbenchError
+from workbench import WorkbenchClient, WorkbenchError
+
 from .settings import SettingsError, load_settings, settings_file
 
 REPO = Path(__file__).resolve().parent.parent

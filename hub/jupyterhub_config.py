@@ -11,6 +11,7 @@ from hub import rbac
 from hub.audit.hub_requests import audit_hub_requests
 from hub.auth import with_default_group
 from hub.db import database_url
+from hub.features import collect, load_features, load_reference
 from hub.settings import load_settings, settings_file
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
@@ -19,6 +20,8 @@ settings_path = settings_file()
 settings, extra_config = load_settings(settings_path)
 data = settings.prepare_data_dir()
 REPO = Path(__file__).resolve().parent.parent
+# every installed feature (hub/features.py): its scopes, services and configuration
+features = load_features()
 
 # --- the hub -------------------------------------------------------------------------
 c.JupyterHub.bind_url = settings.bind_url
@@ -39,9 +42,9 @@ c.JupyterHub.named_server_limit_per_user = settings.max_instances_per_user
 c.JupyterHub.cleanup_servers = False
 # each user's instances on a host of their own (alice.hub.example.com), so a page a user
 # serves is not on the hub's origin; the platform API stays on the hub's host
-# (hub/service/bridge.py says why)
+# (hub/service/subdomains.py says why)
 if settings.subdomain_host:
-    from hub.service.bridge import subdomain_hook
+    from hub.service.subdomains import subdomain_hook
 
     c.JupyterHub.subdomain_host = settings.subdomain_host
     c.JupyterHub.subdomain_hook = subdomain_hook
@@ -82,7 +85,7 @@ c.JupyterHub.services = [
     }
 ]
 # --- permissions: custom scopes, grouped into roles granted through groups ------------------
-c.JupyterHub.custom_scopes = rbac.custom_scopes()
+c.JupyterHub.custom_scopes = rbac.custom_scopes(features)
 c.JupyterHub.load_groups = rbac.load_groups()
 c.JupyterHub.load_roles = [
     {
@@ -104,26 +107,18 @@ c.JupyterHub.load_roles = [
         ],
         "services": ["workbench"],
     },
-    *rbac.load_roles(settings.admin_users),
+    *rbac.load_roles(settings.admin_users, features),
     {
         # JupyterHub's default "server" role, plus the platform API as the instance's owner:
         # the JupyterLab panel's server extension calls it with the instance's own token
         "name": "server",
-        "description": "Post activity; the platform API for the instance's own panel.",
+        "description": "Post activity; the platform API for the instance's panel and SDK.",
         "scopes": [
             "users:activity!user",
             "access:servers!server",
             "access:services!service=workbench",
-            *(
-                rbac.scope(name)
-                for name in (
-                    "instances:read",
-                    "instances:update",
-                    "instances:stop",
-                    "images:read",
-                    "images:save",
-                )
-            ),
+            # what each feature lets an instance's own token do (hub/features.py grants)
+            *rbac.server_scopes(features),
         ],
     },
 ]
@@ -167,29 +162,11 @@ spawner.instance_environment = instance_network.environment
 spawner.instance_files = write_instance_files(instance_network, data / "instance-files")
 
 
-# The spawners' views of the platform database (the service creates its tables) are
-# factories, as JupyterHub copies its configuration; each is made once, on first use, and all
-# share one database (one connection pool for the hub, not one per instance)
-@functools.cache
-def _platform_db():
-    from hub.db import Database
-
-    return Database(database_url(settings))
-
-
-@functools.cache
-def _saved_images():
-    from hub.saved_images import SavedImageStore
-
-    return SavedImageStore(_platform_db())
-
-
-spawner.saved_images = _saved_images
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
 c.Spawner.default_url = "/lab"
-# auto-stop and crash recovery (hub/service/lifecycle.py): a dead container is noticed within
-# poll_interval; instances report their own activity, the proxy's traffic does not count
+# auto-stop and crash recovery (features/instances/lifecycle.py): a dead container is noticed
+# within poll_interval; instances report their own activity, the proxy's traffic does not count
 c.Spawner.poll_interval = settings.poll_interval
 # (in the spawner class's own section too: where that section sets environment, it wins)
 activity_env = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_report_seconds)}
@@ -198,86 +175,74 @@ spawner.environment.update(activity_env)
 c.JupyterHub.proxy_class = "hub.activity.InstanceActivityProxy"
 
 
-# --- usage metering: each running period of an instance, recorded by the spawner -----------
-@functools.cache
-def _usage_recorder():
-    from hub.metering import UsageRecorder
+class HubContext:
+    """What a feature's hub_config(c, hub) works with: the settings, the data folder, the
+    spawner class's configuration section and shared views of the platform database."""
 
-    return UsageRecorder(_platform_db())
+    def __init__(self):
+        self.settings = settings
+        self.data = data
+        self.spawner = spawner
 
+    @functools.cached_property
+    def db(self):
+        """The platform database, made once on first use: one connection pool for the hub."""
+        from hub.db import Database
 
-spawner.usage_recorder = _usage_recorder
+        return Database(database_url(settings))
 
+    def shared(self, reference: str, *args):
+        """A factory for the spawners (JupyterHub copies its configuration, so it holds no
+        live objects): `reference(platform_db, *args)`, made once on first use."""
 
-@functools.cache
-def _workspace_members():
-    from hub.workspaces import WorkspaceStore
+        @functools.cache
+        def make():
+            return load_reference(reference)(self.db, *args)
 
-    return WorkspaceStore(_platform_db())
-
-
-spawner.workspace_members = _workspace_members
-
-
-# options changed on a running instance: folded into its options at every stop, dropped when
-# it is deleted, whichever path (the hub's pages and API, or the platform API) does it
-@functools.cache
-def _live_options():
-    from hub.live_options import LiveOptionsStore
-
-    return LiveOptionsStore(_platform_db())
+        return make
 
 
-spawner.live_options = _live_options
-
-
-# --- quotas: every start (spawn page, hub API, platform API) is admitted by the spawner -------
-@functools.cache
-def _quota_limits():
-    from hub.quotas import QuotaStore
-
-    return QuotaStore(_platform_db(), settings.default_quota())
-
-
-spawner.quota_limits = _quota_limits
+hub_context = HubContext()
 
 
 # --- audit of instance operations made through the hub's own pages and API ------------------
 def _audit_log():
     from hub.audit import AuditLog
 
-    return AuditLog(_platform_db(), settings.audit_retention_days)
+    events = {name for feature in features for name in feature.audit_events}
+    return AuditLog(hub_context.db, settings.audit_retention_days, events=events)
 
 
 audit_hub_requests(_audit_log)
 
-# --- the SSH gateway: one port for SSH to every instance (ssh_gateway) ------------------
-# the secret the gateway's per-instance keys derive from; instances get their public key
-from ssh_gateway.instance_keys import SECRET_FILE, ensure_secret  # noqa: E402
-
-ensure_secret(data / SECRET_FILE)
-spawner.ssh_key_secret_file = str(data / SECRET_FILE)
-c.JupyterHub.services.append(
-    {
-        "name": "ssh-gateway",
-        "command": [sys.executable, "-m", "ssh_gateway"],
-        "cwd": os.getcwd(),
-        "environment": {
-            key: value
-            for key, value in c.JupyterHub.services[0]["environment"].items()
-            if key in ("WORKBENCH_CONFIG", "PYTHONPATH", "WORKBENCH_ENGINE_URL")
-        },
-        "display": False,
-    }
-)
-c.JupyterHub.load_roles.append(
-    {
-        "name": "ssh-gateway-service",
-        "description": "The SSH gateway checks instances' SSH settings and reports activity.",
-        "scopes": ["read:users", "read:servers", "users:activity"],
-        "services": ["ssh-gateway"],
-    }
-)
+# --- each feature's services and configuration ---------------------------------------------
+service_env = {
+    key: value
+    for key, value in c.JupyterHub.services[0]["environment"].items()
+    if key in ("WORKBENCH_CONFIG", "PYTHONPATH", "WORKBENCH_ENGINE_URL")
+}
+for feature in features:
+    for service in feature.services:
+        c.JupyterHub.services.append(
+            {
+                "name": service.name,
+                "command": [sys.executable, "-m", service.module],
+                "cwd": os.getcwd(),
+                "environment": dict(service_env),
+                "display": False,
+            }
+        )
+        if service.scopes:
+            c.JupyterHub.load_roles.append(
+                {
+                    "name": f"{service.name}-service",
+                    "description": service.description,
+                    "scopes": list(service.scopes),
+                    "services": [service.name],
+                }
+            )
+for _feature, configure in collect(features, "hub_config"):
+    configure(c, hub_context)
 
 # --- anything else, from the settings file's other tables ----------------------------------
 c.merge(extra_config)

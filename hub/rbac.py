@@ -10,39 +10,19 @@ log = logging.getLogger("workbench.rbac")
 
 PREFIX = "custom:workbench:"
 
-# every action of the platform, by the scope that allows it
-SCOPES = {
-    "instances:read": "See your instances and their settings.",
-    "instances:create": "Create instances.",
-    "instances:update": "Change an instance: image, flavor, SSH and auto-stop settings.",
-    "instances:start": "Start instances.",
-    "instances:stop": "Stop instances.",
-    "instances:delete": "Delete instances with their storage.",
-    "images:read": "See preset, own and shared images.",
-    "images:save": "Save a running instance as an image.",
-    "images:manage": "Share, push, pull and delete own saved images.",
-    "keys:manage": "Register, generate and delete SSH keys.",
-    "usage:read": "See your own usage and cost.",
-    "audit:read": "Query and export the audit log (everyone's actions).",
-    "usage:admin": "See everyone's usage and cost.",
-    "quotas:manage": "Set quotas of users and workspaces.",
-    "workspaces:manage": "Create workspaces and set their members.",
-}
-
-READ_ONLY = ["instances:read", "images:read", "usage:read"]
-ADMIN_ONLY = ["audit:read", "usage:admin", "quotas:manage", "workspaces:manage"]
+# the kit's own actions; each feature declares its own (hub/features.py)
+CORE_SCOPES = {"audit:read": "Query and export the audit log (everyone's actions)."}
+CORE_ADMIN_ONLY = ("audit:read",)
 
 # the roles mirror ModelArts' system policies
 ROLES = {
     "workbench-full-access": (
-        "FullAccess: every platform action, the audit log, usage of all, quotas.",
-        list(SCOPES),
+        "FullAccess: every platform action, the audit log, usage of all, quotas."
     ),
     "workbench-common-operations": (
-        "CommonOperations: use instances, images and keys; no administration.",
-        [s for s in SCOPES if s not in ADMIN_ONLY],
+        "CommonOperations: use instances, images and keys; no administration."
     ),
-    "workbench-viewer": ("Viewer: see instances, images and usage; change nothing.", READ_ONLY),
+    "workbench-viewer": "Viewer: see instances, images and usage; change nothing.",
 }
 
 # each role is granted through a JupyterHub group of the same purpose
@@ -54,26 +34,71 @@ GROUPS = {
 DEFAULT_GROUP = "workbench-users"
 
 
+def _features(features=None):
+    if features is None:
+        from .features import load_features
+
+        features = load_features()
+    return features
+
+
+def all_scopes(features=None) -> dict[str, str]:
+    """Every platform action (the kit's and each feature's), with what it allows."""
+    scopes = dict(CORE_SCOPES)
+    for feature in _features(features):
+        scopes.update(feature.scopes)
+    return scopes
+
+
+def admin_only(features=None) -> set[str]:
+    """The actions only the full-access role holds."""
+    only = set(CORE_ADMIN_ONLY)
+    for feature in _features(features):
+        only.update(feature.admin_only)
+    return only
+
+
+def granted(role: str, features=None) -> list[str]:
+    """The actions a feature-granted role ("viewer", "server") holds."""
+    return [a for f in _features(features) for a in f.grants.get(role, ())]
+
+
+def scope_description(name: str) -> str:
+    """What a platform action allows."""
+    return all_scopes().get(name, name)
+
+
 def scope(name: str) -> str:
     """The full JupyterHub scope of a platform action ("images:save")."""
-    if name not in SCOPES:
+    if name not in all_scopes():
         raise KeyError(f"unknown platform scope {name!r}")
     return PREFIX + name
 
 
-def custom_scopes() -> dict:
+def custom_scopes(features=None) -> dict:
     """c.JupyterHub.custom_scopes."""
-    return {PREFIX + name: {"description": text} for name, text in SCOPES.items()}
+    return {PREFIX + name: {"description": text} for name, text in all_scopes(features).items()}
 
 
-def load_roles(admin_users=()) -> list[dict]:
+def role_scopes(features=None) -> dict[str, list[str]]:
+    """The platform actions of each platform role."""
+    everything = list(all_scopes(features))
+    only = admin_only(features)
+    return {
+        "workbench-full-access": everything,
+        "workbench-common-operations": [s for s in everything if s not in only],
+        "workbench-viewer": granted("viewer", features),
+    }
+
+
+def load_roles(admin_users=(), features=None) -> list[dict]:
     """The platform's roles for c.JupyterHub.load_roles."""
     roles = []
-    for name, (description, scopes) in ROLES.items():
+    for name, scopes in role_scopes(features).items():
         groups = [g for g, role in GROUPS.items() if role == name]
         role = {
             "name": name,
-            "description": description,
+            "description": ROLES[name],
             "scopes": [PREFIX + s for s in scopes],
             "groups": groups,
         }
@@ -81,6 +106,11 @@ def load_roles(admin_users=()) -> list[dict]:
             role["users"] = list(admin_users)
         roles.append(role)
     return roles
+
+
+def server_scopes(features=None) -> list[str]:
+    """Platform scopes of every instance's own server token (its panel and its SDK)."""
+    return [PREFIX + s for s in granted("server", features)]
 
 
 def load_groups() -> dict:

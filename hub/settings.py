@@ -315,7 +315,7 @@ class WorkbenchSettings(Configurable):
     save_agent_token = Unicode(
         "",
         help="""Shared secret of the save node agent (kubernetes backend): the token in the
-        agent's Secret (see images/node_agent.py). Empty: saving instances answers 501 on
+        agent's Secret (see images/node_agent/). Empty: saving instances answers 501 on
         Kubernetes. Default "".""",
     ).tag(config=True)
     save_agent_namespace = Unicode(
@@ -464,7 +464,7 @@ class WorkbenchSettings(Configurable):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
     def default_quota(self) -> dict:
-        """Every user's quota unless an administrator sets theirs (hub.quotas.KEYS)."""
+        """Every user's quota unless an administrator sets theirs (features.quotas.store.KEYS)."""
         return {
             "instances": self.max_instances_per_user,
             "running_instances": self.quota_running_instances,

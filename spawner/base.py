@@ -150,7 +150,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         None,
         config=True,
         help="""Where saved images are looked up: an object with lookup(user, name) and
-        available(user) (hub.saved_images.SavedImageStore, set by jupyterhub_config.py from
+        available(user) (features.images.store.SavedImageStore, set by jupyterhub_config.py from
         the platform database). None: instances use catalog images only.""",
     )
 
@@ -158,7 +158,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         None,
         config=True,
         help="""A callable returning an object whose is_member(user, workspace) says whether
-        a user belongs to a workspace (blocking; hub.workspaces.WorkspaceStore, set by
+        a user belongs to a workspace (blocking; features.workspaces.store.WorkspaceStore, set by
         jupyterhub_config.py). None: every instance is in the "default" workspace's rules.""",
     )
 
@@ -166,7 +166,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         None,
         config=True,
         help="""A callable returning where options changed on a running instance are kept
-        (SSH, auto-stop, description; hub.live_options.LiveOptionsStore, set by
+        (SSH, auto-stop, description; features.instances.live_options.LiveOptionsStore, set by
         jupyterhub_config.py). At every stop, whichever path stopped it, they become the
         instance's own options; they go when it is deleted. None: nothing is kept aside.""",
     )
@@ -176,8 +176,8 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         config=True,
         help="""A callable returning the quota store: an object whose limits(user) and
         workspace_limits(workspace) return {quota: limit} (blocking, called in a worker
-        thread; hub.quotas.QuotaStore, set by jupyterhub_config.py). Every start is admitted
-        against them (spawner.quotas). None: no quotas.""",
+        thread; features.quotas.store.QuotaStore, set by the quotas feature). Every start is
+        admitted against them (spawner.quotas). None: no quotas.""",
     )
 
     _policy = None

@@ -6,7 +6,7 @@ import html
 
 from traitlets import HasTraits, Unicode
 
-from ssh_gateway.instance_keys import instance_public_key
+from spawner.instance_keys import instance_public_key
 
 SSH_KEY_ENV = "WORKBENCH_SSH_AUTHORIZED_KEY"
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from features.instances.live_options import LiveOptionsStore
 from hub.audit import AuditLog
-from hub.db import Database, database_url, upgrade_when_ready
-from hub.live_options import LiveOptionsStore
-from hub.service import lifeline
+from hub.db import Database, database_url
+from hub.features import load_features
 from hub.service.hubapi import HubAPI, HubAPIError
-from hub.settings import load_settings
+from hub.service.process import service_main
+from spawner.instance_keys import HOST_KEY_FILE, SECRET_FILE, ensure_host_key, ensure_secret
 
 from .directory import Directory
-from .instance_keys import HOST_KEY_FILE, SECRET_FILE, ensure_host_key, ensure_secret
 from .server import Gateway, start_server
 
 log = logging.getLogger("workbench.ssh")
@@ -43,22 +42,10 @@ async def report_loop(gateway: Gateway, hub: HubAPI, interval: float):
             await report(hub, user, instance)
 
 
-async def main():
-    logging.basicConfig(
-        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s workbench-ssh] %(message)s"
-    )
-    for name in ("asyncssh", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    settings, _ = load_settings()
+async def serve(settings, stop: asyncio.Event):
+    """Serve SSH until stop is set."""
     data = settings.data_path
-    data.mkdir(parents=True, exist_ok=True)
-    # ends with the hub that started it; ends a predecessor a hard-killed hub left behind
-    stop = asyncio.Event()
-    pid_file = data / "ssh-gateway.pid"
-    hub_watch = await lifeline.hold(pid_file, "ssh_gateway", stop.set)
-    db_url = database_url(settings)
-    await asyncio.to_thread(upgrade_when_ready, db_url)
-    db = Database(db_url)
+    db = Database(database_url(settings))
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     hub.live = LiveOptionsStore(db)  # SSH settings changed while the instance runs
     directory = Directory(
@@ -73,24 +60,25 @@ async def main():
     host_key = await asyncio.to_thread(ensure_host_key, data / HOST_KEY_FILE)
     gateway = Gateway(directory, secret, max_auth_attempts=settings.ssh_max_auth_attempts)
     gateway.report_activity = lambda user, instance: report(hub, user, instance)
-    gateway.audit = AuditLog(db, settings.audit_retention_days)
+    events = {name for feature in load_features() for name in feature.audit_events}
+    gateway.audit = AuditLog(db, settings.audit_retention_days, events=events)
     server = await start_server(gateway, settings.ssh_host, settings.ssh_port, host_key)
     log.info("SSH gateway listening on %s:%s", settings.ssh_host, settings.ssh_port)
     reporter = asyncio.ensure_future(report_loop(gateway, hub, settings.ssh_activity_seconds))
     # access withdrawn while connections are open (key deleted, SSH off, allowlist
     # narrowed, user deleted) closes them within ssh_recheck_seconds
     rechecker = asyncio.ensure_future(gateway.recheck_loop(settings.ssh_recheck_seconds))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("SSH gateway stopping")
-    hub_watch.cancel()
     reporter.cancel()
     rechecker.cancel()
     server.close()
-    lifeline.release(pid_file)
+    await gateway.audit.flush()
+
+
+def main():
+    service_main("ssh-gateway", "ssh_gateway", serve)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass
 
 from hub.db import Database
-from hub.keys import find_key
 from hub.service.hubapi import HubAPI, HubAPIError
+from ssh_gateway.keys import find_key
 
 log = logging.getLogger("workbench.ssh")
 

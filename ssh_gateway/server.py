@@ -21,10 +21,10 @@ from collections import defaultdict
 
 import asyncssh
 
-from hub.keys import find_key
+from spawner.instance_keys import instance_private_pem
+from ssh_gateway.keys import find_key
 
 from .directory import Directory, InstanceUnavailable, Target, split_login
-from .instance_keys import instance_private_pem
 
 log = logging.getLogger("workbench.ssh")
 

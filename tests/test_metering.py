@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
+from features.usage.store import UsageRecorder, to_csv, usage_report
 from hub.client import WorkbenchError
 from hub.db import Database, upgrade
-from hub.metering import UsageRecorder, to_csv, usage_report
 
 
 @pytest.fixture

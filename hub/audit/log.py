@@ -151,9 +151,11 @@ class _DatabaseHandler(logging.Handler):
 class AuditLog:
     """The platform's audit log: emit events, query them, prune them, verify the chain."""
 
-    def __init__(self, db, retention_days: float = 7):
+    def __init__(self, db, retention_days: float = 7, events=None):
         self.db = db
         self.retention_days = retention_days
+        # the event names the platform's features declare; None: any name
+        self.events = frozenset(events) if events is not None else None
         self.eventlog = EventLogger()
         self.eventlog._logger.propagate = False  # stored, not printed in the service's log
         self.eventlog.register_event_schema(SCHEMA_FILE)
@@ -179,6 +181,10 @@ class AuditLog:
         details: dict | None = None,
     ):
         """Validate and store one event (blocking: call it in a worker thread)."""
+        if self.events is not None and event not in self.events:
+            raise ValueError(
+                f"audit event {event!r} is declared by no feature (hub/features.py audit_events)"
+            )
         data = {
             "event": event,
             "actor": actor or "anonymous",

@@ -66,11 +66,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def version_locations() -> list[str]:
+    """Folders of alembic revisions: the kit's (the first revision, the audit log) and each
+    installed feature's, so one `alembic upgrade heads` migrates every feature in order."""
+    from ..features import load_features
+
+    folders = [str(MIGRATIONS / "versions")]
+    for feature in load_features():
+        path = feature.migrations_path()
+        if path is not None:
+            folders.append(str(path))
+    return folders
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    # a separator no path holds (alembic's default splits on spaces)
+    config.set_main_option("path_separator", "newline")
+    config.set_main_option("version_locations", "\n".join(version_locations()))
     config.set_main_option("sqlalchemy.url", _sqlalchemy_url(url).replace("%", "%%"))
     return config
 

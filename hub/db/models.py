@@ -1,12 +1,19 @@
-"""All tables of the platform database (each feature's module registers its own)."""
+"""Every table of the platform database: the kit's (audit) and each feature's."""
 
-from .. import keys as _keys  # noqa: F401
-from .. import live_options as _live_options  # noqa: F401
-from .. import metering as _metering  # noqa: F401
-from .. import quotas as _quotas  # noqa: F401
-from .. import saved_images as _saved_images  # noqa: F401
-from .. import workspaces as _workspaces  # noqa: F401
 from ..audit import models as _audit  # noqa: F401
 from .core import Base
 
-__all__ = ["Base"]
+
+def load_tables(features=None) -> type[Base]:
+    """Import every feature's table modules, so Base.metadata holds all tables; Base."""
+    from importlib import import_module
+
+    from ..features import load_features
+
+    for feature in load_features() if features is None else features:
+        for module in feature.tables:
+            import_module(module)
+    return Base
+
+
+__all__ = ["Base", "load_tables"]

@@ -1,11 +1,13 @@
-"""The platform API service's process: `python -m hub.service.app`, started by JupyterHub."""
+"""The platform API service: `python -m hub.service.app`, the routes of every feature in one app."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-import signal
+from collections.abc import Awaitable, Callable
+from importlib import import_module
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
@@ -18,19 +20,12 @@ from spawner.engine import ping
 from spawner.options import make_policy
 
 from ..audit import AuditLog
-from ..db import Database, database_url, upgrade_when_ready
-from ..live_options import LiveOptionsStore
-from ..quotas import QuotaChecker
-from ..saved_images import SavedImageStore
-from ..settings import WorkbenchSettings, load_settings
-from . import audit, handlers, lifeline, quotas, usage
-from .bridge import bridge_routes
+from ..db import Database, database_url
+from ..features import Feature, collect, load_features
+from ..settings import WorkbenchSettings
+from . import handlers
 from .hubapi import HubAPI
-from .images import image_routes, make_image_service
-from .instances import InstanceManager
-from .keys import key_routes
-from .lifecycle import ExtendHandler, InstanceStatusHandler, Lifecycle
-from .workspaces import WorkspaceService, workspace_routes
+from .process import service_main
 
 log = logging.getLogger("workbench.service")
 
@@ -71,24 +66,72 @@ class EngineProbe:
             return None
 
 
-def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.Application:
+class Platform:
+    """What the API service's features share (settings, database, the hub's API, the instance
+    policy, the audit log) and the objects each feature's setup() adds for its handlers,
+    which read them from the application's settings (`self.settings["image_service"]`)."""
+
+    def __init__(self, settings: WorkbenchSettings, db: Database, hub: HubAPI, features):
+        self.settings = settings
+        self.db = db
+        self.hub = hub
+        self.features = features
+        self.engine = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
+        events = {name for f in features for name in f.audit_events}
+        self.audit = AuditLog(db, settings.audit_retention_days, events=events)
+        self.objects: dict = {}
+        # what runs once the service listens, and at its stop (in reverse order)
+        self.on_start: list[Callable[[], Awaitable | None]] = []
+        self.on_stop: list[Callable[[], Awaitable | None]] = []
+
+    @functools.cached_property
+    def policy(self):
+        """What instances may be made of (spawner/options.py); saved images come from
+        whichever feature set `saved_images` before the policy was first needed."""
+        return make_policy(
+            **self.settings.spawner_config(), saved_images=self.objects.get("saved_images")
+        )
+
+    def __getitem__(self, key: str):
+        return self.objects[key]
+
+    def __setitem__(self, key: str, value):
+        self.objects[key] = value
+
+    def get(self, key: str, default=None):
+        return self.objects.get(key, default)
+
+
+# the kit's own handler modules; each feature names its own
+KIT_HANDLERS = ("hub.service.handlers", "hub.audit.api", "hub.service.subdomains")
+
+
+def routes_of(modules, prefix: str, api_prefix: str) -> list[tuple]:
+    """Routes of handler modules: `default_handlers` below the API prefix, `default_pages`
+    below the service's prefix."""
+    routes = []
+    for name in modules:
+        module = import_module(name)
+        for path, *rest in getattr(module, "default_pages", ()):
+            routes.append((url_path_join(prefix, path), *rest))
+        for path, *rest in getattr(module, "default_handlers", ()):
+            routes.append((api_prefix + path, *rest))
+    return routes
+
+
+def make_app(
+    settings: WorkbenchSettings, db: Database | None = None, features: tuple[Feature, ...] = ()
+) -> web.Application:
+    """The platform API's application with the routes and objects of every feature."""
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
     api_prefix = url_path_join(prefix, "api")
+    features = features or load_features()
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     if db is None:
         db = Database(database_url(settings))
-    saved_images = SavedImageStore(db)
-    policy = make_policy(**settings.spawner_config(), saved_images=saved_images)
-    probe = EngineProbe(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
-    manager = InstanceManager(hub, policy, start_timeout=settings.start_timeout)
-    manager.lifecycle = Lifecycle(manager, settings)
-    manager.quotas = QuotaChecker(db, policy, settings.default_quota())
-    hub.live = LiveOptionsStore(db)
-    spaces = WorkspaceService(db, manager, hub)
-    manager.workspaces = spaces.is_member
-    manager.quotas.workspace_servers = spaces.servers
-    user = r"(?P<user>[^/]+)"
-    name = r"(?P<name>[^/]+)"
+    platform = Platform(settings, db, hub, features)
+    for _feature, setup in collect(features, "setup"):
+        setup(platform)
     routes = [
         (prefix, handlers.HealthHandler),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
@@ -98,94 +141,63 @@ def make_app(settings: WorkbenchSettings, db: Database | None = None) -> web.App
             handlers.OpenAPIHandler,
             {"description": handlers.load_openapi(prefix)},
         ),
-        (url_path_join(api_prefix, "flavors"), handlers.FlavorsHandler),
-        *image_routes(api_prefix),
-        (url_path_join(api_prefix, "users", user, "instances"), handlers.InstancesHandler),
-        (url_path_join(api_prefix, "users", user, "instances", name), handlers.InstanceHandler),
-        (
-            url_path_join(api_prefix, "users", user, "instances", name, r"(?P<action>start|stop)"),
-            handlers.InstanceActionHandler,
-        ),
-        *key_routes(prefix, api_prefix),
-        *bridge_routes(prefix),
-        (url_path_join(api_prefix, "users", user, "instances", name, "extend"), ExtendHandler),
-        (
-            url_path_join(api_prefix, "users", user, "instances", name, "status"),
-            InstanceStatusHandler,
-        ),
-        (url_path_join(api_prefix, "quotas", "users", user), quotas.UserQuotaHandler),
-        *workspace_routes(api_prefix),
-        (url_path_join(api_prefix, "usage"), usage.UsageHandler),
-        (url_path_join(prefix, "admin", "usage"), usage.UsagePageHandler),
-        (url_path_join(api_prefix, "audit"), audit.AuditEventsHandler),
-        (url_path_join(api_prefix, "audit", "verify"), audit.AuditVerifyHandler),
-        (url_path_join(prefix, "admin", "audit"), audit.AuditPageHandler),
+        *routes_of(KIT_HANDLERS, prefix, api_prefix),
+        *routes_of([m for f in features for m in f.handlers], prefix, api_prefix),
     ]
     return web.Application(
         routes,
         default_handler_class=handlers.NotFoundHandler,
         cookie_secret=os.urandom(32),
-        instance_manager=manager,
-        policy=policy,
         api_prefix=api_prefix,
-        engine_check=probe.check,
-        image_checker=probe.images,
+        policy=platform.policy,
+        engine_check=platform.engine.check,
+        image_checker=platform.engine.images,
         db=db,
-        image_service=make_image_service(
-            db=db,
-            hub=hub,
-            policy=policy,
-            settings=settings,
-            store=saved_images,
-            engine_url=probe.url,
-        ),
-        audit=AuditLog(db, settings.audit_retention_days),
-        workspaces=spaces,
+        audit=platform.audit,
         workbench_settings=settings,
+        platform=platform,
+        features=features,
+        **platform.objects,
     )
 
 
-async def main():
-    logging.basicConfig(
-        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s workbench-api] %(message)s"
-    )
-    settings, _ = load_settings()
-    # ends with the hub that started it; ends a predecessor a hard-killed hub left behind
-    stop = asyncio.Event()
-    pid_file = settings.data_path / "workbench-api.pid"
-    hub_watch = await lifeline.hold(pid_file, "hub.service.app", stop.set)
-    db_url = database_url(settings)
-    await asyncio.to_thread(upgrade_when_ready, db_url)
-    app = make_app(settings, Database(db_url))
-    # saves a restart interrupted: nothing half-made stays
-    await app.settings["image_service"].cleanup_interrupted()
+async def _call_all(hooks):
+    for hook in hooks:
+        result = hook()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def serve(settings: WorkbenchSettings, stop: asyncio.Event):
+    """Serve the platform API until stop is set."""
+    app = make_app(settings, Database(database_url(settings)))
+    platform: Platform = app.settings["platform"]
     default_url = f"http://127.0.0.1:{settings.service_port}"
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url))
+    # what features do before serving (a save a restart interrupted is cleaned up first)
+    await _call_all(platform.on_start)
     server = HTTPServer(app, xheaders=True)
     # WORKBENCH_SERVICE_IP: all interfaces, where instances call the API directly
     server.listen(url.port, os.environ.get("WORKBENCH_SERVICE_IP") or url.hostname)
     log.info("platform API listening on %s", url.geturl())
-    # auto-stop and crash recovery
-    app.settings["instance_manager"].lifecycle.start()
-    audit_log = app.settings["audit"]
 
     async def prune():
-        await asyncio.to_thread(audit_log.prune)
+        await asyncio.to_thread(platform.audit.prune)
 
     pruner = PeriodicCallback(prune, 3600 * 1000)
     pruner.start()
     await prune()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("platform API stopping")
-    hub_watch.cancel()
     server.stop()
     pruner.stop()
-    await audit_log.flush()
-    lifeline.release(pid_file)
+    await _call_all(reversed(platform.on_stop))
+    await platform.audit.flush()
+
+
+def main():
+    service_main("workbench-api", "hub.service.app", serve)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

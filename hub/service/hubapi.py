@@ -35,7 +35,7 @@ class HubAPI:
         self.token = token
         self.timeout = timeout
         self.client = AsyncHTTPClient()
-        # hub.live_options.LiveOptionsStore: options changed while instances run
+        # features.instances.live_options.LiveOptionsStore: options changed while instances run
         self.live = None
 
     async def request(self, method: str, path: str, body=None, *, ok_404: bool = False):

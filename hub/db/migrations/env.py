@@ -3,10 +3,10 @@
 from alembic import context
 
 from hub.db.core import VERSION_TABLE, make_engine
-from hub.db.models import Base
+from hub.db.models import load_tables
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = load_tables().metadata
 
 
 def run_migrations_offline():

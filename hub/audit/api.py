@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from ..audit import AuditQuery
-from ..audit.log import OUTCOMES
-from .handlers import APIHandler
+from ..service.api import APIHandler, needs_scope
+from . import AuditQuery
+from .log import OUTCOMES
 
 MAX_LIMIT = 10000
 
@@ -96,8 +96,8 @@ class AuditEventsHandler(APIHandler):
     """GET /api/audit: events, newest first; ?format=jsonl exports JSON lines."""
 
     @web.authenticated
+    @needs_scope("audit:read")
     async def get(self):
-        self.require_scope("audit:read")
         query = query_from_args(self)
         fmt = self.get_argument("format", "json")
         if fmt not in ("json", "jsonl"):
@@ -115,8 +115,8 @@ class AuditVerifyHandler(APIHandler):
     """GET /api/audit/verify: whether the stored chain is intact."""
 
     @web.authenticated
+    @needs_scope("audit:read")
     async def get(self):
-        self.require_scope("audit:read")
         checked, problems = await asyncio.to_thread(self.settings["audit"].verify)
         self.write_json({"ok": not problems, "checked": checked, "problems": problems})
 
@@ -179,3 +179,7 @@ outcome <input name="outcome" value="{values[outcome]}" placeholder="denied">
 <th>type</th><th>resource</th><th>outcome</th><th>reason</th></tr>
 {rows}
 </table></body></html>"""
+
+
+default_handlers = [(r"/audit", AuditEventsHandler), (r"/audit/verify", AuditVerifyHandler)]
+default_pages = [(r"/admin/audit", AuditPageHandler)]

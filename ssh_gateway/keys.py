@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db.core import Base
+from hub.db.core import Base
 
 MIN_RSA_BITS = 2048
 MAX_NAME = 64
@@ -244,3 +244,10 @@ def find_key(
     if touch:
         row.last_used = utcnow()
     return row.to_dict()
+
+
+def forget_user(session: Session, user: str) -> dict[str, int]:
+    """A deleted user's keys go with them."""
+    from sqlalchemy import delete
+
+    return {"keys": session.execute(delete(SSHKey).where(SSHKey.user == user)).rowcount}

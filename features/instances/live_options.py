@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db.core import Base
+from hub.db.core import Base
 
 
 class LiveOptions(Base):
@@ -89,3 +89,9 @@ class LiveOptionsStore:
                 delete(LiveOptions).where(LiveOptions.user == user, LiveOptions.instance == name)
             )
         )
+
+
+def forget_user(session, user: str) -> dict[str, int]:
+    """Options kept for a deleted user's running instances go."""
+    removed = session.execute(delete(LiveOptions).where(LiveOptions.user == user))
+    return {"live_options": removed.rowcount}

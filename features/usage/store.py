@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import DateTime, Float, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db.core import Base
+from hub.db.core import Base
 
 
 def _utc(ts: float) -> datetime:

@@ -10,10 +10,10 @@ from jupyterhub.services.auth import HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ssh_gateway.access import public_host, ssh_access
+from hub.service.api import APIHandler, needs_scope
+from spawner.ssh_access import public_host, ssh_access
 
-from .. import keys
-from .handlers import APIHandler
+from . import keys
 
 log = logging.getLogger("workbench.service")
 
@@ -36,15 +36,13 @@ class KeysHandler(KeyAPIHandler):
         return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('fingerprint', '')}"
 
     @web.authenticated
+    @needs_scope("keys:manage")
     async def get(self, user):
-        self.check_user(user)
-        self.require_scope("keys:manage")
         self.write_json(await self.db.run(lambda s: keys.list_keys(s, user)))
 
     @web.authenticated
+    @needs_scope("keys:manage")
     async def post(self, user):
-        self.check_user(user)
-        self.require_scope("keys:manage")
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name", "public_key"})
         if unknown:
@@ -72,9 +70,8 @@ class GenerateKeyHandler(KeyAPIHandler):
         return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('fingerprint', '')}"
 
     @web.authenticated
+    @needs_scope("keys:manage")
     async def post(self, user):
-        self.check_user(user)
-        self.require_scope("keys:manage")
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name"})
         if unknown:
@@ -98,9 +95,8 @@ class KeyHandler(KeyAPIHandler):
     audit_events = {"DELETE": ("deleteKey", "key")}
 
     @web.authenticated
+    @needs_scope("keys:manage")
     async def patch(self, user, key_id):
-        self.check_user(user)
-        self.require_scope("keys:manage")
         body = self.get_json_body()
         if set(body) != {"name"}:
             raise web.HTTPError(400, 'Send {"name": "new name"} to rename a key.')
@@ -114,9 +110,8 @@ class KeyHandler(KeyAPIHandler):
         self.write_json(model)
 
     @web.authenticated
+    @needs_scope("keys:manage")
     async def delete(self, user, key_id):
-        self.check_user(user)
-        self.require_scope("keys:manage")
         if not await self.db.run(lambda s: keys.delete_key(s, user, key_id)):
             raise web.HTTPError(404, f"No key {key_id!r}; list keys with GET .../keys.")
         log.info("ssh key %s deleted for %s", key_id, user)
@@ -128,9 +123,8 @@ class InstanceSSHHandler(APIHandler):
     """GET: an instance's SSH settings, the ssh command and the ~/.ssh/config block."""
 
     @web.authenticated
+    @needs_scope("instances:read")
     async def get(self, user, name):
-        self.check_user(user)
-        self.require_scope("instances:read")
         model = await self.run(self.manager.get(user, name))
         settings = self.settings["workbench_settings"]
         self.write_json(ssh_access(settings, user, name, model.get("ssh")))
@@ -157,14 +151,10 @@ class KeysPageHandler(HubOAuthenticated, web.RequestHandler):
         )
 
 
-def key_routes(prefix: str, api_prefix: str) -> list:
-    """The routes of SSH keys and instances' SSH access (for app.make_app)."""
-    user = r"(?P<user>[^/]+)"
-    users = url_path_join(api_prefix, "users", user)
-    return [
-        (url_path_join(users, "keys"), KeysHandler),
-        (url_path_join(users, "keys", "generate"), GenerateKeyHandler),
-        (url_path_join(users, "keys", r"(?P<key_id>[^/]+)"), KeyHandler),
-        (url_path_join(users, "instances", r"(?P<name>[^/]+)", "ssh"), InstanceSSHHandler),
-        (url_path_join(prefix, "keys"), KeysPageHandler),
-    ]
+default_handlers = [
+    (r"/users/(?P<user>[^/]+)/keys", KeysHandler),
+    (r"/users/(?P<user>[^/]+)/keys/generate", GenerateKeyHandler),
+    (r"/users/(?P<user>[^/]+)/keys/(?P<key_id>[^/]+)", KeyHandler),
+    (r"/users/(?P<user>[^/]+)/instances/(?P<name>[^/]+)/ssh", InstanceSSHHandler),
+]
+default_pages = [(r"/keys", KeysPageHandler)]

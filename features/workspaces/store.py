@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db.core import Base
+from hub.db.core import Base
 
 DEFAULT = "default"
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
@@ -169,3 +169,11 @@ class WorkspaceStore:
     def names_of(self, user: str) -> list[str]:
         """The names of the user's workspaces, "default" first."""
         return [w["name"] for w in self.db.call(lambda s: workspaces_of(s, user))]
+
+
+def forget_user(session: Session, user: str) -> dict[str, int]:
+    """A deleted user leaves every workspace."""
+    from sqlalchemy import delete
+
+    removed = session.execute(delete(WorkspaceMember).where(WorkspaceMember.user == user))
+    return {"workspace_memberships": removed.rowcount}

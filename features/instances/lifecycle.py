@@ -25,6 +25,8 @@ from urllib.parse import quote
 
 from tornado import web
 
+from hub.service.api import APIError, APIHandler
+from hub.service.hubapi import HubAPIError
 from spawner.flavors import format_bytes
 from spawner.lifecycle import (
     IDLE,
@@ -35,10 +37,6 @@ from spawner.lifecycle import (
     utcnow,
 )
 from spawner.options import InvalidOptions, parse_auto_stop, validate_instance_name
-
-from .handlers import APIHandler
-from .hubapi import HubAPIError
-from .instances import InstanceError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,7 @@ def clean_status(report) -> dict:
     nothing in it is trusted beyond its owner's own instance (times in the future are
     clamped to now: activity cannot be reported ahead)."""
     if not isinstance(report, dict):
-        raise InstanceError(400, "Send the instance's status as a JSON object.")
+        raise APIError(400, "Send the instance's status as a JSON object.")
     now = utcnow()
     status: dict = {}
     for key in ("last_activity", "last_oom_kill"):
@@ -123,18 +121,18 @@ def clean_status(report) -> dict:
         except ValueError:
             at = None
         if at is None:
-            raise InstanceError(400, f"{key} must be an ISO 8601 time or null, not {value!r}.")
+            raise APIError(400, f"{key} must be an ISO 8601 time or null, not {value!r}.")
         status[key] = isoformat(min(at, now))
     for key in STATUS_COUNTS:
         value = report.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
-            raise InstanceError(400, f"{key} must be a count (0 or more), not {value!r}.")
+            raise APIError(400, f"{key} must be a count (0 or more), not {value!r}.")
         status[key] = value
     limit = report.get("memory_limit")
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit < 2**63
     ):
-        raise InstanceError(400, f"memory_limit must be bytes or null, not {limit!r}.")
+        raise APIError(400, f"memory_limit must be bytes or null, not {limit!r}.")
     status["memory_limit"] = limit
     return status
 
@@ -304,15 +302,15 @@ class Lifecycle:
             or not isinstance(minutes, (int, float))
             or not math.isfinite(minutes)
         ):
-            raise InstanceError(400, 'Say how long to extend by: {"minutes": 60}.')
+            raise APIError(400, 'Say how long to extend by: {"minutes": 60}.')
         most = self.policy.max_runtime_max_hours * 60
         if not 0 < minutes <= most:
-            raise InstanceError(
+            raise APIError(
                 400, f"Extend by more than 0 and at most {most:g} minutes, not {minutes!r}."
             )
         server = await self.manager.get_server(user, name)
         if not server.get("ready"):
-            raise InstanceError(
+            raise APIError(
                 409, f"Instance {name!r} is not running: start it instead of extending it."
             )
         auto_stop = effective_auto_stop(server, self.policy)
@@ -321,7 +319,7 @@ class Lifecycle:
             new_hours = round(hours + minutes / 60, 6)
             if new_hours > self.policy.max_runtime_max_hours:
                 left = (self.policy.max_runtime_max_hours - hours) * 60
-                raise InstanceError(
+                raise APIError(
                     400,
                     f"Instance {name!r} already runs for up to {hours:g} hours; the most "
                     f"allowed is {self.policy.max_runtime_max_hours:g}, so extend by at most "
@@ -381,6 +379,13 @@ class InstanceStatusHandler(APIHandler):
             status = self.manager.lifecycle.record_status(user, name, self.get_json_body())
         except InvalidOptions as e:
             raise web.HTTPError(400, str(e)) from None
-        except InstanceError as e:
+        except APIError as e:
             raise web.HTTPError(e.code, e.message) from None
         self.write_json(status)
+
+
+_instance = r"/users/(?P<user>[^/]+)/instances/(?P<name>[^/]+)"
+default_handlers = [
+    (_instance + "/extend", ExtendHandler),
+    (_instance + "/status", InstanceStatusHandler),
+]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..quotas import QuotaError
-from .handlers import APIHandler
+from hub.service.api import APIHandler
+
+from .store import QuotaError
 
 
 class UserQuotaHandler(APIHandler):
@@ -39,3 +40,22 @@ class UserQuotaHandler(APIHandler):
         except QuotaError as e:
             raise web.HTTPError(400, str(e)) from None
         self.write_json(await self._model(user))
+
+
+default_handlers = [(r"/quotas/users/(?P<user>[^/]+)", UserQuotaHandler)]
+
+
+def setup(platform) -> None:
+    """The quota checker that admits instance creates and starts."""
+    from .store import QuotaChecker
+
+    platform["quota_checker"] = QuotaChecker(
+        platform.db, platform.policy, platform.settings.default_quota()
+    )
+
+
+def hub_config(c, hub) -> None:
+    """Every start (spawn page, hub API, platform API) is admitted by the spawner too."""
+    hub.spawner.quota_limits = hub.shared(
+        "features.quotas.store:QuotaStore", hub.settings.default_quota()
+    )

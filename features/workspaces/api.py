@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from tornado import web
 
-from .. import workspaces
-from ..quotas import QuotaError
-from ..rbac import has_scope
-from .handlers import APIHandler
+from features.quotas.store import QuotaError
+from hub.rbac import has_scope
+from hub.service.api import APIHandler, needs_scope
+
+from . import store as workspaces
 
 
 class WorkspaceService:
@@ -166,8 +167,8 @@ class WorkspaceInstancesHandler(WorkspaceAPIHandler):
     """GET: every instance in the workspace (its members see each other's)."""
 
     @web.authenticated
+    @needs_scope("instances:read")
     async def get(self, workspace):
-        self.require_scope("instances:read")
         await self.visible(workspace)
         held = await self.workspaces.servers(workspace)
         self.write_json(
@@ -194,8 +195,8 @@ class WorkspaceQuotaHandler(WorkspaceAPIHandler):
         self.write_json(await self._model(workspace))
 
     @web.authenticated
+    @needs_scope("quotas:manage")
     async def put(self, workspace):
-        self.require_scope("quotas:manage")
         await self.visible(workspace)
         body = self.get_json_body()
         self.audit_details = {"limits": body.get("limits", body)}
@@ -208,12 +209,25 @@ class WorkspaceQuotaHandler(WorkspaceAPIHandler):
         self.write_json(await self._model(workspace))
 
 
-def workspace_routes(api_prefix: str) -> list[tuple]:
-    ws = r"(?P<workspace>[^/]+)"
-    return [
-        (f"{api_prefix}/workspaces", WorkspacesHandler),
-        (f"{api_prefix}/workspaces/{ws}", WorkspaceHandler),
-        (f"{api_prefix}/workspaces/{ws}/members", MembersHandler),
-        (f"{api_prefix}/workspaces/{ws}/instances", WorkspaceInstancesHandler),
-        (f"{api_prefix}/quotas/workspaces/{ws}", WorkspaceQuotaHandler),
-    ]
+_workspace = r"/workspaces/(?P<workspace>[^/]+)"
+default_handlers = [
+    (r"/workspaces", WorkspacesHandler),
+    (_workspace, WorkspaceHandler),
+    (_workspace + "/members", MembersHandler),
+    (_workspace + "/instances", WorkspaceInstancesHandler),
+    (r"/quotas/workspaces/(?P<workspace>[^/]+)", WorkspaceQuotaHandler),
+]
+
+
+def setup(platform) -> None:
+    """Workspaces: membership for the instance manager, contents for the quota checker."""
+    manager = platform["instance_manager"]
+    spaces = WorkspaceService(platform.db, manager, platform.hub)
+    manager.workspaces = spaces.is_member
+    manager.quotas.workspace_servers = spaces.servers
+    platform["workspaces"] = spaces
+
+
+def hub_config(c, hub) -> None:
+    """Spawners check that an instance's workspace has its owner as a member."""
+    hub.spawner.workspace_members = hub.shared("features.workspaces.store:WorkspaceStore")

@@ -8,34 +8,29 @@ import contextlib
 import functools
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from tornado import web
 
-from images.node_agent import AgentError, NodeAgentSaver
-from images.registry import EngineImages, ImageEngineError, SecretsInImage
+from hub.service.api import APIError
+from images.registry import EngineImages, ImageEngineError
 from images.saved import (
-    MIN_SECRET_LENGTH,
     InvalidImage,
     environment_secrets,
     is_saved_name,
-    make_commit_changes,
     make_saved_labels,
     owner_slug,
     parse_pushed_ref,
     saved_repository,
-    scan_roots,
     validate_description,
     validate_image_name,
     validate_tag,
 )
+from images.savers import ImageSaver, SaveError, SaveSource, SaveUnavailable, make_saver
 
-from ..saved_images import EVERYONE as EVERYONE_SHARE
-from ..saved_images import (
+from .store import EVERYONE as EVERYONE_SHARE
+from .store import (
     ImagePushRow,
     SavedImageRow,
     SavedImageStore,
@@ -44,8 +39,6 @@ from ..saved_images import (
     utcnow,
     visible_rows,
 )
-from .handlers import APIHandler
-from .instances import InstanceError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +48,17 @@ GIB = 1024**3
 class ImageService:
     """Saves instances as images and manages saved images, one save per instance at a time."""
 
-    def __init__(self, *, db, hub, policy, settings, store: SavedImageStore, engine_url: str):
+    def __init__(
+        self,
+        *,
+        db,
+        hub,
+        policy,
+        settings,
+        store: SavedImageStore,
+        engine_url: str,
+        saver: ImageSaver | None = None,
+    ):
         self.db = db
         self.hub = hub
         self.policy = policy
@@ -70,10 +73,6 @@ class ImageService:
         self._starting: set[tuple[str, str]] = set()  # saves being checked and registered
         # pushes and pulls of one registry reference, one at a time (both tag and untag it)
         self._ref_locks: dict[str, list] = {}  # ref: [lock, holders and waiters]
-        # preset images' inspections by reference, for the commit's configuration and sizes
-        self._base_info: dict[str, tuple[float, dict]] = {}
-        self._containers: dict[str, dict] = {}  # instances' containers' inspections, by id
-        self.node_agent = None  # images.node_agent.NodeAgentSaver (kubernetes backend)
         # engine calls in threads of their own, never the loop's default pool (which other
         # work shares): commits, pushes and pulls may take minutes each, so they have a
         # bounded pool apart from the quick calls (inspect, tag, remove, diff)
@@ -81,6 +80,8 @@ class ImageService:
             settings.image_transfer_threads, thread_name_prefix="workbench-transfer"
         )
         self.calls = ThreadPoolExecutor(8, thread_name_prefix="workbench-engine")
+        # saving, the same calls on every backend; the engine's saves share these threads
+        self.saver = saver or make_image_saver(settings, engine_url, self.calls, self.transfers)
         self._transfers_of: dict[str, int] = {}  # long operations under way, by user
         self._late_removals: set[asyncio.Task] = set()  # of interrupted saves' images
 
@@ -103,7 +104,7 @@ class ImageService:
         limit = self.settings.image_transfers_per_user
         running = self._transfers_of.get(user, 0)
         if limit and running >= limit:
-            raise InstanceError(
+            raise APIError(
                 429,
                 f"You have {running} image saves, pushes or pulls under way (the most at once "
                 f"is {limit}); wait for one to finish, then {what} again.",
@@ -125,52 +126,15 @@ class ImageService:
         finally:
             self._give_transfer(user)
 
-    def repository_for_save(self, owner: str, name: str) -> str:
-        """Where a save goes: on Kubernetes the registry every node pulls from."""
-        if self.settings.backend == "kubernetes":
-            url = self.settings.registry_url.rstrip("/")
-            if not url:
-                raise InstanceError(
-                    400,
-                    "Saving on Kubernetes pushes the image to a registry every node can pull "
-                    "from: set registry_url (and registry_username, registry_password) in the "
-                    "settings file.",
-                )
-            return saved_repository(url, self.namespace, owner, name)
-        return self.repository(owner, name)
-
-    async def container(self, engine: EngineImages, container_id: str):
-        """The instance's container by the id the spawner keeps; its configuration (fixed
-        for the container's life) is inspected once."""
-        attrs = self._containers.get(container_id)
-        if attrs is not None:
-            return engine.client.containers.prepare_model(attrs)
-        container = await self._call(engine.container, container_id)
-        if container is not None:
-            if len(self._containers) >= 256:
-                self._containers.pop(next(iter(self._containers)))
-            self._containers[container_id] = container.attrs
-        return container
-
-    async def base_info(self, engine: EngineImages, ref: str, max_age: float = 300) -> dict | None:
-        """The preset image's inspection, kept a few minutes (presets change with rebuilds)."""
-        now = time.monotonic()
-        cached = self._base_info.get(ref)
-        if cached and now - cached[0] < max_age:
-            return cached[1]
-        info = await self._call(engine.inspect, ref)
-        if info is not None:
-            self._base_info[ref] = (now, info)
-        return info
-
     @property
     def engine(self) -> EngineImages:
-        """The container engine (docker backend); saves on Kubernetes use `agent` instead."""
+        """The container engine, for pushes and pulls (docker backend; saves go through
+        `saver`)."""
         if self.settings.backend != "docker" or not self.engine_url:
-            raise InstanceError(
+            raise APIError(
                 501,
-                "Saving, pushing and pulling images needs the Docker/Podman backend here; on "
-                "Kubernetes the node agent does it (see the README, 'Saved images').",
+                "Pushing and pulling images needs the Docker/Podman backend here; on "
+                "Kubernetes saves go to the registry already (see the README, 'Saved images').",
             )
         if self._engine is None:
             self._engine = EngineImages(
@@ -187,7 +151,7 @@ class ImageService:
         """Check everything, register the image as saving and commit in the background."""
         unknown = sorted(set(body) - {"name", "tag", "description"})
         if unknown:
-            raise InstanceError(
+            raise APIError(
                 400, f"Unknown field(s): {', '.join(unknown)}; send name, tag, description."
             )
         try:
@@ -195,12 +159,12 @@ class ImageService:
             tag = validate_tag(body.get("tag") or "latest")
             description = validate_description(body.get("description"))
         except InvalidImage as e:
-            raise InstanceError(400, str(e)) from None
+            raise APIError(400, str(e)) from None
         key = (user, instance)
         # the check and the reservation happen with no await between them: of concurrent
         # requests for one instance, exactly one goes on
         if key in self.tasks or key in self._starting:
-            raise InstanceError(409, f"Instance {instance!r} is already saving; wait for it.")
+            raise APIError(409, f"Instance {instance!r} is already saving; wait for it.")
         self._take_transfer(user, "save")
         self._starting.add(key)
         try:
@@ -215,16 +179,10 @@ class ImageService:
 
     async def _start_save(self, key, name: str, tag: str, description: str) -> dict:
         user, instance = key
-        if self.settings.backend == "kubernetes":
-            if self.node_agent is None:
-                raise InstanceError(
-                    501,
-                    "Saving on Kubernetes needs the node agent: deploy it (see the README, "
-                    "'Saved images') and set save_agent_token.",
-                )
-            engine = None
-        else:
-            engine = self.engine
+        try:
+            repository = self.saver.repository(user, name)
+        except SaveUnavailable as e:
+            raise APIError(501, str(e)) from None
         # the instance and the user's quota, asked at once; the instance's errors come first
         server, quota = await asyncio.gather(
             self.hub.server(user, instance), self._check_quota(user), return_exceptions=True
@@ -232,9 +190,9 @@ class ImageService:
         if isinstance(server, BaseException):
             raise server
         if server is None:
-            raise InstanceError(404, f"No instance {instance!r} of user {user!r}.")
+            raise APIError(404, f"No instance {instance!r} of user {user!r}.")
         if not server.get("ready") or server.get("pending"):
-            raise InstanceError(
+            raise APIError(
                 409,
                 f"Instance {instance!r} is not running; only a running instance can be saved. "
                 f"Start it (POST .../instances/{instance}/start or `workbench instances start "
@@ -246,9 +204,8 @@ class ImageService:
         try:
             current = self.policy.image(image_name, user)
         except Exception as e:  # noqa: BLE001 - InvalidOptions: the image went away
-            raise InstanceError(409, f"Instance {instance!r} runs an unknown image: {e}") from None
+            raise APIError(409, f"Instance {instance!r} runs an unknown image: {e}") from None
         base = self.policy.catalog.get(current.base if is_saved_name(image_name) else image_name)
-        repository = self.repository_for_save(user, name)
         ref = f"{repository}:{tag}"
         if isinstance(quota, BaseException):
             raise quota
@@ -281,7 +238,7 @@ class ImageService:
         except IntegrityError:
             registered = None
         if registered is None:
-            raise InstanceError(
+            raise APIError(
                 409,
                 f"You already have an image {name}:{tag}. Pick another tag, or delete it first "
                 f"(`workbench images delete {name}:{tag}`).",
@@ -299,9 +256,9 @@ class ImageService:
         }
         self.saves[key] = status
         # the spawner's state: the container's id (docker), the pod's name (kubernetes)
-        state = server.get("state") or {}
+        source = SaveSource(user, instance, server.get("state") or {}, base.ref)
         self.tasks[key] = asyncio.create_task(
-            self._save(key, row_id, engine, state, base, ref, repository, tag, description)
+            self._save(key, row_id, source, base, repository, tag, description)
         )
         log.info("%s/%s: saving as %s (from %s)", user, instance, ref, base.name)
         return dict(status)
@@ -317,119 +274,10 @@ class ImageService:
             await asyncio.wait([task])
         return await self.save_status(user, instance)
 
-    async def _commit_engine(self, engine, state, key, status, base, repository, tag, labels):
-        """Commit through the container engine; (image id, size, base size)."""
-        user, instance = key
-        self._step(status, "container", 5, "Finding the instance's container")
-        container_id = state.get("object_id")
-        container, base_info = await asyncio.gather(
-            self.container(engine, container_id)
-            if container_id
-            else self._call(
-                engine.find_container,
-                f"{self.settings.container_prefix}-",
-                {"ai-workbench.user": user, "ai-workbench.instance": instance},
-            ),
-            self.base_info(engine, base.ref),
-        )
-        if container is None:
-            raise ImageEngineError(
-                f"Instance {instance!r} has no running container; start it and save again."
-            )
-        if base_info is None:
-            raise ImageEngineError(f"The preset image {base.ref} is not on this machine.")
-        changes = make_commit_changes(base_info["Config"], container.attrs["Config"], labels)
-        before = await self._call(engine.changes, container)
-        self._step(
-            status,
-            "commit",
-            20,
-            "Committing the instance's files (it pauses while they are copied)",
-        )
-        try:
-            info = await self._transfer(
-                engine.commit,
-                container,
-                repository,
-                tag,
-                changes=changes,
-                message=f"saved from instance {instance} of {user}",
-            )
-        except ImageEngineError:
-            self._containers.pop(container_id, None)
-            raise
-        await self._check_secrets(engine, container, info["Id"], before, status)
-        return info["Id"], int(info.get("Size") or 0), int(base_info.get("Size") or 0)
-
-    def _platform_secrets(self) -> dict[str, str]:
-        """Secrets of the platform itself, which no instance should ever hold."""
-        secrets = environment_secrets(
-            [f"JUPYTERHUB_API_TOKEN={os.environ.get('JUPYTERHUB_API_TOKEN', '')}"],
-            "the platform service",
-        )
-        for value, what in (
-            (self.settings.registry_password, "the registry password"),
-            (self.settings.save_agent_token, "the save agent's token"),
-        ):
-            if value and len(value) >= MIN_SECRET_LENGTH:
-                secrets[value] = what
-        return secrets
-
-    async def _check_secrets(self, engine, container, image_id: str, before, status):
-        """Refuse a commit whose new files hold a secret the platform knows for the instance
-        (its tokens, its Jupyter cookie secret, the platform's own) or Jupyter runtime files.
-
-        The running server needs its runtime files, so nothing is deleted before the commit:
-        the new image is checked, file by file of the instance's changes, and refused whole.
-        """
-        self._step(status, "scan", 75, "Checking the image's new files for secrets")
-        config = container.attrs["Config"]
-        env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
-        secrets = {
-            **self._platform_secrets(),
-            **environment_secrets(config.get("Env"), "the instance"),
-        }
-        home = env.get("HOME") or "/home/jovyan"
-        for folder in {env.get("JUPYTER_RUNTIME_DIR"), f"{home}/.local/share/jupyter/runtime"}:
-            if folder:
-                cookie = await self._call(
-                    engine.read_file, container, f"{folder}/jupyter_cookie_secret"
-                )
-                if cookie and len(cookie.strip()) >= MIN_SECRET_LENGTH:
-                    secrets[cookie.strip().decode(errors="replace")] = (
-                        "the instance's Jupyter cookie secret"
-                    )
-        after = await self._call(engine.changes, container)
-        roots = scan_roots(before + after)
-        found = await self._transfer(
-            engine.scan,
-            image_id,
-            roots,
-            {k.encode(): v for k, v in secrets.items()},
-            f"{self.settings.container_prefix}-scan",
-        )
-        if found:
-            listed = "; ".join(f"{path} ({why})" for path, why in found)
-            raise SecretsInImage(
-                f"Not saved: the instance's new files would put secrets into the image, where "
-                f"everyone it is shared with could read them: {listed}. Delete these files (or "
-                f"move them into {self.settings.work_dir}, which is never saved) and save again."
-            )
-
-    async def _commit_agent(self, state, key, status, ref, labels):
-        """Commit on the instance's node through the node agent, which pushes it."""
-
-        def progress(step, percent, message):
-            self._step(status, step, percent, message)
-
-        result = await self.node_agent.save(
-            state, ref, labels=labels, user=key[0], instance=key[1], progress=progress
-        )
-        return result["digest"], int(result.get("size") or 0), 0
-
-    async def _save(self, key, row_id, engine, state, base, ref, repository, tag, description):
+    async def _save(self, key, row_id, source, base, repository, tag, description):
         user, instance = key
         status = self.saves[key]
+        ref = f"{repository}:{tag}"
         committed = False
         try:
             labels = make_saved_labels(
@@ -440,27 +288,26 @@ class ImageService:
                 name=repository.rsplit("/", 1)[-1],
                 tag=tag,
             )
-            committed = engine is not None
-            if engine is not None:
-                image_id, size, base_size = await self._commit_engine(
-                    engine, state, key, status, base, repository, tag, labels
-                )
-            else:
-                image_id, size, base_size = await self._commit_agent(
-                    state, key, status, ref, labels
-                )
+            result = await self.saver.commit(
+                source,
+                repository,
+                tag,
+                labels,
+                lambda step, percent, message: self._step(status, step, percent, message),
+            )
+            committed = True  # from here on a failure removes the image too
             self._step(status, "register", 90, "Registering the image")
-            added = max(size - base_size, 0)
+            added = result.added_size
 
             def ready(session):
                 row = session.get(SavedImageRow, row_id)
                 row.state = "ready"
-                row.image_id = image_id
-                row.size = size
+                row.image_id = result.image_id
+                row.size = result.size
                 row.added_size = added
                 row.created = utcnow()
-                if engine is None:
-                    row.pushed_ref = ref
+                if result.pushed_ref:
+                    row.pushed_ref = result.pushed_ref
                 return row.to_dict()
 
             image = await self.db.run(ready)
@@ -475,10 +322,10 @@ class ImageService:
             status["message"] = "Saving was interrupted; save the instance again."
             raise
         except BaseException as e:
-            known = (ImageEngineError, AgentError)
-            message = str(e) if isinstance(e, known) else f"Saving failed: {e}"
+            message = str(e) if isinstance(e, SaveError) else f"Saving failed: {e}"
             log.warning("%s/%s: saving as %s failed: %s", user, instance, ref, message)
-            await self._discard(row_id, ref if committed and engine is not None else None)
+            # a failed commit leaves nothing; one that succeeded is removed here
+            await self._discard(row_id, ref if committed else None)
             status.update(state="failed", step="failed", progress=100, message=message)
             status["image"] = {**status["image"], "state": "failed", "error": message}
         finally:
@@ -486,10 +333,10 @@ class ImageService:
             self.tasks.pop(key, None)
 
     async def _discard(self, row_id: int | None, ref: str | None):
-        """Remove a failed save's row and any image it left."""
+        """Remove a failed save's row and the image it made."""
         if ref:
             try:
-                await self._call(self.engine.remove, ref)
+                await self.saver.discard(ref)
             except Exception as e:  # noqa: BLE001 - cleanup must not hide the failure
                 log.warning("could not remove partial image %s: %s", ref, e)
         if row_id is not None:
@@ -517,7 +364,7 @@ class ImageService:
 
         image = await self.db.run(last)
         if image is None:
-            raise InstanceError(
+            raise APIError(
                 404,
                 f"Instance {instance!r} has not been saved yet. POST a name and tag to "
                 "this address to save it.",
@@ -535,7 +382,7 @@ class ImageService:
         }
 
     async def cleanup_interrupted(self):
-        """Fail saves a restart interrupted, removing what they left on the engine."""
+        """Fail saves and pulls a restart interrupted, removing the images they left."""
 
         def interrupted(session):
             return [
@@ -546,14 +393,19 @@ class ImageService:
             ]
 
         for row_id, ref, pulled in await self.db.run(interrupted):
-            # a pull's registry name too: pulls start only when no image has that name
-            for name in {ref, pulled} - {""}:
-                if self.settings.backend != "docker" or not self.engine_url:
-                    break
+            if pulled:
+                # a pull (on the engine): its registry name too, since pulls start only when
+                # no image has that name
+                for name in {ref, pulled}:
+                    try:
+                        await self._call(self.engine.remove, name)
+                    except Exception as e:  # noqa: BLE001 - keep cleaning the others
+                        log.warning("could not remove interrupted image %s: %s", name, e)
+            else:
                 try:
-                    await self._call(self.engine.remove, name)
+                    await self.saver.discard(ref)
                 except Exception as e:  # noqa: BLE001 - keep cleaning the others
-                    log.warning("could not remove interrupted image %s: %s", name, e)
+                    log.warning("could not remove interrupted image %s: %s", ref, e)
 
             def fail(session, row_id=row_id):
                 row = session.get(SavedImageRow, row_id)
@@ -565,30 +417,28 @@ class ImageService:
 
             await self.db.run(fail)
             log.warning("save of %s was interrupted by a restart; cleaned up", ref)
-            if self.settings.backend == "docker" and self.engine_url and not pulled:
-                # the engine may still be writing the interrupted commit
+            if not pulled:
+                # the backend may still be writing the interrupted save
                 self._late_removals.add(
                     asyncio.create_task(self._remove_when_committed(row_id, ref))
                 )
 
-    async def _remove_when_committed(self, row_id: int, ref: str, seconds: float = 600):
-        """Remove an interrupted save's image should the engine finish its commit later, as
-        long as the failed row stands (a new save of the same name replaces it)."""
-        deadline = time.monotonic() + seconds
+    async def _remove_when_committed(self, row_id: int, ref: str):
+        """Remove an interrupted save's image should the backend finish it later, as long as
+        the failed row stands (a new save of the same name replaces it)."""
+
+        def still_failed(session):
+            row = session.get(SavedImageRow, row_id)
+            return row is not None and row.state == "failed"
+
+        async def abandoned() -> bool:
+            return await self.db.run(still_failed)
+
         try:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(2)
-
-                def still_failed(session):
-                    row = session.get(SavedImageRow, row_id)
-                    return row is not None and row.state == "failed"
-
-                if not await self.db.run(still_failed):
-                    return
-                if await self._call(self.engine.inspect, ref) is not None:
-                    await self._call(self.engine.remove, ref)
-                    log.warning("removed %s, which an interrupted save committed late", ref)
-                    return
+            if await self.saver.discard_late(ref, abandoned):
+                log.warning("removed %s, which an interrupted save committed late", ref)
+        except Exception as e:  # noqa: BLE001 - a background task: say so, end
+            log.warning("could not watch for a late commit of %s: %s", ref, e)
         finally:
             self._late_removals.discard(asyncio.current_task())
 
@@ -607,13 +457,13 @@ class ImageService:
         max_count = self.settings.saved_images_max_count
         max_gib = self.settings.saved_images_max_gib
         if max_count and count >= max_count:
-            raise InstanceError(
+            raise APIError(
                 403,
                 f"You have {count} saved images, the most allowed ({max_count}). Delete one "
                 "(`workbench images delete NAME:TAG`) and save again.",
             )
         if max_gib and size >= max_gib * GIB:
-            raise InstanceError(
+            raise APIError(
                 403,
                 f"Your saved images take {size / GIB:.2f} GiB, the most allowed is "
                 f"{max_gib:g} GiB. Delete one (`workbench images delete NAME:TAG`) and save "
@@ -634,7 +484,7 @@ class ImageService:
             lambda s: r.to_dict() if (r := find_row(s, user, name, tag)) else None
         )
         if row is None or row["state"] == "failed":
-            raise InstanceError(404, f"You have no saved image {name}:{tag}.")
+            raise APIError(404, f"You have no saved image {name}:{tag}.")
         return row
 
     async def users_of(self, image: str, owner: str) -> list[str]:
@@ -661,20 +511,19 @@ class ImageService:
     async def delete(self, user: str, name: str, tag: str):
         row = await self._own_row(user, name, tag)
         if row["state"] == "saving":
-            raise InstanceError(409, f"Image {name}:{tag} is being saved; wait until it is done.")
+            raise APIError(409, f"Image {name}:{tag} is being saved; wait until it is done.")
         users = await self.users_of(row["name"], user)
         if users:
-            raise InstanceError(
+            raise APIError(
                 409,
                 f"Image {name}:{tag} is used by instance(s) {', '.join(users)}. Switch your "
                 "instances to another image or delete them; others' running instances keep it "
                 "until they stop (stop sharing it so that no new one starts), then delete it.",
             )
-        if self.settings.backend == "docker" and self.engine_url:
-            try:
-                await self._call(self.engine.remove, row["ref"])
-            except Exception as e:  # noqa: BLE001 - the engine's words
-                raise InstanceError(409, f"The engine cannot remove {row['ref']}: {e}") from None
+        try:
+            await self.saver.discard(row["ref"])
+        except SaveError as e:
+            raise APIError(409, str(e)) from None
         await self.db.run(lambda s: s.delete(find_row(s, user, name, tag)))
         self.store.forget(row["name"])
         log.info("%s: deleted saved image %s", user, row["ref"])
@@ -684,19 +533,19 @@ class ImageService:
         await self._own_row(user, name, tag)
         unknown = sorted(set(body) - {"users", "everyone", "remove"})
         if unknown:
-            raise InstanceError(
+            raise APIError(
                 400, f"Unknown field(s): {', '.join(unknown)}; send users, everyone, remove."
             )
         users, remove = body.get("users", []), body.get("remove", [])
         everyone = body.get("everyone")
         for value, what in ((users, "users"), (remove, "remove")):
             if not isinstance(value, list) or not all(isinstance(u, str) and u for u in value):
-                raise InstanceError(400, f"'{what}' must be a list of user names.")
+                raise APIError(400, f"'{what}' must be a list of user names.")
         if everyone is not None and not isinstance(everyone, bool):
-            raise InstanceError(400, "'everyone' must be true or false.")
+            raise APIError(400, "'everyone' must be true or false.")
         for other in users:
             if await self.hub.user(other) is None:
-                raise InstanceError(400, f"No user {other!r} to share with.")
+                raise APIError(400, f"No user {other!r} to share with.")
 
         def update(session):
             row = find_row(session, user, name, tag)
@@ -718,7 +567,7 @@ class ImageService:
     def _registry(self) -> tuple[str, dict | None, bool]:
         url = self.settings.registry_url.rstrip("/")
         if not url:
-            raise InstanceError(
+            raise APIError(
                 400,
                 "No registry is configured: set registry_url (and registry_username, "
                 "registry_password) in the settings file.",
@@ -748,7 +597,7 @@ class ImageService:
     async def push(self, user: str, name: str, tag: str) -> dict:
         row = await self._own_row(user, name, tag)
         if row["state"] != "ready":
-            raise InstanceError(409, f"Image {name}:{tag} is being saved; push it when done.")
+            raise APIError(409, f"Image {name}:{tag} is being saved; push it when done.")
         url, auth, insecure = self._registry()
         engine = self.engine
         target_repo = saved_repository(url, self.namespace, user, name)
@@ -762,7 +611,7 @@ class ImageService:
             try:
                 await self._transfer(engine.push, target, auth=auth, insecure=insecure)
             except ImageEngineError as e:
-                raise InstanceError(502, str(e)) from None
+                raise APIError(502, str(e)) from None
             finally:
                 if not own_name:
                     # the registry's name stays only in the database
@@ -818,7 +667,7 @@ class ImageService:
         """
         unknown = sorted(set(body) - {"ref", "name", "tag", "description", "base"})
         if unknown:
-            raise InstanceError(
+            raise APIError(
                 400, f"Unknown field(s): {', '.join(unknown)}; send ref, name, tag, description."
             )
         url = self._registry()[0]
@@ -828,24 +677,24 @@ class ImageService:
             tag = validate_tag(body.get("tag") or ref_tag)
             description = validate_description(body.get("description"))
         except InvalidImage as e:
-            raise InstanceError(400, str(e)) from None
+            raise APIError(400, str(e)) from None
         source = await self._pull_source(user, ref, slug)
         if source is None:
-            raise InstanceError(
+            raise APIError(
                 404,
                 f"No image {ref} that you may pull: pull your own pushed images, or saved "
                 "images their owner pushed and shares with you (ask them to share it).",
             )
         base = source.get("base_image") or body.get("base")
         if not source and not base:
-            raise InstanceError(
+            raise APIError(
                 400,
                 f"This platform has no record of pushing {ref} (was it pushed from another "
                 "installation?). Send 'base', the preset image it was saved from "
                 f"({', '.join(self.policy.catalog.names)}).",
             )
         if base not in self.policy.catalog.names:
-            raise InstanceError(
+            raise APIError(
                 409 if source else 400,
                 f"{ref} was saved from {base!r}, which this catalog does not have.",
             )
@@ -857,7 +706,7 @@ class ImageService:
             if await self._call(engine.inspect, ref) is not None:
                 # never take a name this pull did not make (the registry is named like the
                 # local images, or a push of it is under way)
-                raise InstanceError(
+                raise APIError(
                     409,
                     f"This machine already has an image named {ref}. If it is a saved image "
                     "shared with you, start instances from its saved: name (`workbench images "
@@ -893,7 +742,7 @@ class ImageService:
         except IntegrityError:
             row_id = None
         if row_id is None:
-            raise InstanceError(
+            raise APIError(
                 409, f"You already have an image {name}:{tag}. Pull it under another tag."
             )
         made = None  # the local name this pull made
@@ -901,7 +750,7 @@ class ImageService:
             image_id = await self._transfer(engine.pull, ref, auth=auth, insecure=insecure)
             made = local_ref if ref == local_ref else None
             if source.get("image_id") and image_id != source["image_id"]:
-                raise InstanceError(
+                raise APIError(
                     409,
                     f"The registry's {ref} is not the image pushed from here (it was "
                     "overwritten since). Ask its owner to push it again.",
@@ -928,183 +777,57 @@ class ImageService:
         except BaseException as e:
             # what this pull made: the registry's name (no image had it before the pull)
             # and the local one
-            await self._discard(row_id, made)
-            if ref != local_ref:
+            for name in {made, ref if ref != local_ref else None} - {None}:
                 try:
-                    await self._call(engine.remove, ref)
+                    await self._call(engine.remove, name)
                 except Exception as cleanup:  # noqa: BLE001 - keep the pull's error
-                    log.warning("could not remove pulled image %s: %s", ref, cleanup)
+                    log.warning("could not remove pulled image %s: %s", name, cleanup)
+            await self._discard(row_id, None)
             if isinstance(e, ImageEngineError):
-                raise InstanceError(502, str(e)) from None
+                raise APIError(502, str(e)) from None
             raise
         self.store.forget()
         log.info("%s: pulled %s as %s", user, ref, local_ref)
         return model
 
 
-# --- handlers -------------------------------------------------------------------------------
+def platform_secrets(settings) -> dict[str, str]:
+    """Secrets of the platform itself, which no instance should ever hold: {value: what}."""
+    secrets = environment_secrets(
+        [f"JUPYTERHUB_API_TOKEN={os.environ.get('JUPYTERHUB_API_TOKEN', '')}"],
+        "the platform service",
+    )
+    for value, what in (
+        (settings.registry_password, "the registry password"),
+        (settings.save_agent_token, "the save agent's token"),
+    ):
+        if value:
+            secrets[value] = what
+    return secrets
 
 
-class ImageAPIHandler(APIHandler):
-    """Base of the saved-image handlers: the image service."""
-
-    @property
-    def images(self) -> ImageService:
-        return self.settings["image_service"]
-
-
-class ImagesHandler(ImageAPIHandler):
-    """GET /images: preset images, the user's own saved images and those shared with them."""
-
-    @web.authenticated
-    async def get(self):
-        self.require_scope("images:read")
-        available = await self.settings["image_checker"]()
-        presets = []
-        for entry in self.policy.catalog:
-            model = entry.to_dict()
-            model["status"] = (
-                "unknown"
-                if available is None
-                else "ready"
-                if entry.ref in available
-                else "not built"
-            )
-            presets.append(model)
-        workspace = self.get_argument("workspace", "").strip() or None
-        images = await self.run(self.images.list(self.current_user["name"], presets, workspace))
-        self.write_json(images)
-
-
-class SaveHandler(ImageAPIHandler):
-    """POST /users/{user}/instances/{name}/save starts a save; GET shows its progress."""
-
-    audit_events = {"POST": ("saveImage", "image")}
-
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        image = f"{body.get('name', '')}:{body.get('tag', '')}"
-        return f"{self.path_kwargs['user']}/{image}"
-
-    @web.authenticated
-    async def get(self, user, name):
-        self.check_user(user)
-        self.write_json(await self.run(self.images.save_status(user, name)))
-
-    @web.authenticated
-    async def post(self, user, name):
-        self.check_user(user)
-        body = self.get_json_body()
-        self.audit_details = {
-            "name": str(body.get("name", ""))[:64],
-            "tag": str(body.get("tag", ""))[:128],
-            "instance": f"{user}/{name}",
-        }
-        self.require_scope("images:save")
-        wait = self.get_query_argument("wait", "false")
-        if wait not in ("true", "false", "1", "0"):
-            raise web.HTTPError(400, "'wait' must be true or false.")
-        status = await self.run(self.images.start_save(user, name, body))
-        self.set_header("Location", self.request.path)
-        if wait in ("true", "1"):
-            # answer when the save has ended: 200 with its final status (done or failed)
-            self.write_json(await self.run(self.images.wait(user, name)))
-            return
-        self.write_json(status, status=202)
-
-
-class SavedImageHandler(ImageAPIHandler):
-    """DELETE /users/{user}/images/{name}/{tag}."""
-
-    audit_events = {"DELETE": ("deleteImage", "image")}
-
-    @web.authenticated
-    async def delete(self, user, name, tag):
-        self.check_user(user)
-        self.require_scope("images:manage")
-        await self.run(self.images.delete(user, name, tag))
-        self.set_status(204)
-        self.finish()
-
-
-class SharesHandler(ImageAPIHandler):
-    """PUT (replace) or PATCH (add, remove) /users/{user}/images/{name}/{tag}/shares."""
-
-    audit_events = {"PUT": ("shareImage", "image"), "PATCH": ("shareImage", "image")}
-
-    @web.authenticated
-    async def put(self, user, name, tag):
-        self.check_user(user)
-        self.require_scope("images:manage")
-        body = self.audit_details = self.get_json_body()
-        self.write_json(await self.run(self.images.share(user, name, tag, body, replace=True)))
-
-    @web.authenticated
-    async def patch(self, user, name, tag):
-        self.check_user(user)
-        self.require_scope("images:manage")
-        body = self.audit_details = self.get_json_body()
-        self.write_json(await self.run(self.images.share(user, name, tag, body, replace=False)))
-
-
-class PushHandler(ImageAPIHandler):
-    """POST /users/{user}/images/{name}/{tag}/push: push to the configured registry."""
-
-    audit_events = {"POST": ("pushImage", "image")}
-
-    @web.authenticated
-    async def post(self, user, name, tag):
-        self.check_user(user)
-        self.require_scope("images:manage")
-        self.write_json(await self.run(self.images.push(user, name, tag)))
-
-
-class PullHandler(ImageAPIHandler):
-    """POST /users/{user}/images/pull {ref, name?, tag?}: pull and register for the user."""
-
-    audit_events = {"POST": ("pullImage", "image")}
-
-    def audit_resource_id(self):
-        return f"{self.path_kwargs['user']}/{(self.audit_details or {}).get('ref', '')}"
-
-    @web.authenticated
-    async def post(self, user):
-        self.check_user(user)
-        body = self.get_json_body()
-        self.audit_details = {"ref": str(body.get("ref", ""))[:512]}
-        self.require_scope("images:manage")
-        model = await self.run(self.images.pull(user, body))
-        prefix = self.settings["api_prefix"]
-        self.set_header(
-            "Location",
-            f"{prefix}/users/{quote(user, safe='')}/images/{model['image_name']}/{model['tag']}",
-        )
-        self.write_json(model, status=201)
-
-
-def image_routes(api_prefix: str) -> list[tuple]:
-    """The saved-image routes under the API prefix."""
-    user = r"(?P<user>[^/]+)"
-    image = r"(?P<name>[a-z0-9][a-z0-9._-]*)/(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
-    return [
-        (f"{api_prefix}/images", ImagesHandler),
-        (f"{api_prefix}/users/{user}/instances/(?P<name>[^/]+)/save", SaveHandler),
-        (f"{api_prefix}/users/{user}/images/pull", PullHandler),
-        (f"{api_prefix}/users/{user}/images/{image}", SavedImageHandler),
-        (f"{api_prefix}/users/{user}/images/{image}/shares", SharesHandler),
-        (f"{api_prefix}/users/{user}/images/{image}/push", PushHandler),
-    ]
+def make_image_saver(settings, engine_url: str, calls=None, transfers=None) -> ImageSaver:
+    """The saver the settings' backend uses (images/savers.py): the engine's commit on
+    docker, the node agent on the instance's node on kubernetes."""
+    return make_saver(
+        settings.backend,
+        namespace=f"{settings.container_prefix}-saved",
+        engine_url=engine_url,
+        image_registry=settings.image_registry,
+        container_prefix=settings.container_prefix,
+        work_dir=settings.work_dir,
+        platform_secrets=platform_secrets(settings),
+        timeout=settings.image_transfer_timeout_seconds,
+        calls=calls,
+        transfers=transfers,
+        registry_url=settings.registry_url,
+        agent_token=settings.save_agent_token,
+        agent_namespace=settings.save_agent_namespace or settings.kubernetes_namespace,
+        agent_port=settings.save_agent_port,
+    )
 
 
 def make_image_service(*, db, hub, policy, settings, store, engine_url) -> ImageService:
-    service = ImageService(
+    return ImageService(
         db=db, hub=hub, policy=policy, settings=settings, store=store, engine_url=engine_url
     )
-    if settings.backend == "kubernetes" and settings.save_agent_token:
-        # saves go through the node agent on the instance's node (images/node_agent.py)
-        service.node_agent = NodeAgentSaver(
-            token=settings.save_agent_token,
-            namespace=settings.save_agent_namespace or settings.kubernetes_namespace,
-            port=settings.save_agent_port,
-        )
-    return service

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 
 from jupyterhub.services.auth import HubOAuthenticated
-from jupyterhub.utils import url_path_join
 from tornado import web
 
 PAGE = """<!doctype html>
@@ -134,9 +133,7 @@ class BridgeHandler(HubOAuthenticated, web.RequestHandler):
         self.finish(PAGE % json.dumps(config).replace("</", "<\\/"))
 
 
-def bridge_routes(prefix: str) -> list[tuple]:
-    """The bridge page's route (for app.make_app)."""
-    return [(url_path_join(prefix, "bridge"), BridgeHandler)]
+default_pages = [(r"/bridge", BridgeHandler)]
 
 
 def subdomain_hook(name: str, domain: str, kind: str) -> str:

@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hub.db.core import Base
+
 # the arithmetic lives with the spawners, which admit every start against these limits
 from spawner.quotas import GIB, KEYS, QuotaExceeded, Usage, check_limits
-
-from .db.core import Base
 
 __all__ = [
     "GIB",
@@ -191,3 +191,11 @@ class QuotaChecker:
 
     def finished_start(self, user: str, name: str):
         self._starting.get(user, set()).discard(name)
+
+
+def forget_user(session, user: str) -> dict[str, int]:
+    """A deleted user's own quota goes (a new account of the same name starts at defaults)."""
+    from sqlalchemy import delete
+
+    removed = session.execute(delete(Quota).where(Quota.kind == "user", Quota.subject == user))
+    return {"quotas": removed.rowcount}

@@ -11,9 +11,8 @@ from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, Unique
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.db.core import Base, Database
 from images.saved import SavedImage, parse_saved_name
-
-from .db.core import Base, Database
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def find_row(session: Session, owner: str, name: str, tag: str) -> SavedImageRow
 
 def user_workspaces(session: Session, user: str) -> set[str]:
     """The workspaces a user belongs to (besides "default")."""
-    from .workspaces import Workspace, WorkspaceMember
+    from features.workspaces.store import Workspace, WorkspaceMember
 
     return set(
         session.scalars(
@@ -203,3 +202,26 @@ class SavedImageStore:
         with self._lock:
             for key in [k for k in self._cache if name is None or k[1] == name]:
                 del self._cache[key]
+
+
+def forget_user(session: Session, user: str) -> dict[str, int]:
+    """A deleted user's saved images (with the records of their pushes, which pulls trust as
+    the owner's) go, and their name leaves the shares of other people's images."""
+    from sqlalchemy import delete
+
+    counts = {
+        "saved_images": session.execute(
+            delete(SavedImageRow).where(SavedImageRow.owner == user)
+        ).rowcount,
+        "image_pushes": session.execute(
+            delete(ImagePushRow).where(ImagePushRow.owner == user)
+        ).rowcount,
+    }
+    # shares are a JSON list on each image: read the shared ones, drop the name in Python
+    shared = 0
+    for row in session.scalars(select(SavedImageRow)):
+        if row.shares and user in row.shares:
+            row.shares = [name for name in row.shares if name != user]
+            shared += 1
+    counts["shares"] = shared
+    return counts

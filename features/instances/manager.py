@@ -7,6 +7,9 @@ import contextlib
 import logging
 import time
 
+from features.quotas.store import QuotaExceeded
+from hub.service.api import APIError
+from hub.service.hubapi import HubAPI, HubAPIError, server_path
 from spawner.options import (
     DEFAULT_WORKSPACE,
     FIXED_OPTION_KEYS,
@@ -18,19 +21,7 @@ from spawner.options import (
     validate_instance_name,
 )
 
-from ..quotas import QuotaExceeded
-from .hubapi import HubAPI, HubAPIError, server_path
-
 log = logging.getLogger(__name__)
-
-
-class InstanceError(Exception):
-    """An instance operation refused or failed; code is the HTTP status to answer with."""
-
-    def __init__(self, code: int, message: str):
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 def is_draft(server: dict) -> bool:
@@ -67,10 +58,10 @@ class InstanceManager:
         self.policy = policy
         self.start_timeout = start_timeout
         self.failures: dict[tuple[str, str], str] = {}
-        # hub.service.lifecycle.Lifecycle: auto-stop and crash fields of the model
+        # features.instances.lifecycle.Lifecycle: auto-stop and crash fields of the model
         self.lifecycle = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        # hub.quotas.QuotaChecker: admission of creates and starts
+        # features.quotas.store.QuotaChecker: admission of creates and starts
         self.quotas = None
         # async fn(user, workspace) -> whether the user belongs to it
         self.workspaces = None
@@ -110,7 +101,7 @@ class InstanceManager:
     async def _servers(self, user: str) -> dict:
         servers = await self.hub.servers(user)
         if servers is None:
-            raise InstanceError(404, f"No user {user!r}.")
+            raise APIError(404, f"No user {user!r}.")
         return servers
 
     async def list(self, user: str, workspace: str | None = None) -> list[dict]:
@@ -125,7 +116,7 @@ class InstanceManager:
         await self._servers(user)
         server = await self.hub.server(user, name)
         if server is None:
-            raise InstanceError(404, f"No instance {name!r} of user {user!r}.")
+            raise APIError(404, f"No instance {name!r} of user {user!r}.")
         return server
 
     async def get(self, user: str, name: str) -> dict:
@@ -135,7 +126,7 @@ class InstanceManager:
         """The model after an operation on an instance known to exist."""
         server = await self.hub.server(user, name)
         if server is None:
-            raise InstanceError(404, f"No instance {name!r} of user {user!r}.")
+            raise APIError(404, f"No instance {name!r} of user {user!r}.")
         return self.model(user, server)
 
     async def _spec(self, options: dict, user: str | None = None):
@@ -144,7 +135,7 @@ class InstanceManager:
         try:
             return parse_options(options, self.policy, user)
         except InvalidOptions as e:
-            raise InstanceError(400, str(e)) from None
+            raise APIError(400, str(e)) from None
 
     async def create(self, user: str, body: dict) -> dict:
         """Validate, register the named server, start it and wait until it runs.
@@ -158,12 +149,12 @@ class InstanceManager:
         try:
             validate_instance_name(name)
         except InvalidOptions as e:
-            raise InstanceError(400, str(e)) from None
+            raise APIError(400, str(e)) from None
         if not isinstance(start, bool):
-            raise InstanceError(400, "'start' must be true or false.")
+            raise APIError(400, "'start' must be true or false.")
         spec = await self._spec(body, user)
         if self.workspaces is not None and not await self.workspaces(user, spec.workspace):
-            raise InstanceError(
+            raise APIError(
                 404,
                 f"No workspace {spec.workspace!r} of yours: pick one of your workspaces "
                 "(GET .../api/workspaces), or ask an administrator to add you to it.",
@@ -171,14 +162,14 @@ class InstanceManager:
         servers = await self._servers(user)
         draft = name in servers and is_draft(servers[name])
         if name in servers and not draft:
-            raise InstanceError(409, f"Instance {name!r} already exists. Pick another name.")
+            raise APIError(409, f"Instance {name!r} already exists. Pick another name.")
         async with self.lock(user, name):
             async with self._admission(user):
                 if self.quotas is not None:
                     # re-read under the user's admission lock: concurrent creates see each other
                     servers = await self._servers(user)
                     if name in servers and not is_draft(servers[name]):
-                        raise InstanceError(409, f"Instance {name!r} already exists.")
+                        raise APIError(409, f"Instance {name!r} already exists.")
                     await self._admit(user, name, spec.to_options(), servers, True, start)
                 try:
                     await self.hub.request(
@@ -188,12 +179,12 @@ class InstanceManager:
                     )
                 except HubAPIError as e:
                     self._admitted(user, name)
-                    raise InstanceError(e.code if e.code < 500 else 502, e.message) from None
+                    raise APIError(e.code if e.code < 500 else 502, e.message) from None
             log.info("instance %s/%s created: %s", user, name, spec)
             if start:
                 try:
                     await self._start_and_wait(user, name)
-                except InstanceError:
+                except APIError:
                     await self._remove(user, name)
                     raise
                 finally:
@@ -210,7 +201,7 @@ class InstanceManager:
         try:
             await self.quotas.admit(user, name, options, servers, create=create, start=start)
         except QuotaExceeded as e:
-            raise InstanceError(403, str(e)) from None
+            raise APIError(403, str(e)) from None
 
     def _admitted(self, user: str, name: str):
         """An admitted start has finished (or failed): it counts by its server state again."""
@@ -253,19 +244,19 @@ class InstanceManager:
         allowed = set(OPTION_KEYS) - set(FIXED_OPTION_KEYS)
         unknown = sorted(set(body) - set(OPTION_KEYS))
         if unknown:
-            raise InstanceError(
+            raise APIError(
                 400,
                 f"Cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(allowed))}.",
             )
         if "storage_gib" in body and body["storage_gib"] != current.get("storage_gib"):
-            raise InstanceError(
+            raise APIError(
                 400,
                 "The storage size is fixed at creation. Create a new instance for more storage.",
             )
         if "workspace" in body and body["workspace"] != (
             current.get("workspace") or DEFAULT_WORKSPACE
         ):
-            raise InstanceError(
+            raise APIError(
                 400,
                 "An instance stays in the workspace it was created in. Save it as an image and "
                 "create a new instance in the other workspace.",
@@ -274,7 +265,7 @@ class InstanceManager:
         after = spec.to_options()
         try:
             before = (await self._spec(current, user)).to_options()
-        except InstanceError:
+        except APIError:
             # what is stored is no longer valid (settings changed, or stored unchecked by an
             # older version): the valid options asked for replace it
             before = {key: current.get(key, value) for key, value in after.items()}
@@ -303,7 +294,7 @@ class InstanceManager:
     async def delete(self, user: str, name: str) -> None:
         server = await self.get_server(user, name)
         if not server.get("stopped") or server.get("pending"):
-            raise InstanceError(
+            raise APIError(
                 409,
                 f"Instance {name!r} is running. Stop it first "
                 f"(POST .../instances/{name}/stop or `workbench instances stop {name}`).",
@@ -318,7 +309,7 @@ class InstanceManager:
             await self.hub.request("DELETE", server_path(user, name), {"remove": True})
         except HubAPIError as e:
             if e.code != 404:
-                raise InstanceError(502, f"Removing instance {name!r} failed: {e.message}") from e
+                raise APIError(502, f"Removing instance {name!r} failed: {e.message}") from e
         if self.hub.live is not None:
             await self.hub.live.clear(user, name)
         self.failures.pop((user, name), None)
@@ -331,7 +322,7 @@ class InstanceManager:
         except HubAPIError as e:
             self._record_failure(user, name, e.message)
             code = e.code if e.code < 500 or e.code in (503, 504) else 500
-            raise InstanceError(code, self._failed(name, e.message)) from e
+            raise APIError(code, self._failed(name, e.message)) from e
         if status == 201:
             return  # started within the hub's slow_spawn_timeout: it is ready
         last = "no progress reported"
@@ -341,12 +332,12 @@ class InstanceManager:
                 return
             if event.get("failed"):
                 self._record_failure(user, name, last)
-                raise InstanceError(400, self._failed(name, last))
+                raise APIError(400, self._failed(name, last))
         server = await self.hub.server(user, name)
         if server and server.get("ready"):
             return
         self._record_failure(user, name, last)
-        raise InstanceError(504, self._failed(name, f"not running after {self.start_timeout} s"))
+        raise APIError(504, self._failed(name, f"not running after {self.start_timeout} s"))
 
     def _record_failure(self, user: str, name: str, message: str):
         self.failures[(user, name)] = message
@@ -361,7 +352,7 @@ class InstanceManager:
         try:
             await self.hub.request("DELETE", server_path(user, name))
         except HubAPIError as e:
-            raise InstanceError(502, f"Stopping instance {name!r} failed: {e.message}") from e
+            raise APIError(502, f"Stopping instance {name!r} failed: {e.message}") from e
         await self._wait_stopped(user, name)
 
     async def _wait_stopped(self, user: str, name: str, limit: float = 60):
@@ -371,4 +362,4 @@ class InstanceManager:
             if server is None or (server.get("stopped") and not server.get("pending")):
                 return
             await asyncio.sleep(0.2)
-        raise InstanceError(504, f"Instance {name!r} did not stop within {limit:.0f} s.")
+        raise APIError(504, f"Instance {name!r} did not stop within {limit:.0f} s.")

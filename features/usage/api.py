@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from ..metering import CSV_FIELDS, to_csv, usage_report
-from ..rbac import has_scope
-from .audit import parse_time
-from .handlers import APIHandler
+from hub.audit.api import parse_time
+from hub.rbac import has_scope
+from hub.service.api import APIHandler
+
+from .store import CSV_FIELDS, to_csv, usage_report
 
 MAX_RANGE = timedelta(days=366)
 
@@ -106,3 +107,12 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px}}</style></he
 <table id="usage"><tr>{"".join(f"<th>{f}</th>" for f in CSV_FIELDS)}</tr>{body}</table>
 <p>Total cost: {total:.2f} {html.escape(settings.currency)}</p></body></html>"""
         )
+
+
+default_handlers = [(r"/usage", UsageHandler)]
+default_pages = [(r"/admin/usage", UsagePageHandler)]
+
+
+def hub_config(c, hub) -> None:
+    """Spawners record each running period of an instance."""
+    hub.spawner.usage_recorder = hub.shared("features.usage.store:UsageRecorder")

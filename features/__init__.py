@@ -1,0 +1,1 @@
+"""The platform's own features, each a folder that declares itself (hub/features.py)."""

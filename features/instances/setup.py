@@ -1,0 +1,25 @@
+"""How the instances feature joins the platform: its manager, auto-stop and live options."""
+
+from __future__ import annotations
+
+from .lifecycle import Lifecycle
+from .live_options import LiveOptionsStore
+from .manager import InstanceManager
+
+
+def setup(platform) -> None:
+    """The instance manager (admitted by the quotas feature's checker) and its lifecycle
+    loop (auto-stop, crash restarts), started once the API serves."""
+    settings = platform.settings
+    manager = InstanceManager(platform.hub, platform.policy, start_timeout=settings.start_timeout)
+    manager.lifecycle = Lifecycle(manager, settings)
+    manager.quotas = platform["quota_checker"]
+    platform.hub.live = LiveOptionsStore(platform.db)
+    platform["instance_manager"] = manager
+    platform.on_start.append(manager.lifecycle.start)
+
+
+def hub_config(c, hub) -> None:
+    """Options changed on a running instance are folded into its options at every stop and
+    dropped when it is deleted, whichever path (hub pages, hub API, platform API) does it."""
+    hub.spawner.live_options = hub.shared("features.instances.live_options:LiveOptionsStore")

@@ -1,0 +1,1 @@
+"""Alembic revisions of the usage feature's tables (a branch off the first revision)."""
