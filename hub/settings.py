@@ -327,6 +327,15 @@ class WorkbenchSettings(Configurable):
     ).tag(config=True)
 
     base_dir = Unicode(help="Folder relative paths are resolved against (the settings file's).")
+    features = Dict(
+        help="Each feature's own settings ([workbench.<feature>] tables), by feature name."
+    )
+
+    def feature(self, name: str):
+        """A feature's settings object (its declared Configurable), from [workbench.<name>]."""
+        if name not in self.features:
+            self.features = {**self.features, **load_feature_settings({})}
+        return self.features[name]
 
     @default("base_dir")
     def _default_base_dir(self):
@@ -584,7 +593,13 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SettingsError(f"Cannot read settings file {file}: {e}") from e
     table = data.pop("workbench", {})
+    # [workbench.<feature>]: the settings table a feature declares (hub/features.py)
     known = set(WorkbenchSettings.class_own_traits(config=True))
+    feature_tables = {
+        name: table.pop(name)
+        for name in list(table)
+        if isinstance(table[name], dict) and name not in known
+    }
     unknown = sorted(set(table) - known)
     if unknown:
         raise SettingsError(
@@ -606,12 +621,42 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
             f"{file}: storage settings must satisfy "
             "1 <= storage_min_gib <= storage_default_gib <= storage_max_gib"
         )
+    settings.features = load_feature_settings(feature_tables, file)
     extra = Config()
     for section, values in data.items():
         if not isinstance(values, dict):
             raise SettingsError(f"{file}: top-level key {section!r} must be a [table]")
         extra[section] = Config(values)
     return settings, extra
+
+
+def load_feature_settings(tables: dict, file=None, features=None) -> dict:
+    """{feature: its settings object} of every feature that declares a settings table, from
+    the [workbench.<feature>] tables (defaults where a table is absent)."""
+    from .features import load_features
+
+    features = load_features() if features is None else features
+    declared = {f.name: f for f in features if f.settings}
+    unknown = sorted(set(tables) - set(declared))
+    if unknown:
+        raise SettingsError(
+            f"Unknown table(s) in {file}: {', '.join('[workbench.' + n + ']' for n in unknown)}. "
+            f"Features with settings: {', '.join(sorted(declared)) or 'none'}."
+        )
+    found = {}
+    for name, feature in declared.items():
+        cls = feature.load("settings")
+        values = tables.get(name, {})
+        wrong = sorted(set(values) - set(cls.class_own_traits(config=True)))
+        if wrong:
+            raise SettingsError(
+                f"Unknown setting(s) in [workbench.{name}] of {file}: {', '.join(wrong)}."
+            )
+        try:
+            found[name] = cls(**values)
+        except TraitError as e:
+            raise SettingsError(f"Invalid setting in [workbench.{name}] of {file}: {e}") from e
+    return found
 
 
 def render_example() -> str:

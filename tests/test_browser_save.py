@@ -1,7 +1,7 @@
 """Saving a running instance as an image from the home page, in headless Chromium.
 
 The home page calls the platform API from the browser: a hidden frame loads the service's
-bridge page (OAuth sign-in to the service, XSRF token), then fetch POSTs the save and polls
+API frame page (OAuth sign-in to the service, XSRF token), then fetch POSTs the save and polls
 its progress. Against the session hub of conftest.py, as its own user "dora". Screenshots go
 to artifacts/screenshots/. A missing Chromium fails these tests, it never skips them.
 """
@@ -54,7 +54,7 @@ def page(hub, dora, browser):  # noqa: F811 - browser is the shared fixture
 
 def open_save_form(page, hub):
     page.goto(f"{hub.url}/hub/home")
-    # the bridge frame has signed in to the service: the saved images list is filled
+    # the API frame has signed in to the service: the saved images list is filled
     expect(page.locator("#saved-images-loading")).to_have_count(0)
     expect(page.locator("#saved-images-error")).to_have_count(0)
     page.click(f"#save-{INSTANCE}")

@@ -66,27 +66,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def version_locations() -> list[str]:
+def version_locations(features=None) -> list[str]:
     """Folders of alembic revisions: the kit's (the first revision, the audit log) and each
     installed feature's, so one `alembic upgrade heads` migrates every feature in order."""
     from ..features import load_features
 
     folders = [str(MIGRATIONS / "versions")]
-    for feature in load_features():
+    for feature in load_features() if features is None else features:
         path = feature.migrations_path()
         if path is not None:
             folders.append(str(path))
     return folders
 
 
-def alembic_config(url: str):
+def alembic_config(url: str, features=None):
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # a separator no path holds (alembic's default splits on spaces)
     config.set_main_option("path_separator", "newline")
-    config.set_main_option("version_locations", "\n".join(version_locations()))
+    config.set_main_option("version_locations", "\n".join(version_locations(features)))
     config.set_main_option("sqlalchemy.url", _sqlalchemy_url(url).replace("%", "%%"))
     return config
 
@@ -167,7 +167,7 @@ def repair_versions(url: str) -> list[str]:
         engine.dispose()
 
 
-def upgrade(url: str, revision: str = "heads"):
+def upgrade(url: str, revision: str = "heads", features=None):
     """Bring the database at url to revision (creating it if needed), under the migration
     lock, after repairing overlapping version rows.
 
@@ -180,7 +180,7 @@ def upgrade(url: str, revision: str = "heads"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     with migration_lock(url):
         repair_versions(url)
-        command.upgrade(alembic_config(url), revision)
+        command.upgrade(alembic_config(url, features), revision)
 
 
 def upgrade_when_ready(url: str, attempts: int = 10):

@@ -1,17 +1,17 @@
-"""The browser bridge: a frame through which the hub's own pages call the platform API.
+"""The browser API frame: a frame through which the hub's own pages call the platform API.
 
 A hub page (e.g. /hub/home) cannot call the platform API with the hub's cookie: the service
 accepts its own OAuth cookie, and with a cookie every request needs the service's XSRF
-token. The home page loads this bridge page in a hidden frame; loading it signs the browser
+token. The home page loads this page in a hidden frame; loading it signs the browser
 in to the service (OAuth through the hub, no consent page). The page then answers API calls
 its parent posts to it (`{type: "workbench-api", id, method, path, body}`) by calling the
-API itself and posting back the status and body. The XSRF token stays inside the bridge
+API itself and posting back the status and body. The XSRF token stays inside the API frame
 frame: it is never posted to another window.
 
-Who may use it. The bridge answers only a parent on the hub's own origin whose page is one
+Who may use it. The API frame answers only a parent on the hub's own origin whose page is one
 of the hub's (path under the hub's prefix, /hub/), and posts only to that origin; the frame
 may be embedded only by its own origin (frame-ancestors), and only as a frame (a fetch() or
-a top-level load of the bridge is refused, so its token cannot be read that way).
+a top-level load of the API frame is refused, so its token cannot be read that way).
 
 What makes that a boundary is the origin. Browsers isolate origins from each other, not
 paths: any page on the hub's origin can frame the hub's pages, read them, register a service
@@ -19,7 +19,7 @@ worker or read cookies, and so act as whoever views it. With `subdomain_host` se
 user's instances are served on their own host (alice.hub.example.com) and the hub's origin
 holds only the hub's pages and this service (services stay on the hub's host, see
 subdomain_hook below): a page an attacker serves from their instance is cross-origin, and
-can neither script the bridge nor read its answers nor send the API an XSRF token. Without
+can neither script the API frame nor read its answers nor send the API an XSRF token. Without
 `subdomain_host` (one origin, JupyterHub's default) the checks above stop a naive page, but
 a user who serves script from their instance can act as anyone who opens it, on this API as
 on JupyterHub's own (JupyterHub's security overview says the same): set subdomain_host
@@ -34,7 +34,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>ai-workbench API bridge</title></head>
+<html><head><meta charset="utf-8"><title>ai-workbench API frame</title></head>
 <body><script>
 (function () {
   "use strict";
@@ -67,7 +67,7 @@ PAGE = """<!doctype html>
     if (METHODS.indexOf(m.method) < 0 || path.charAt(0) !== "/" ||
         /(^|\\/)\\.\\.?(\\/|$)|\\/\\/|[\\\\#]/.test(path.split("?")[0])) {
       reply({id: m.id, status: 400, body: JSON.stringify({
-        status: 400, message: "The bridge calls only the platform API (" + config.api + ")."})});
+        status: 400, message: "The API frame calls only the platform API (" + config.api + ")."})});
       return;
     }
     var init = {
@@ -90,15 +90,15 @@ PAGE = """<!doctype html>
   });
 
   if (hubParent()) {
-    window.parent.postMessage({type: "workbench-bridge", user: config.user}, origin);
+    window.parent.postMessage({type: "workbench-api-frame", user: config.user}, origin);
   }
 })();
 </script></body></html>
 """
 
 
-class BridgeHandler(HubOAuthenticated, web.RequestHandler):
-    """GET: the bridge page, for a hub page's frame only."""
+class APIFrameHandler(HubOAuthenticated, web.RequestHandler):
+    """GET: the API frame, for a hub page's frame only."""
 
     @web.authenticated
     def get(self):
@@ -112,7 +112,7 @@ class BridgeHandler(HubOAuthenticated, web.RequestHandler):
                 json.dumps(
                     {
                         "status": 403,
-                        "message": "The API bridge is loaded by the hub's pages in a frame. "
+                        "message": "The API frame is loaded by the hub's pages in a frame. "
                         "Call the API with a token instead (see /hub/token).",
                     }
                 )
@@ -133,14 +133,14 @@ class BridgeHandler(HubOAuthenticated, web.RequestHandler):
         self.finish(PAGE % json.dumps(config).replace("</", "<\\/"))
 
 
-default_pages = [(r"/bridge", BridgeHandler)]
+default_pages = [(r"/api-frame", APIFrameHandler)]
 
 
 def subdomain_hook(name: str, domain: str, kind: str) -> str:
     """JupyterHub.subdomain_hook: users' servers on their own hosts, services on the hub's.
 
     JupyterHub's default ('idna') gives services hosts of their own too; the platform API
-    stays on the hub's host instead, so the hub's pages reach it (and its bridge) on their
+    stays on the hub's host instead, so the hub's pages reach it (and its API frame) on their
     own origin and API clients use one URL. Services are the platform's own code, as
     trusted as the hub.
     """

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from tornado import web
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from hub.service.handlers import OPENAPI_PATH, load_openapi
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,7 @@ import time
 
 import pytest
 import requests
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 from ..platform import engine_names
 

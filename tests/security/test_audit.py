@@ -8,8 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def test_forged_source_address_is_not_recorded(hub):
     to the platform API and one to JupyterHub's API (each refused, each audited), hoping the
     log blames someone else. Both events record the address the proxy saw: this machine."""
     forger = hub.add_user("forger")
-    forger.session.headers.update(FORGED)
+    forger.headers.update(FORGED)
     assert refused(forger.api, "DELETE", "users/admin/instances/nope") == 404
     assert refused(forger.hub, "DELETE", "users/admin/servers/nope") in (403, 404)
     found = events(hub, user="forger", resource="admin/")

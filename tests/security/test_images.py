@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from images.registry import EngineImages
 
 from ..platform import Hub, free_port, remove_engine_objects, run_code

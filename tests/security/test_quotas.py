@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 import requests
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from spawner.container import LABEL_PREFIX
 
 USER = "hoarder"

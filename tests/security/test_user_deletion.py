@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from tests.test_ssh_gateway import Box, create, keygen
 
 HEIR = "heir"

@@ -4,7 +4,7 @@ The attacker (mallory) controls the code of their own instance. A file written u
 ~/.local/share/jupyter/labextensions/ is served by their JupyterLab, without sign-in, as
 text/html with no sandbox, at /user/mallory/<instance>/lab/extensions/...: any visitor's
 browser runs its script. Mallory sends the victim (victor) a link to such a page, which then
-tries every way to act on the platform in victor's name: frame the service's API bridge and
+tries every way to act on the platform in victor's name: frame the service's API frame and
 read its XSRF token or have it call the API, call the API and JupyterHub's API with victor's
 cookies, frame victor's home page and drive its API helper.
 
@@ -58,10 +58,10 @@ var attacks = [
   ["DELETE", "/users/" + VICTIM + "/instances/" + INSTANCE],
   ["POST", "/users/" + VICTIM + "/instances/" + INSTANCE + "/stop"]
 ];
-// 1. the service's bridge, as the home page frames it: read it, or have it call the API
-frame("bridge", HUB + "/services/workbench/bridge", function (f) {
-  try { note("bridge_dom", f.contentDocument.documentElement.outerHTML); }
-  catch (err) { note("bridge_dom", "blocked: " + err.name); }
+// 1. the service's API frame, as the home page frames it: read it, or have it call the API
+frame("api-frame", HUB + "/services/workbench/api-frame", function (f) {
+  try { note("frame_dom", f.contentDocument.documentElement.outerHTML); }
+  catch (err) { note("frame_dom", "blocked: " + err.name); }
   attacks.forEach(function (a, i) {
     f.contentWindow.postMessage({type: "workbench-api", id: i, method: a[0], path: a[1]}, "*");
   });
@@ -88,10 +88,10 @@ Promise.all([
   call("api_stop_no_cors", API + attacks[2][1], {method: "POST", mode: "no-cors"}),
   call("hub_api_delete", HUB + "/hub/api/users/" + VICTIM + "/servers/" + INSTANCE,
        {method: "DELETE"}),
-  call("bridge_fetch", HUB + "/services/workbench/bridge", {}),
+  call("frame_fetch", HUB + "/services/workbench/api-frame", {}),
   // the same paths on this page's own host
   call("own_host_api", "/services/workbench/api" + attacks[0][1], {}),
-  call("own_host_bridge", "/services/workbench/bridge", {})
+  call("own_host_frame", "/services/workbench/api-frame", {})
 ]).then(function () {
   setTimeout(function () { note("cookies", document.cookie); results.done = true; }, 4000);
 });
@@ -195,13 +195,13 @@ def test_hub_gets_subdomain_host_and_the_api_stays_on_the_hub_host(sub_hub, vict
 
 
 def test_hostile_page_cannot_act_in_the_victims_name(sub_hub, victor, trap_url, browser):  # noqa: F811
-    """Victor, signed in, opens mallory's link. Her page frames the service's bridge (to read
+    """Victor, signed in, opens mallory's link. Her page frames the service's API frame (to read
     its XSRF token or have it call the API), frames victor's home page (to drive its API
     helper), and calls the platform API and JupyterHub's API with victor's cookies, to list
     his SSH keys, stop and delete his instance. Every attempt fails: her page is on her own
-    origin, so the browser lets it read none of these answers, the bridge answers only the
+    origin, so the browser lets it read none of these answers, the API frame answers only the
     hub's pages, and a cookie without the XSRF token moves nothing. Victor's instance keeps
-    running and his keys were not read. The home page's own bridge still works."""
+    running and his keys were not read. The home page's own API frame still works."""
     with signed_in(browser, sub_hub, VICTIM, sub_hub.passwords[VICTIM]) as page:
         page.goto(trap_url)
         page.wait_for_function("window.results && window.results.done", timeout=60_000)
@@ -209,16 +209,16 @@ def test_hostile_page_cannot_act_in_the_victims_name(sub_hub, victor, trap_url, 
         print("what the hostile page got:", json.dumps(results, indent=1))
         reads = results["reads"]
         assert not results["tokens"], results
-        assert not results["messages"], f"the bridge answered mallory's page: {results}"
-        for key in ("bridge_dom", "home_dom"):
+        assert not results["messages"], f"the API frame answered mallory's page: {results}"
+        for key in ("frame_dom", "home_dom"):
             assert reads.get(key, "blocked (never loaded)").startswith("blocked"), reads
         assert "home_api" not in reads, reads
-        for key in ("api_keys", "api_delete", "hub_api_delete", "bridge_fetch"):
+        for key in ("api_keys", "api_delete", "hub_api_delete", "frame_fetch"):
             # cross-origin without CORS: the browser hands the page no answer
             assert reads[key].startswith("error"), (key, reads[key])
         assert reads["api_stop_no_cors"].startswith("0"), reads  # opaque, and refused
-        for key in ("own_host_api", "own_host_bridge"):
-            # her own host does not serve the platform API or the bridge
+        for key in ("own_host_api", "own_host_frame"):
+            # her own host does not serve the platform API or the API frame
             assert "laptop" not in reads[key] and "workbench-api" not in reads[key], reads
         assert "jupyterhub-hub-login" not in reads["cookies"]
 
@@ -227,7 +227,7 @@ def test_hostile_page_cannot_act_in_the_victims_name(sub_hub, victor, trap_url, 
         assert model["state"] == "running", model
         assert [k["name"] for k in victor.keys()] == ["laptop"]
 
-        # the hub's own page still calls the API through the bridge
+        # the hub's own page still calls the API through the API frame
         page.goto(f"{sub_hub.public}/hub/home")
         expect(page.locator("#saved-images-loading")).to_have_count(0)
         expect(page.locator("#saved-images-error")).to_have_count(0)
@@ -236,14 +236,14 @@ def test_hostile_page_cannot_act_in_the_victims_name(sub_hub, victor, trap_url, 
         assert [k["name"] for k in keys] == ["laptop"]
 
 
-def test_bridge_is_only_a_frame(sub_hub, victor):
+def test_api_frame_is_only_a_frame(sub_hub, victor):
     """An attacker who got a request past the browser's origin checks (a script on the hub's
-    origin, in a one-origin deployment) fetches the bridge page to read the token from it:
-    the bridge answers only a frame load."""
+    origin, in a one-origin deployment) fetches the API frame page to read the token from it:
+    the API frame answers only a frame load."""
     s = requests.Session()
     s.headers["Authorization"] = f"token {victor.token}"
     r = s.get(
-        f"{sub_hub.public}/services/workbench/bridge",
+        f"{sub_hub.public}/services/workbench/api-frame",
         headers={"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"},
         allow_redirects=False,
         timeout=30,
