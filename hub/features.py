@@ -80,6 +80,9 @@ class Feature:
     # relative to the API's prefix (/services/workbench/api), and may have `default_pages`,
     # routes relative to the service's prefix (HTML pages), as JupyterHub's handler modules do
     handlers: Sequence[str] = ()
+    # "package:file": the feature's part of the API's OpenAPI description (its paths, tags
+    # and components), a YAML file in the package's folder
+    openapi: str | None = None
     # "module:function"(platform) -> None: builds the feature's objects in the API service
     setup: str | None = None
     # "module:function"(c, hub) -> None: what the feature sets in JupyterHub's configuration
@@ -94,6 +97,13 @@ class Feature:
     def load(self, attribute: str) -> Any:
         """The object a reference of this feature names ("routes", "setup", ...)."""
         return load_reference(getattr(self, attribute))
+
+    def openapi_path(self) -> Path | None:
+        """The feature's OpenAPI part, a file next to the package it names."""
+        if not self.openapi:
+            return None
+        package, _, name = self.openapi.partition(":")
+        return Path(import_module(package).__file__).parent / name
 
     def migrations_path(self) -> Path | None:
         """The feature's migrations folder, resolved from the module it is declared in."""

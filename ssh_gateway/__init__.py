@@ -14,6 +14,7 @@ feature = Feature(
     },
     tables=["ssh_gateway.keys"],
     migrations="ssh_gateway.migrations",
+    openapi="ssh_gateway:openapi.yaml",
     handlers=["ssh_gateway.api"],
     hub_config="ssh_gateway.hub_config:hub_config",
     forget_user="ssh_gateway.keys:forget_user",

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from workbench.times import aware_utcnow
 
 from hub.db.core import Base
 
@@ -68,10 +69,6 @@ def _iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:  # SQLite returns naive datetimes
         value = value.replace(tzinfo=UTC)
     return value.isoformat().replace("+00:00", "Z")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def fingerprint(blob: bytes) -> str:
@@ -193,7 +190,7 @@ def add_key(session: Session, user: str, name: str, parsed: ParsedKey) -> dict:
         key_type=parsed.key_type,
         public_key=parsed.public_key,
         fingerprint=parsed.fingerprint,
-        created=utcnow(),
+        created=aware_utcnow(),
     )
     session.add(row)
     session.flush()
@@ -242,7 +239,7 @@ def find_key(
     if row is None:
         return None
     if touch:
-        row.last_used = utcnow()
+        row.last_used = aware_utcnow()
     return row.to_dict()
 
 

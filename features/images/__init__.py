@@ -20,6 +20,7 @@ feature = Feature(
     },
     tables=["features.images.store"],
     migrations="features.images.migrations",
+    openapi="features.images:openapi.yaml",
     handlers=["features.images.api"],
     setup="features.images.setup:setup",
     hub_config="features.images.setup:hub_config",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from workbench.times import utcnow
 
 from hub.db.core import Base, Database
 from images.saved import SavedImage, parse_saved_name
@@ -17,10 +18,6 @@ from images.saved import SavedImage, parse_saved_name
 log = logging.getLogger(__name__)
 
 EVERYONE = "*"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class SavedImageRow(Base):

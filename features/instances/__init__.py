@@ -28,6 +28,7 @@ feature = Feature(
     },
     tables=["features.instances.live_options"],
     migrations="features.instances.migrations",
+    openapi="features.instances:openapi.yaml",
     handlers=["features.instances.api", "features.instances.lifecycle"],
     setup="features.instances.setup:setup",
     hub_config="features.instances.setup:hub_config",

@@ -11,10 +11,11 @@ the user_options; they go with the instance when it is deleted, and with the use
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
+from workbench.times import utcnow
 
 from hub.db.core import Base
 
@@ -29,9 +30,7 @@ class LiveOptions(Base):
     user: Mapped[str] = mapped_column(String(255), index=True)
     instance: Mapped[str] = mapped_column(String(64))
     options: Mapped[str] = mapped_column(Text, default="{}")
-    updated: Mapped[datetime] = mapped_column(
-        DateTime, default=lambda: datetime.now(UTC).replace(tzinfo=None)
-    )
+    updated: Mapped[datetime] = mapped_column(DateTime, default=lambda: utcnow())
 
 
 class LiveOptionsStore:
@@ -65,7 +64,7 @@ class LiveOptionsStore:
                 row = LiveOptions(user=user, instance=name)
                 session.add(row)
             row.options = json.dumps(options)
-            row.updated = datetime.now(UTC).replace(tzinfo=None)
+            row.updated = utcnow()
 
         await self.db.run(write)
 

@@ -11,6 +11,7 @@ feature = Feature(
     audit_events={"updateQuota": "A user's or workspace's quota changed."},
     tables=["features.quotas.store"],
     migrations="features.quotas.migrations",
+    openapi="features.quotas:openapi.yaml",
     handlers=["features.quotas.api"],
     setup="features.quotas.api:setup",
     hub_config="features.quotas.api:hub_config",

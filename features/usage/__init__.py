@@ -13,6 +13,7 @@ feature = Feature(
     admin_only=["usage:admin"],
     tables=["features.usage.store"],
     migrations="features.usage.migrations",
+    openapi="features.usage:openapi.yaml",
     handlers=["features.usage.api"],
     hub_config="features.usage.api:hub_config",
 )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, Float, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
+from workbench.times import utcnow
 
 from hub.db.core import Base
 
@@ -94,7 +95,7 @@ def usage_report(
     Periods are clipped to [since, until); a running period counts up to now. prices maps a
     flavor name to its price per hour.
     """
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utcnow()
     prices = prices or {}
     q = select(UsagePeriod).where(UsagePeriod.started < until)
     if user:

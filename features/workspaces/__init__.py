@@ -15,6 +15,7 @@ feature = Feature(
     },
     tables=["features.workspaces.store"],
     migrations="features.workspaces.migrations",
+    openapi="features.workspaces:openapi.yaml",
     handlers=["features.workspaces.api"],
     setup="features.workspaces.api:setup",
     hub_config="features.workspaces.api:hub_config",

@@ -12,6 +12,7 @@ from pathlib import Path
 from jupyter_events import EventLogger
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from workbench.times import utcnow
 
 from .models import GENESIS, AuditEvent, AuditHead
 
@@ -20,10 +21,6 @@ log = logging.getLogger("workbench.audit")
 SCHEMA_ID = "https://schema.ai-workbench.dev/events/audit"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "audit-v1.yaml"
 OUTCOMES = ("success", "failure", "denied")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def append(session: Session, data: dict, when: datetime | None = None) -> AuditEvent:

@@ -139,7 +139,7 @@ def make_app(
         (
             url_path_join(api_prefix, "openapi.json"),
             handlers.OpenAPIHandler,
-            {"description": handlers.load_openapi(prefix)},
+            {"description": handlers.load_openapi(prefix, features)},
         ),
         *routes_of(KIT_HANDLERS, prefix, api_prefix),
         *routes_of([m for f in features for m in f.handlers], prefix, api_prefix),

@@ -34,9 +34,39 @@ class HealthHandler(web.RequestHandler):
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 
 
-def load_openapi(prefix: str) -> dict:
-    """The OpenAPI description of the platform API, its server the service's prefix."""
+class OpenAPIConflict(ValueError):
+    """Two parts of the OpenAPI description define the same path or component differently."""
+
+
+def merge_openapi(description: dict, part: dict, source: str) -> None:
+    """Add a feature's part (paths, tags, components) to the description."""
+    for path, item in (part.get("paths") or {}).items():
+        if path in description["paths"]:
+            raise OpenAPIConflict(f"{source}: path {path} is described twice")
+        description["paths"][path] = item
+    known = {tag["name"] for tag in description.get("tags", [])}
+    description.setdefault("tags", []).extend(
+        tag for tag in part.get("tags") or () if tag["name"] not in known
+    )
+    components = description.setdefault("components", {})
+    for section, items in (part.get("components") or {}).items():
+        mine = components.setdefault(section, {})
+        for name, value in items.items():
+            if name in mine and mine[name] != value:
+                raise OpenAPIConflict(f"{source}: component {section}/{name} differs")
+            mine[name] = value
+
+
+def load_openapi(prefix: str, features=None) -> dict:
+    """The OpenAPI description of the platform API: the kit's, with every feature's part,
+    its server the service's prefix."""
+    from ..features import load_features
+
     description = yaml.safe_load(OPENAPI_PATH.read_text())
+    for feature in load_features() if features is None else features:
+        path = feature.openapi_path()
+        if path is not None:
+            merge_openapi(description, yaml.safe_load(path.read_text()), str(path))
     description["servers"] = [{"url": prefix.rstrip("/") or "/"}]
     return description
 

@@ -14,6 +14,7 @@ from hub import rbac
 from hub.db import Database, upgrade
 from hub.deleted_users import forget_user
 from hub.features import Feature, FeatureError, check, load_features, ordered
+from hub.service.handlers import load_openapi
 from hub.settings import WorkbenchSettings
 
 FILES = {
@@ -31,6 +32,7 @@ FILES = {
             tables=["wbnotes.tables"],
             migrations="wbnotes.migrations",
             handlers=["wbnotes.api"],
+            openapi="wbnotes:openapi.yaml",
             setup="wbnotes.api:setup",
             forget_user="wbnotes.tables:forget_user",
         )
@@ -52,6 +54,18 @@ FILES = {
         def forget_user(session, user):
             return {"notes": session.execute(delete(Note).where(Note.user == user)).rowcount}
     ''',
+    "openapi.yaml": """
+        tags: [{name: notes}]
+        paths:
+          /api/users/{user}/notes:
+            parameters: [{$ref: "#/components/parameters/user"}]
+            post:
+              tags: [notes]
+              operationId: addNote
+              responses:
+                "201": {description: Added.}
+                default: {$ref: "#/components/responses/Error"}
+    """,
     "migrations/__init__.py": '"""Revisions of the notes table."""',
     "migrations/n001_notes.py": '''
         """notes"""
@@ -151,6 +165,11 @@ def test_a_new_feature_plugs_in(notes, tmp_path, monkeypatch):
     assert handlers[route].__name__ == "NotesHandler"
     assert app.settings["notes_manager"] is app.settings["instance_manager"]
     assert "addNote" in app.settings["audit"].events
+    # its part of the API's description is served with the rest
+    description = load_openapi("/services/workbench/", features)
+    assert "/api/users/{user}/notes" in description["paths"]
+    assert "/api/users/{user}/instances" in description["paths"]
+    assert {"name": "notes"} in description["tags"]
 
     # a deleted user's notes go with the rest of their rows
     db.call(
