@@ -229,7 +229,7 @@ class EngineImages:
         try:
             self.quick.images.remove(ref, force=False)
             return True
-        except docker.errors.ImageNotFound:
+        except docker.errors.NotFound:  # Podman's "image not known" is no ImageNotFound
             return False
 
     def tag(self, ref: str, repository: str, tag: str):

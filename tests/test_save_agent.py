@@ -13,25 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+import requests
+import yaml
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from images.node_agent import (
-    AGENT_LABELS,
-    AgentClient,
-    AgentError,
-    NodeAgentSaver,
-    Saves,
-    make_agent_app,
-    make_agent_manifests,
-)
+from images.node_agent import AGENT_LABELS
+from images.node_agent.agent import Saves, make_agent_app
+from images.node_agent.client import AgentClient, AgentError, NodeAgentSaver
+from images.node_agent.manifests import make_agent_manifests
+
+from .platform import REPO, free_port
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
 TOKEN = "agent-token-0123456789abcdef"
@@ -83,6 +85,46 @@ def test_manifests_are_valid_and_mount_the_containerd_socket():
     assert pod["tolerations"] == [{"operator": "Exists"}]  # every node
     assert daemonset["spec"]["selector"]["matchLabels"] == AGENT_LABELS
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
+
+
+def test_the_manifests_command_prints_them_and_their_command_starts_the_agent(tmp_path):
+    """`python -m images.node_agent manifests` prints the DaemonSet; the command it gives the
+    agent's container, run with the environment the DaemonSet sets, serves /healthz."""
+    out = subprocess.run(
+        [sys.executable, "-m", "images.node_agent", "manifests", "--namespace", "wb"]
+        + ["--image", "registry.example.com/workbench/agent:1", "--port", "9001"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    daemonset, policy = yaml.safe_load_all(out.stdout)
+    container = daemonset["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "images.node_agent"]
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NODE_NAME": "node-7"}
+    env |= {"AGENT_TOKEN": TOKEN, "AGENT_PORT": str(port)}
+    with open(tmp_path / "agent.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *container["command"][1:]], env=env, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "agent.log").read_text()
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok", "node": "node-7"}
+        refused = requests.post(f"http://127.0.0.1:{port}/v1/saves", json={}, timeout=5)
+        assert refused.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # --- the agent's protocol -------------------------------------------------------------------

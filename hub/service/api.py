@@ -11,19 +11,24 @@ import traceback
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from tornado.log import app_log
 
 from ..audit.hub_requests import client_address
 from ..rbac import has_scope, scope, scope_description
 
 
-class APIError(Exception):
+class APIError(web.HTTPError):
     """A request the platform refuses or cannot serve: HTTP `code`, and a message that says
     what to do next (answered as {"status": code, "message": message})."""
 
     def __init__(self, code: int, message: str):
+        # an HTTPError, so that tornado answers it with its code (write_error words it)
+        super().__init__(code)
         self.code = code
         self.message = message
-        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class NonFinite(ValueError):
@@ -82,6 +87,8 @@ def dumps(data) -> str:
 
 class APIHandler(HubOAuthenticated, web.RequestHandler):
     """Base handler: hub-authenticated, JSON bodies and JSON errors."""
+
+    log = app_log  # the service's log (RequestHandler has none of its own)
 
     @property
     def manager(self):

@@ -1,0 +1,1 @@
+"""Tests of images/: saving instances through either backend."""
