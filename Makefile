@@ -58,9 +58,11 @@ test-system:
 
 venv: $(BIN)/workbench
 
-$(BIN)/workbench: setup.cfg pyproject.toml
+# the client first: the platform depends on it, and pip finds it installed (it is not on PyPI)
+$(BIN)/workbench: setup.cfg pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./client
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 

@@ -66,8 +66,8 @@ if str(REPO) not in sys.path:
 
 import docker  # noqa: E402
 import requests  # noqa: E402
+from workbench import WorkbenchClient  # noqa: E402
 
-from hub.client import WorkbenchClient  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
 from spawner.engine import (  # noqa: E402

@@ -7,11 +7,11 @@ import json
 import re
 from dataclasses import dataclass, replace
 
+from workbench.names import image_name_problem, saved_name, split_saved_name, tag_problem
+from workbench.names import is_saved_name as is_saved_name  # where the platform imports it
+
 from .catalog import ImageEntry
 
-SAVED_PREFIX = "saved:"
-IMAGE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_DESCRIPTION = 512
 LABEL = "ai-workbench.saved"
 # labels the instance's container carries; a commit would copy them into the image
@@ -29,22 +29,16 @@ class InvalidImage(ValueError):
 
 
 def validate_image_name(name) -> str:
-    if not isinstance(name, str) or not name:
-        raise InvalidImage("A saved image needs a name, for example 'bert-env'.")
-    if not IMAGE_NAME_RE.match(name):
-        raise InvalidImage(
-            f"Invalid image name {name!r}: use 1 to 64 lower-case letters, digits, '.', '_' "
-            "and '-', starting and ending with a letter or digit (for example 'bert-env')."
-        )
+    problem = image_name_problem(name)
+    if problem:
+        raise InvalidImage(problem)
     return name
 
 
 def validate_tag(tag) -> str:
-    if not isinstance(tag, str) or not TAG_RE.match(tag):
-        raise InvalidImage(
-            f"Invalid tag {tag!r}: use 1 to 128 letters, digits, '_', '.' and '-', not "
-            "starting with '.' or '-' (for example 'v1')."
-        )
+    problem = tag_problem(tag)
+    if problem:
+        raise InvalidImage(problem)
     return tag
 
 
@@ -57,26 +51,15 @@ def validate_description(description) -> str:
     return description.strip()
 
 
-def saved_name(owner: str, name: str, tag: str) -> str:
-    """The name instances use for a saved image: saved:<owner>/<name>:<tag>."""
-    return f"{SAVED_PREFIX}{owner}/{name}:{tag}"
-
-
-def is_saved_name(value) -> bool:
-    return isinstance(value, str) and value.startswith(SAVED_PREFIX)
-
-
 def parse_saved_name(value: str) -> tuple[str, str, str]:
     """(owner, name, tag) of saved:<owner>/<name>:<tag>; InvalidImage if malformed."""
-    rest = value[len(SAVED_PREFIX) :] if is_saved_name(value) else ""
-    owner, _, name_tag = rest.rpartition("/")
-    name, _, tag = name_tag.partition(":")
-    if not owner or not name or not tag:
+    parts = split_saved_name(value)
+    if parts is None:
         raise InvalidImage(
             f"Invalid saved image {value!r}: write saved:<owner>/<name>:<tag>, "
             "for example saved:alice/bert-env:v1."
         )
-    return owner, name, tag
+    return parts
 
 
 def owner_slug(owner: str) -> str:

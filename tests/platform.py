@@ -18,8 +18,7 @@ from urllib.parse import quote
 import docker
 import requests
 import websocket
-
-from hub.client import WorkbenchClient
+from workbench import WorkbenchClient
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
@@ -29,6 +28,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class UserClient(WorkbenchClient):
+    """The platform's client, plus a requests session with its token for what the client
+    does not wrap (raw calls to JupyterHub's API, answers read as they come)."""
+
+    @property
+    def session(self) -> requests.Session:
+        session = self.__dict__.get("_session")
+        if session is None:
+            session = self._session = requests.Session()
+        session.headers["Authorization"] = f"token {self.token}"
+        return session
 
 
 class Hub:
@@ -119,12 +131,12 @@ ssh_activity_seconds = 2
         except OSError:
             return "(no log)"
 
-    def client(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> WorkbenchClient:
-        client = WorkbenchClient(self.url, timeout=120)
+    def client(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> UserClient:
+        client = UserClient(self.url, timeout=120)
         client.login(user, password)
         return client
 
-    def add_user(self, name: str, password: str | None = None) -> WorkbenchClient:
+    def add_user(self, name: str, password: str | None = None) -> UserClient:
         """Sign a user up through the sign-up page, approve them as admin, sign them in."""
         password = password or "pw-" + secrets.token_hex(8)
         self.passwords[name] = password

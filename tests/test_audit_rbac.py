@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 
 def events_for(admin, resource, expect=1, timeout=10, **filters):

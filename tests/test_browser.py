@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 from .platform import REPO
 

@@ -12,8 +12,7 @@ import secrets
 
 import pytest
 from playwright.sync_api import expect
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 from .test_browser import PAGE_TIMEOUT_MS, browser, shot, signed_in  # noqa: F401 - the browser fixture
 

@@ -10,8 +10,8 @@ import docker
 import pytest
 import requests
 import yaml
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from spawner.flavors import DEFAULT_FLAVORS, load_flavors
 
 from .platform import Hub, engine_names, run_code, running_hub

@@ -13,8 +13,8 @@ import docker
 import pytest
 import requests
 import websocket
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from spawner.lifecycle import parse_time
 
 from .platform import execute_request, run_code, running_hub
@@ -74,7 +74,8 @@ def sleep_until(when: datetime):
 
 
 def create(client, name, **options):
-    return client.api("POST", f"users/{client._user(None)}/instances", {"name": name, **options})
+    user = client.whoami()["name"]
+    return client.api("POST", f"users/{user}/instances", {"name": name, **options})
 
 
 def start_cell(client, instance_url: str, code: str) -> str:

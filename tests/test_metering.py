@@ -6,9 +6,9 @@ import time
 from datetime import datetime
 
 import pytest
+from workbench import WorkbenchError
 
 from features.usage.store import UsageRecorder, to_csv, usage_report
-from hub.client import WorkbenchError
 from hub.db import Database, upgrade
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 
 @pytest.fixture(scope="module")

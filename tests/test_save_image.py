@@ -15,8 +15,8 @@ import bcrypt
 import docker
 import pytest
 import requests
+from workbench import WorkbenchError
 
-from hub.client import WorkbenchError
 from images.registry import EngineImages, ImageEngineError, RegistryError
 from images.saved import InvalidImage, make_commit_changes, owner_slug, parse_saved_name
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 from .platform import free_port
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from hub.client import WorkbenchError
+from workbench import WorkbenchError
 
 
 @pytest.fixture(scope="module")

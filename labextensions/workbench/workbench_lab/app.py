@@ -107,6 +107,9 @@ class WorkbenchLabApp(ExtensionApp):
             self.platform_url or "(unknown)",
         )
 
+    async def stop_extension(self):
+        await self.platform.aclose()
+
     def initialize_handlers(self):
         self.handlers.extend(
             [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from workbench.names import image_name_problem, tag_problem
 
 from .platform import PlatformError
 from .usage import read_cgroup, storage_model, usage_model
@@ -27,8 +27,6 @@ SSH_OFF = (
     "`workbench instances update {instance} --ssh on`, and add your public key on the "
     "hub's SSH keys page."
 )
-IMAGE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -232,18 +230,9 @@ class SaveHandler(WorkbenchHandler):
         description = body.get("description") or ""
         if not name or not isinstance(name, str):
             raise web.HTTPError(400, "Give the image a name (lower-case letters, digits, '-').")
-        if not IMAGE_NAME.match(name):
-            raise web.HTTPError(
-                400,
-                f"Invalid image name {name!r}: use lower-case letters, digits, '.', '_' and "
-                "'-', starting and ending with a letter or digit (at most 64).",
-            )
-        if not isinstance(tag, str) or not IMAGE_TAG.match(tag):
-            raise web.HTTPError(
-                400,
-                f"Invalid tag {tag!r}: use letters, digits, '_', '.' and '-' (at most 128), "
-                "not starting with '.' or '-'.",
-            )
+        problem = image_name_problem(name) or tag_problem(tag)
+        if problem:
+            raise web.HTTPError(400, problem)
         if not isinstance(description, str):
             raise web.HTTPError(400, "The description must be text.")
         try:

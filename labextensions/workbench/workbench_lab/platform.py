@@ -1,11 +1,13 @@
-"""An async client of the platform API, called with the instance's own JupyterHub token."""
+"""This instance's calls to the platform API (the workbench client, with the instance's own
+token), and their errors as the panel is told them."""
 
 from __future__ import annotations
 
-import json
-from urllib.parse import quote
+from workbench import AsyncWorkbenchClient, WorkbenchError
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+# calls after which the platform stops (and restarts) this server: they take that long
+RESTART_LIMIT = 600.0
+SAVE_LIMIT = 60.0
 
 
 class PlatformError(Exception):
@@ -26,98 +28,97 @@ class PlatformClient:
     """The platform API at `url` (…/services/workbench/api) for one instance."""
 
     def __init__(self, url: str, token: str, user: str, instance: str, timeout: float = 10):
-        self.url = url.rstrip("/")
-        self.token = token
+        self.client = AsyncWorkbenchClient(
+            api_url=url, token=token, user=user, timeout=timeout, connect_timeout=5.0
+        )
         self.user = user
         self.instance = instance
-        self.timeout = timeout
 
     @property
-    def instance_path(self) -> str:
-        return f"/users/{quote(self.user, safe='')}/instances/{quote(self.instance, safe='')}"
+    def url(self) -> str:
+        return self.client.api_url
 
-    async def request(self, method: str, path: str, body=None, *, limit: float | None = None):
-        """JSON of the answer (None if empty); PlatformError on errors and no answer."""
+    @url.setter
+    def url(self, value: str):
+        self.client.api_url = value.rstrip("/")
+
+    @property
+    def token(self) -> str:
+        return self.client.token
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
+
+    async def call(self, coro):
+        """Await a call of the client; PlatformError on errors and no answer."""
         if not self.url or not self.token:
+            coro.close()
             raise PlatformError(
                 503,
                 "This server does not know the platform API's address or has no token "
                 "(it runs outside an ai-workbench instance). Open JupyterLab from the "
                 "ai-workbench hub.",
             )
-        req = HTTPRequest(
-            self.url + path,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=None if body is None else json.dumps(body),
-            allow_nonstandard_methods=True,
-            connect_timeout=min(5.0, limit or self.timeout),
-            request_timeout=limit or self.timeout,
-            follow_redirects=False,
-        )
         try:
-            resp = await AsyncHTTPClient().fetch(req)
-        except HTTPClientError as e:
-            if e.code == 599 or e.response is None:
-                raise self._unreachable(str(e.message or e)) from None
-            raise self._error(e.code, e.response.body) from None
-        except OSError as e:  # refused, unreachable, name not resolved
-            raise self._unreachable(str(e)) from None
-        if not resp.body:
-            return None
-        try:
-            return json.loads(resp.body)
-        except ValueError:
-            raise PlatformError(
-                502, f"The platform API at {self.url} answered with something other than JSON."
-            ) from None
+            return await coro
+        except WorkbenchError as e:
+            raise self._error(e) from None
 
-    def _unreachable(self, why: str) -> PlatformError:
-        return PlatformError(
-            502,
-            f"The platform API at {self.url} does not answer ({why}). The hub may be "
-            "restarting: try again in a minute; if it persists, tell your administrator.",
-        )
-
-    def _error(self, code: int, body: bytes) -> PlatformError:
-        try:
-            data = json.loads(body)
-            message = data.get("message") if isinstance(data, dict) else None
-        except ValueError:
-            message = None
-        if message is None:
-            if code == 404:
-                return PlatformError(404, "No such route on the platform API.", missing_route=True)
-            message = body.decode(errors="replace")[:300] or f"HTTP {code}"
-        if code in (401, 403):
-            message = (
-                f"The platform API refused this instance's token ({message}). The hub's "
-                "'server' role needs the scope access:services!service=workbench: tell your "
-                "administrator."
+    def _error(self, e: WorkbenchError) -> PlatformError:
+        if e.status == 0:
+            return PlatformError(
+                502,
+                f"The platform API at {self.url} does not answer ({e.detail or e.message}). "
+                "The hub may be restarting: try again in a minute; if it persists, tell your "
+                "administrator.",
             )
-            return PlatformError(502, message)
-        return PlatformError(code if code < 500 else 502, message)
+        if e.missing_route:
+            return PlatformError(404, "No such route on the platform API.", missing_route=True)
+        if e.status in (401, 403):
+            return PlatformError(
+                502,
+                f"The platform API refused this instance's token ({e.message}). The hub's "
+                "'server' role needs the scope access:services!service=workbench: tell your "
+                "administrator.",
+            )
+        return PlatformError(e.status if e.status < 500 else 502, e.message)
+
+    async def aclose(self):
+        await self.client.aclose()
 
     # the calls
 
     async def instance_model(self) -> dict:
-        return await self.request("GET", self.instance_path)
+        return await self.call(self.client.instances.get(self.instance, self.user))
 
     async def flavors(self) -> list[dict]:
-        return await self.request("GET", "/flavors")
+        return await self.call(self.client.flavors.list())
 
     async def switch_flavor(self, flavor: str) -> dict:
         # the platform stops, changes and starts the instance: it answers when running again
-        return await self.request("PATCH", self.instance_path, {"flavor": flavor}, limit=600)
+        instances = self.client.instances
+        return await self.call(
+            instances.update(self.instance, self.user, flavor=flavor, limit=RESTART_LIMIT)
+        )
 
     async def stop(self) -> dict:
-        return await self.request("POST", self.instance_path + "/stop", limit=600)
+        instances = self.client.instances
+        return await self.call(instances.stop(self.instance, self.user, limit=RESTART_LIMIT))
 
     async def save_status(self) -> dict:
-        return await self.request("GET", self.instance_path + "/save")
+        return await self.call(self.client.images.save_status(self.instance, self.user))
 
     async def save(self, body: dict) -> dict:
-        return await self.request("POST", self.instance_path + "/save", body, limit=60)
+        save = self.client.images.save(
+            self.instance,
+            body["name"],
+            body.get("tag") or "latest",
+            body.get("description") or "",
+            self.user,
+            limit=SAVE_LIMIT,
+        )
+        return await self.call(save)
 
     async def ssh(self) -> dict:
-        return await self.request("GET", self.instance_path + "/ssh")
+        return await self.call(self.client.instances.ssh(self.instance, self.user))

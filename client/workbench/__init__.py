@@ -1,0 +1,71 @@
+"""The ai-workbench platform's Python client: async first, with a sync wrapper.
+
+In a notebook on the platform nothing needs setting up (the instance's environment says where
+the platform is and holds its token):
+
+    import workbench
+    workbench.instances.list()
+    workbench.images.save("my-notebook", "bert-env", "v1", wait=True)
+
+Elsewhere set $WORKBENCH_URL and $WORKBENCH_TOKEN, or make a client:
+
+    client = workbench.WorkbenchClient("http://127.0.0.1:8000", token)
+    async with workbench.AsyncWorkbenchClient(...) as aclient: ...
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .client import AsyncWorkbenchClient
+from .errors import WorkbenchError
+from .resources.hub import HubAPI, server_path
+from .sync import WorkbenchClient
+
+__all__ = [
+    "AsyncWorkbenchClient",
+    "HubAPI",
+    "WorkbenchClient",
+    "WorkbenchError",
+    "default_client",
+    "server_path",
+    "set_default_client",
+]
+__version__ = "0.1.0"
+
+# what `workbench.<name>` reaches on the default client
+DEFAULT_CLIENT_ATTRIBUTES = frozenset(
+    {
+        *("instances", "images", "flavors", "keys", "audit", "usage", "quotas", "workspaces"),
+        *("hub_api", "whoami", "api", "hub"),
+    }
+)
+
+_default: WorkbenchClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> WorkbenchClient:
+    """The module's sync client, configured from the environment on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = WorkbenchClient()
+        return _default
+
+
+def set_default_client(client: WorkbenchClient | None):
+    """Use this client for `workbench.<name>` calls (None: make one from the environment)."""
+    global _default
+    with _default_lock:
+        _default = client
+
+
+def __getattr__(name: str):
+    if name in DEFAULT_CLIENT_ATTRIBUTES:
+        return getattr(default_client(), name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *DEFAULT_CLIENT_ATTRIBUTES})
