@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable
 
+from spawner.policy_settings import InstancePolicySettings
+
 SETTINGS_ENV = "WORKBENCH_CONFIG"
 DEFAULT_SETTINGS_FILE = "workbench.toml"
 
@@ -18,8 +20,14 @@ class SettingsError(ValueError):
     """The settings file is missing, malformed, or sets something unknown."""
 
 
-class WorkbenchSettings(Configurable):
-    """Settings of the [workbench] table of workbench.toml."""
+class WorkbenchSettings(InstancePolicySettings, Configurable):
+    """Settings of the [workbench] table of workbench.toml.
+
+    The instance policy's settings (image_registry, catalog_path, flavors_path, default_image,
+    default_flavor, allowed_flavors, storage_*_gib, work_dir, idle_stop_*_minutes,
+    max_runtime_max_hours) are inherited from spawner.policy_settings, declared once for
+    this file and the spawners.
+    """
 
     data_dir = Unicode(
         ".run",
@@ -171,53 +179,6 @@ class WorkbenchSettings(Configurable):
         OpenSSH's MaxAuthTries. Default 6.""",
     ).tag(config=True)
 
-    image_registry = Unicode(
-        "localhost/",
-        help="""Registry prefix of catalog images. Default "localhost/" (built here).""",
-    ).tag(config=True)
-    catalog_path = Unicode(
-        "", help="""Image catalog file. Default: images/catalog.yaml as shipped."""
-    ).tag(config=True)
-    flavors_path = Unicode(
-        "", help="""Flavors file. Default: spawner/flavors.yaml as shipped."""
-    ).tag(config=True)
-    default_image = Unicode("python", help='Image of a new instance. Default "python".').tag(
-        config=True
-    )
-    default_flavor = Unicode(
-        "cpu.small", help='Flavor of a new instance. Default "cpu.small".'
-    ).tag(config=True)
-    allowed_flavors = List(
-        Unicode(), help="Flavors users may pick; empty (default) means all."
-    ).tag(config=True)
-    storage_min_gib = Integer(1, help="Smallest instance storage, GiB. Default 1.").tag(config=True)
-    storage_max_gib = Integer(100, help="Largest instance storage, GiB. Default 100.").tag(
-        config=True
-    )
-    storage_default_gib = Integer(10, help="Default instance storage, GiB. Default 10.").tag(
-        config=True
-    )
-    work_dir = Unicode(
-        "/home/jovyan/work", help="Where instance storage is mounted. Default /home/jovyan/work."
-    ).tag(config=True)
-    idle_stop_default_minutes = Integer(
-        60,
-        help="""Minutes without activity after which an instance stops, unless its owner
-        sets otherwise (0: never). Default 60.""",
-    ).tag(config=True)
-    idle_stop_min_minutes = Float(
-        1,
-        help="""Shortest idle timeout users may set, minutes (fractions allowed).
-        Default 1.""",
-    ).tag(config=True)
-    idle_stop_max_minutes = Integer(
-        7 * 24 * 60, help="Longest idle timeout users may set, minutes. Default 10080 (a week)."
-    ).tag(config=True)
-    max_runtime_max_hours = Float(
-        7 * 24,
-        help="""Longest fixed run time ("stop after N hours, whatever happens") users may
-        set, hours. Default 168 (a week).""",
-    ).tag(config=True)
     max_instances_per_user = Integer(
         10, help="Instances one user may have (0: no limit). Default 10."
     ).tag(config=True)
@@ -532,23 +493,13 @@ class WorkbenchSettings(Configurable):
         )
 
     def spawner_config(self) -> dict:
-        """Traits shared by both spawners, as set from these settings."""
-        return {
-            "catalog_path": str(self.path(self.catalog_path)) if self.catalog_path else "",
-            "flavors_path": str(self.path(self.flavors_path)) if self.flavors_path else "",
-            "image_registry": self.image_registry,
-            "default_image": self.default_image,
-            "default_flavor": self.default_flavor,
-            "allowed_flavors": list(self.allowed_flavors),
-            "storage_min_gib": self.storage_min_gib,
-            "storage_max_gib": self.storage_max_gib,
-            "storage_default_gib": self.storage_default_gib,
-            "work_dir": self.work_dir,
-            "idle_stop_default_minutes": self.idle_stop_default_minutes,
-            "idle_stop_min_minutes": self.idle_stop_min_minutes,
-            "idle_stop_max_minutes": self.idle_stop_max_minutes,
-            "max_runtime_max_hours": self.max_runtime_max_hours,
-        }
+        """The instance policy's settings (spawner.policy_settings), as the spawners take
+        them: the catalog and flavors files made absolute against base_dir."""
+        config = self.policy_settings()
+        for name in ("catalog_path", "flavors_path"):
+            config[name] = str(self.path(config[name])) if config[name] else ""
+        config["allowed_flavors"] = list(config["allowed_flavors"])
+        return config
 
 
 # the project folder of a checkout (where `make up` runs the platform); None when installed
@@ -594,7 +545,7 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[WorkbenchSetti
             raise SettingsError(f"Cannot read settings file {file}: {e}") from e
     table = data.pop("workbench", {})
     # [workbench.<feature>]: the settings table a feature declares (hub/features.py)
-    known = set(WorkbenchSettings.class_own_traits(config=True))
+    known = set(WorkbenchSettings.class_traits(config=True))
     feature_tables = {
         name: table.pop(name)
         for name in list(table)
@@ -673,16 +624,18 @@ def render_example() -> str:
     ]
     from traitlets import TraitType
 
-    # definition order, which groups related settings
+    # definition order, which groups related settings: the table's own, then those it
+    # inherits (the instance policy's, declared with the spawners)
     traits = [
         (name, trait)
-        for name, trait in vars(WorkbenchSettings).items()
+        for cls in WorkbenchSettings.__mro__
+        for name, trait in vars(cls).items()
         if isinstance(trait, TraitType) and trait.metadata.get("config")
     ]
     for name, trait in traits:
         help_text = " ".join(trait.help.split())
         lines.append("")
-        lines += ["# " + line for line in textwrap.wrap(help_text, 88)]
+        lines += ["# " + line for line in textwrap.wrap(help_text, 88, break_on_hyphens=False)]
         default = trait.default()
         if isinstance(default, str):
             value = '"' + default.replace("\\", "\\\\").replace('"', '\\"') + '"'

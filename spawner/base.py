@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import inspect
+import time
 from urllib.parse import quote
 
 from tornado import web
-from traitlets import Any, Dict, Float, Integer, List, Unicode, default
+from traitlets import Any, Dict, default
 
 from .lifecycle import auto_stop_form_fields
 from .options import (
     DEFAULT_WORKSPACE,
+    MAX_DESCRIPTION,
     InstancePolicy,
-    InstanceSpec,
     InvalidOptions,
+    ResolvedOptions,
     make_policy,
     options_from_form,
-    parse_options,
+    resolve_options,
     validate_instance_name,
 )
+from .policy_settings import InstancePolicySettings
 from .quotas import ADMITTED, QuotaExceeded, check_limits, start_usage
 from .ssh import InstanceSSHMixin, ssh_form_fields
+from .templating import render_template
 
 # the platform's permission to start instances (a custom JupyterHub scope)
 START_SCOPE = "custom:workbench:instances:start"
 
 # what a user typed into a spawn form that was refused, shown again once, by user name
 _rejected_forms: dict[str, dict] = {}
+# seconds a spawn form's resolved options stay good for the start it submits (the start's
+# own check follows at once; saved-image lookups are cached as long: features.images.store)
+FORM_RESOLUTION_SECONDS = 5
 
 
 def oauth_client_id(user: str, name: str) -> str:
@@ -43,142 +49,58 @@ def oauth_client_id(user: str, name: str) -> str:
     return f"jupyterhub-user-{escaped}-{quote(name, safe='')}"
 
 
-class InstanceSpawnerMixin(InstanceSSHMixin):
-    """Spawner traits and behaviour that make a JupyterHub named server an instance."""
+class InstanceSpawnerMixin(InstancePolicySettings, InstanceSSHMixin):
+    """Spawner traits and behaviour that make a JupyterHub named server an instance.
+
+    The instance policy's traits (catalog, flavors, storage and auto-stop bounds) come from
+    spawner.policy_settings, shared with the settings file.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.name and self.oauth_client_id.startswith("jupyterhub-user-"):
             self.oauth_client_id = oauth_client_id(self.user.name, self.name)
 
-    catalog_path = Unicode(
-        "",
-        config=True,
-        help="""Path of the image catalog (YAML). Default: the catalog shipped in images/.
-
-        c.WorkbenchDockerSpawner.catalog_path = "/etc/ai-workbench/catalog.yaml"
-        """,
-    )
-    flavors_path = Unicode(
-        "",
-        config=True,
-        help="""Path of the flavors file (YAML). Default: the flavors shipped in spawner/.
-
-        c.WorkbenchDockerSpawner.flavors_path = "/etc/ai-workbench/flavors.yaml"
-        """,
-    )
-    image_registry = Unicode(
-        "localhost/",
-        config=True,
-        help="""Registry prefix of the catalog's images (the "{registry}" of catalog.yaml).
-        Default "localhost/": images built on this machine.
-
-        c.WorkbenchDockerSpawner.image_registry = "registry.example.com/"
-        """,
-    )
-    default_image = Unicode(
-        "python",
-        config=True,
-        help="""Catalog name of the image an instance gets when none is asked for.
-        Default "python".""",
-    )
-    default_flavor = Unicode(
-        "cpu.small",
-        config=True,
-        help="""Flavor an instance gets when none is asked for. Default "cpu.small".""",
-    )
-    allowed_flavors = List(
-        Unicode(),
-        config=True,
-        help="""Flavor names users may pick; empty (the default) allows every flavor.
-
-        c.WorkbenchDockerSpawner.allowed_flavors = ["cpu.small", "cpu.medium"]
-        """,
-    )
-    storage_min_gib = Integer(
-        1, config=True, help="Smallest storage an instance may ask for, GiB. Default 1."
-    )
-    storage_max_gib = Integer(
-        100, config=True, help="Largest storage an instance may ask for, GiB. Default 100."
-    )
-    storage_default_gib = Integer(
-        10, config=True, help="Storage an instance gets when none is asked for, GiB. Default 10."
-    )
-    idle_stop_default_minutes = Integer(
-        60,
-        config=True,
-        help="""Minutes without activity after which an instance stops, unless its owner
-        sets otherwise (0: never). Default 60.""",
-    )
-    idle_stop_min_minutes = Float(
-        1,
-        config=True,
-        help="Shortest idle timeout users may set, minutes (fractions allowed). Default 1.",
-    )
-    idle_stop_max_minutes = Integer(
-        7 * 24 * 60,
-        config=True,
-        help="Longest idle timeout users may set, minutes. Default 10080 (a week).",
-    )
-    max_runtime_max_hours = Float(
-        7 * 24,
-        config=True,
-        help="""Longest fixed run time ("stop after N hours, whatever happens") users may
-        set, hours. Default 168 (a week).""",
-    )
-    work_dir = Unicode(
-        "/home/jovyan/work",
-        config=True,
-        help="""Where the instance's persistent storage is mounted; JupyterLab opens here.
-        Default "/home/jovyan/work".""",
-    )
-
     instance_environment = Dict(
-        config=True,
         help="""Environment variables every instance gets at each start, for the network it
         lives in (CA bundle, pip index, proxies: hub.settings' instance_* settings, set by
         jupyterhub_config.py). Never baked into a saved image.""",
-    )
+    ).tag(config=True)
     instance_files = Dict(
-        config=True,
         help="""Read-only files every instance gets at each start: {host path: path in the
         instance} (the CA bundle over the image's system store, an apt sources list). Docker
         and Podman mount them; on Kubernetes mount them from a ConfigMap yourself.""",
-    )
+    ).tag(config=True)
 
     saved_images = Any(
         None,
-        config=True,
         help="""Where saved images are looked up: an object with lookup(user, name) and
         available(user) (features.images.store.SavedImageStore, set by jupyterhub_config.py from
         the platform database). None: instances use catalog images only.""",
-    )
+    ).tag(config=True)
 
     workspace_members = Any(
         None,
-        config=True,
         help="""A callable returning an object whose is_member(user, workspace) says whether
         a user belongs to a workspace (blocking; features.workspaces.store.WorkspaceStore, set by
         jupyterhub_config.py). None: every instance is in the "default" workspace's rules.""",
-    )
+    ).tag(config=True)
 
     live_options = Any(
         None,
-        config=True,
         help="""A callable returning where options changed on a running instance are kept
         (SSH, auto-stop, description; features.instances.live_options.LiveOptionsStore, set by
         jupyterhub_config.py). At every stop, whichever path stopped it, they become the
         instance's own options; they go when it is deleted. None: nothing is kept aside.""",
-    )
+    ).tag(config=True)
 
     quota_limits = Any(
         None,
-        config=True,
         help="""A callable returning the quota store: an object whose limits(user) and
         workspace_limits(workspace) return {quota: limit} (blocking, called in a worker
         thread; features.quotas.store.QuotaStore, set by the quotas feature). Every start is
         admitted against them (spawner.quotas). None: no quotas.""",
-    )
+    ).tag(config=True)
 
     _policy = None
     _workspace_store = None
@@ -231,25 +153,58 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
     def policy(self) -> InstancePolicy:
         """The catalog, flavors and bounds instances are checked against."""
         if self._policy is None:
-            self._policy = make_policy(
-                **{name: getattr(self, name) for name in InstanceSpawnerMixin.class_own_traits()}
-            )
+            self._policy = make_policy(**self.policy_settings(), saved_images=self.saved_images)
         return self._policy
 
-    async def load_policy(self) -> InstancePolicy:
-        """The policy, its catalog and flavors files read off the event loop on first use."""
+    async def load_policy(self, image=None) -> InstancePolicy:
+        """The policy, its catalog and flavors files read off the event loop on first use,
+        and the saved image `image` (default: the instance's) looked up in a worker thread."""
         if self._policy is None:
             await asyncio.to_thread(lambda: self.policy)
-        await self._policy.prefetch(self.user.name, (self.user_options or {}).get("image"))
+        if image is None:
+            image = (self.user_options or {}).get("image")
+        await self._policy.prefetch(self.user.name, image)
         return self.policy
 
-    def instance_spec(self) -> InstanceSpec:
-        """The validated spec of this instance; HTTP 400 with the reason if invalid."""
-        try:
+    # this start's options, resolved once (spawn form, apply_user_options, start, metering):
+    # (the options asked for, their resolution, when); dropped when the start ends
+    _resolution: tuple[dict, ResolvedOptions, float] | None = None
+
+    def _resolved_earlier(self, options, max_age: float | None = None) -> ResolvedOptions | None:
+        """This start's resolution of `options` (as asked for, or as resolved), if any and
+        at most max_age seconds old."""
+        if self._resolution is None:
+            return None
+        asked, resolved, when = self._resolution
+        if max_age is not None and time.monotonic() - when > max_age:
+            return None
+        options = dict(options or {})
+        return resolved if options in (asked, resolved.to_options()) else None
+
+    async def _resolve(self, options, max_age: float | None = None) -> ResolvedOptions:
+        """`options` resolved (InvalidOptions if they cannot be granted), or this start's
+        earlier resolution of them."""
+        resolved = self._resolved_earlier(options, max_age)
+        if resolved is None:
+            options = dict(options or {})
+            await self.load_policy(options.get("image"))
             validate_instance_name(self.name)
-            return parse_options(self.user_options, self.policy, self.user.name)
+            resolved = resolve_options(options, self.policy, self.user.name)
+            self._resolution = (options, resolved, time.monotonic())
+        return resolved
+
+    async def resolved_options(self, max_age: float | None = None) -> ResolvedOptions:
+        """The instance's options with their image and flavor, resolved once per start (by
+        apply_user_options, before start() and metering use them); HTTP 400 with the reason
+        if they cannot be granted."""
+        try:
+            return await self._resolve(self.user_options, max_age)
         except InvalidOptions as e:
             raise web.HTTPError(400, str(e), reason=str(e)) from None
+
+    def forget_resolution(self):
+        """The start has ended: its next one resolves the options afresh."""
+        self._resolution = None
 
     @default("options_form")
     def _default_options_form(self):
@@ -292,7 +247,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
             self._quota_store = self.quota_limits()
         return self._quota_store
 
-    async def admit_start(self, spec: InstanceSpec):
+    async def admit_start(self, resolved: ResolvedOptions):
         """HTTP 403, naming the quota, its limit and what to do, unless starting this instance
         keeps its owner and its workspace within their quotas; else admit the start.
 
@@ -301,6 +256,7 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         """
         if self.quota_limits is None:
             return
+        spec = resolved.spec
         try:
             store = self._quotas()
             limits = await asyncio.to_thread(store.limits, self.user.name)
@@ -311,13 +267,13 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
             raise web.HTTPError(503, message, reason="Quotas unavailable") from None
         # no await from here on: counting and admitting are one step of the hub's event loop,
         # so concurrent starts of any path see each other (spawner.quotas)
-        options, this = spec.to_options(), self.orm_spawner
+        options, this, flavor = spec.to_options(), self.orm_spawner, resolved.flavor
         try:
             if any(workspace_limits.values()):
                 others = self._workspace_instances(spec.workspace)
-                usage = start_usage(this, options, others, self.policy)
+                usage = start_usage(this, options, others, self.policy, flavor)
                 check_limits(workspace_limits, usage, f"workspace {spec.workspace}")
-            usage = start_usage(this, options, self._own_instances(), self.policy)
+            usage = start_usage(this, options, self._own_instances(), self.policy, flavor)
             check_limits(limits, usage, self.user.name)
         except QuotaExceeded as e:
             self.log.warning("%s: start refused: %s", self._log_name, e)
@@ -360,15 +316,15 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
         async def check(spawner, user_options):
             spawner._start_refused = True
             spawner.check_start_permission()
-            policy = await spawner.load_policy()
-            await policy.prefetch(spawner.user.name, (user_options or {}).get("image"))
-            spec = spawner.instance_spec()
-            await spawner.check_workspace(spec.workspace)
-            await spawner.admit_start(spec)
+            # the one resolution of this start (or the spawn form's, made just before it):
+            # start() and metering use it
+            resolved = await spawner.resolved_options(max_age=FORM_RESOLUTION_SECONDS)
+            await spawner.check_workspace(resolved.spec.workspace)
+            await spawner.admit_start(resolved)
             if not spawner.orm_spawner.user_options:
                 # an instance started without options keeps what it was started with, so it
                 # counts as an instance (not a draft) once stopped
-                spawner.orm_spawner.user_options = spec.to_options()
+                spawner.orm_spawner.user_options = resolved.to_options()
             spawner._start_refused = False
 
         return check
@@ -377,12 +333,13 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
     def _default_options_from_form(self):
         return self._options_from_form
 
-    def _options_from_form(self, formdata):
+    async def _options_from_form(self, formdata):
         options = options_from_form(formdata)
+        self.forget_resolution()
         try:
-            validate_instance_name(self.name)
-            # raise here so the spawn page shows the form again with the reason
-            return parse_options(options, self.policy, self.user.name).to_options()
+            # raise here so the spawn page shows the form again with the reason; the start
+            # this form submits uses this resolution
+            return (await self._resolve(options)).to_options()
         except InvalidOptions:
             # JupyterHub re-renders the form of the user's default spawner, not this
             # one: keep what was typed so that form shows it again
@@ -391,93 +348,49 @@ class InstanceSpawnerMixin(InstanceSSHMixin):
 
     def _render_options_form(
         self, available: set[str] | None = None, saved=(), workspaces=(DEFAULT_WORKSPACE,)
-    ):
+    ) -> str:
         current = _rejected_forms.pop(self.user.name, None) or dict(self.user_options or {})
         policy = self.policy
         image_name = current.get("image", policy.default_image)
         flavor_name = current.get("flavor", policy.default_flavor)
-        esc = html.escape
 
         def option(value, label, selected, disabled=False):
-            sel = " selected" if selected and not disabled else ""
-            dis = " disabled" if disabled else ""
-            return f'<option value="{esc(value)}"{sel}{dis}>{esc(label)}</option>'
+            return {"value": value, "label": label, "selected": selected, "disabled": disabled}
 
-        def image_option(e):
+        images = []
+        for e in policy.catalog:
             missing = available is not None and e.ref not in available
             label = f"{e.name}: {e.description}" + (" (not built)" if missing else "")
-            return option(e.name, label, e.name == image_name, disabled=missing)
-
-        images = "".join(image_option(e) for e in policy.catalog)
+            images.append(option(e.name, label, e.name == image_name, missing))
         for image in saved:
             missing = available is not None and image.ref not in available
             label = f"saved: {image.owner}/{image.name}:{image.tag} (from {image.base})"
             label += f": {image.description}" if image.description else ""
             label += " (not on this machine)" if missing else ""
-            images += option(image.saved_name, label, image.saved_name == image_name, missing)
-        flavors = "".join(
+            images.append(option(image.saved_name, label, image.saved_name == image_name, missing))
+        flavors = [
             option(f.name, f"{f.name}: {f.description}", f.name == flavor_name)
             for f in policy.visible_flavors()
+        ]
+        # the workspace is fixed once the instance was set up; else a choice among the
+        # owner's workspaces, preselected from the page's #workspace= (the home page's)
+        own = self.user_options or {}
+        return render_template(
+            __file__,
+            "options_form.html",
+            policy=policy,
+            images=images,
+            flavors=flavors,
+            fixed_workspace=own.get("workspace") or (DEFAULT_WORKSPACE if own else None),
+            workspaces=list(workspaces),
+            chosen_workspace=current.get("workspace") or DEFAULT_WORKSPACE,
+            storage=current.get("storage_gib", policy.storage_default_gib),
+            work_dir=self.work_dir,
+            description=current.get("description", ""),
+            max_description=MAX_DESCRIPTION,
+            auto_stop_fields=auto_stop_form_fields(current.get("auto_stop"), policy),
+            ssh_fields=ssh_form_fields(current.get("ssh")),
         )
-        storage = esc(str(current.get("storage_gib", policy.storage_default_gib)))
-        workspace_field = self._workspace_field(current, workspaces)
-        description = esc(current.get("description", ""))
-        return f"""
-<div class="workbench-instance-form">
-  {workspace_field}
-  <div class="mb-3">
-    <label class="form-label" for="wb-image">Image</label>
-    <select class="form-select" id="wb-image" name="image">{images}</select>
-  </div>
-  <div class="mb-3">
-    <label class="form-label" for="wb-flavor">Flavor</label>
-    <select class="form-select" id="wb-flavor" name="flavor">{flavors}</select>
-  </div>
-  <div class="mb-3">
-    <label class="form-label" for="wb-storage">Storage (GiB, {policy.storage_min_gib} to
-      {policy.storage_max_gib}), mounted at {esc(self.work_dir)}</label>
-    <input class="form-control" type="number" id="wb-storage" name="storage_gib"
-      min="{policy.storage_min_gib}" max="{policy.storage_max_gib}" value="{storage}">
-  </div>
-  <div class="mb-3">
-    <label class="form-label" for="wb-description">Description</label>
-    <input class="form-control" type="text" id="wb-description" name="description"
-      maxlength="512" value="{description}">
-  </div>
-  {auto_stop_form_fields(current.get("auto_stop"), policy)}
-  {ssh_form_fields(current.get("ssh"))}
-</div>
-"""
-
-    def _workspace_field(self, current: dict, workspaces) -> str:
-        """The workspace: fixed once the instance was set up; else a choice among the owner's
-        workspaces, preselected from the page's #workspace= (the home page's current one)."""
-        esc = html.escape
-        options = self.user_options or {}
-        fixed = options.get("workspace") or (DEFAULT_WORKSPACE if options else None)
-        if fixed:
-            return (
-                f'<input type="hidden" name="workspace" value="{esc(fixed)}">'
-                f'<p class="text-muted" id="wb-workspace-fixed">Workspace: {esc(fixed)}</p>'
-            )
-        chosen = current.get("workspace") or DEFAULT_WORKSPACE
-        options = "".join(
-            f'<option value="{esc(w)}"{" selected" if w == chosen else ""}>{esc(w)}</option>'
-            for w in workspaces
-        )
-        return f"""<div class="mb-3">
-    <label class="form-label" for="wb-workspace">Workspace</label>
-    <select class="form-select" id="wb-workspace" name="workspace">{options}</select>
-    <script>
-      (function () {{
-        var wanted = new URLSearchParams(window.location.hash.slice(1)).get("workspace");
-        var select = document.getElementById("wb-workspace");
-        if (wanted && select.querySelector('option[value="' + CSS.escape(wanted) + '"]')) {{
-          select.value = wanted;
-        }}
-      }})();
-    </script>
-  </div>"""
 
     _live_store = None
 

@@ -34,27 +34,23 @@ class WorkbenchDockerSpawner(
 
     run_as = Unicode(
         "1000:100",
-        config=True,
         help="""User (uid:gid) the instance's processes run as; never root.
         Default "1000:100", the images' jovyan user.""",
-    )
+    ).tag(config=True)
     ready_poll_interval = Float(
         0.05,
-        config=True,
         help="""Seconds between checks that a starting instance's JupyterLab answers.
         Default 0.05: start() returns as soon as it answers, so the hub's own
         (exponentially backed-off) wait succeeds on its first try.""",
-    )
+    ).tag(config=True)
     check_engine_capacity = Bool(
         True,
-        config=True,
         help="""Refuse flavors with more vCPUs or memory than the engine's machine has.
         Default True.""",
-    )
+    ).tag(config=True)
 
     isolate_instances = Bool(
         True,
-        config=True,
         help="""Give each instance a network of its own, isolated from the others: no
         instance reaches another's ports (Jupyter, sshd, anything it listens on), while each
         still reaches the hub, the platform API and the outside (package mirrors). On Podman
@@ -63,22 +59,20 @@ class WorkbenchDockerSpawner(
 
         c.WorkbenchDockerSpawner.isolate_instances = False  # one shared network
         """,
-    )
+    ).tag(config=True)
     pids_limit = Integer(
         1024,
-        config=True,
         help="""Most processes and threads one instance may run (its pids cgroup), so that a
         fork bomb in one instance leaves the others and the hub working. 0: the engine's
         default. Default 1024.""",
-    )
+    ).tag(config=True)
 
     engine_threads = Integer(
         8,
-        config=True,
         help="""Threads the hub calls the container engine with, shared by all instances.
         DockerSpawner's one thread would queue every start, stop and poll of every user
         behind the slowest call (a stop waits up to stop_timeout). Default 8.""",
-    )
+    ).tag(config=True)
 
     _engine_executor = None
 
@@ -144,10 +138,8 @@ class WorkbenchDockerSpawner(
         return int(cls._engine_info.get("NCPU", 0)), int(cls._engine_info.get("MemTotal", 0))
 
     async def _apply_spec(self):
-        await self.load_policy()
-        spec = self.instance_spec()
-        image = self.policy.image(spec.image, self.user.name)
-        flavor = self.policy.flavor(spec.flavor)
+        resolved = await self.resolved_options()
+        spec, image, flavor = resolved.spec, resolved.image, resolved.flavor
         self._progress(10, f"Checking image {image.name} ({image.ref})")
         try:
             image_info = await self._engine("inspect_image", image.ref)
@@ -272,8 +264,8 @@ class WorkbenchDockerSpawner(
 
     async def check_allowed(self, image):
         # DockerSpawner reads user_options["image"] as a raw reference; ours is a
-        # catalog name, already checked against the catalog by _apply_spec
-        return self.policy.image(image, self.user.name).ref
+        # catalog name, already resolved for this start (_apply_spec)
+        return (await self.resolved_options()).image.ref
 
     async def _ensure_volume(self, name: str, labels: dict):
         try:
@@ -348,6 +340,7 @@ class WorkbenchDockerSpawner(
             self.restart_pending = restarting
             raise
         finally:
+            self.forget_resolution()
             self._progress_done()
 
     async def _remove_failed_container(self):

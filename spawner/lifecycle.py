@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import html
 import math
 from datetime import UTC, datetime, timedelta
 
+from markupsafe import Markup
 from traitlets import Bool, Dict, HasTraits, Integer
 
 from .flavors import format_bytes
+from .templating import render_template
 
 IDLE = "idle"
 MAX_RUNTIME = "max runtime"
@@ -94,25 +95,16 @@ def exit_reason(state: dict, mem_limit: int | None = None) -> str:
     return f"exited with code {code}" + (f": {error}" if error else "")
 
 
-def auto_stop_form_fields(auto_stop: dict | None, policy) -> str:
+def auto_stop_form_fields(auto_stop: dict | None, policy) -> Markup:
     """The spawn form's auto-stop fields (idle_minutes, max_hours)."""
     auto_stop = auto_stop or {}
-    idle = auto_stop.get("idle_minutes", policy.idle_stop_default_minutes)
-    hours = auto_stop.get("max_hours", 0) or ""
-    return f"""<div class="row mb-3">
-    <div class="col">
-      <label class="form-label" for="wb-idle-minutes">Stop when idle for (minutes;
-        0: never; {policy.idle_stop_min_minutes:g} to {policy.idle_stop_max_minutes})</label>
-      <input class="form-control" type="number" id="wb-idle-minutes" name="idle_minutes"
-        min="0" max="{policy.idle_stop_max_minutes}" step="any" value="{html.escape(str(idle))}">
-    </div>
-    <div class="col">
-      <label class="form-label" for="wb-max-hours">Stop after (hours, whatever happens;
-        empty: no fixed stop; at most {policy.max_runtime_max_hours:g})</label>
-      <input class="form-control" type="number" id="wb-max-hours" name="max_hours"
-        min="0" max="{policy.max_runtime_max_hours:g}" step="any" value="{html.escape(str(hours))}">
-    </div>
-  </div>"""
+    return render_template(
+        __file__,
+        "auto_stop_fields.html",
+        policy=policy,
+        idle=auto_stop.get("idle_minutes", policy.idle_stop_default_minutes),
+        hours=auto_stop.get("max_hours", 0) or "",
+    )
 
 
 class LifecycleStateMixin(HasTraits):

@@ -19,12 +19,11 @@ class MeteringMixin(HasTraits):
 
     usage_recorder = Any(
         None,
-        config=True,
         allow_none=True,
         help="""A callable returning the recorder of running periods (an object with
         open(user, name, resources, when) and close(user, name, when), called in a worker
         thread), or None to meter nothing. Set by the platform's configuration.""",
-    )
+    ).tag(config=True)
 
     _recorder = None
 
@@ -33,13 +32,14 @@ class MeteringMixin(HasTraits):
             self._recorder = self.usage_recorder()
         return self._recorder
 
-    def metered_resources(self) -> dict:
-        """The flavor and its vCPUs, memory (GiB) and GPUs, and the instance's workspace."""
+    async def metered_resources(self) -> dict:
+        """The flavor and its vCPUs, memory (GiB) and GPUs, and the instance's workspace
+        (from this start's resolved options)."""
         try:
-            spec = self.instance_spec()
-            flavor = self.policy.flavor(spec.flavor)
+            resolved = await self.resolved_options()
         except Exception:  # noqa: BLE001 - unmetered rather than a failed start
             return {}
+        spec, flavor = resolved.spec, resolved.flavor
         return {
             "flavor": flavor.name,
             "vcpus": flavor.cpu,
@@ -54,9 +54,8 @@ class MeteringMixin(HasTraits):
             result = await result
         recorder = self._usage()
         if recorder is not None:
-            await self._meter(
-                recorder.open, self.user.name, self.name, self.metered_resources(), time.time()
-            )
+            resources = await self.metered_resources()
+            await self._meter(recorder.open, self.user.name, self.name, resources, time.time())
         return result
 
     async def stop(self, now=False):

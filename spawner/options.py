@@ -8,12 +8,13 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
+from workbench.names import instance_name_problem, workspace_name_problem
+
 from images.catalog import Catalog, ImageEntry, UnknownImage, load_catalog
 from images.saved import InvalidImage, is_saved_name, parse_saved_name
 
 from .flavors import Flavor, UnknownFlavor, get_flavor, load_flavors
 
-INSTANCE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 MAX_DESCRIPTION = 512
 OPTION_KEYS = ("image", "flavor", "storage_gib", "description", "ssh", "auto_stop", "workspace")
 # options fixed when the instance is created
@@ -30,13 +31,9 @@ class InvalidOptions(ValueError):
 
 def validate_instance_name(name: str) -> str:
     """The name itself if it is a valid instance name, else InvalidOptions."""
-    if not isinstance(name, str) or not name:
-        raise InvalidOptions("An instance needs a name, for example 'my-notebook'.")
-    if not INSTANCE_NAME_RE.match(name):
-        raise InvalidOptions(
-            f"Invalid instance name {name!r}: use 1 to 32 lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit (for example 'bert-finetune')."
-        )
+    problem = instance_name_problem(name)
+    if problem:
+        raise InvalidOptions(problem)
     return name
 
 
@@ -285,20 +282,29 @@ def parse_workspace(value) -> str:
     platform)."""
     if value in (None, ""):
         return DEFAULT_WORKSPACE
-    if not isinstance(value, str) or not INSTANCE_NAME_RE.match(value):
-        raise InvalidOptions(
-            f"Invalid workspace name {value!r}: use lower-case letters, digits and '-'."
-        )
+    problem = workspace_name_problem(value)
+    if problem:
+        raise InvalidOptions(problem)
     return value
 
 
-def parse_options(
-    raw: dict | None, policy: InstancePolicy, user: str | None = None
-) -> InstanceSpec:
-    """A validated InstanceSpec from user_options (defaults filled in), or InvalidOptions.
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """An instance's options, validated, with the image and flavor they name looked up: made
+    once per request (resolve_options) and handed down to what builds the instance."""
 
-    `user` is who starts the instance: saved images are checked against their shares.
-    """
+    spec: InstanceSpec
+    image: ImageEntry
+    flavor: Flavor
+
+    def to_options(self) -> dict:
+        """The user_options JupyterHub stores for the instance."""
+        return self.spec.to_options()
+
+
+def normalize_options(raw: dict | None, policy: InstancePolicy) -> InstanceSpec:
+    """The InstanceSpec of user_options, defaults filled in and every value checked except
+    whether its image and flavor exist (resolve_options looks those up); else InvalidOptions."""
     raw = dict(raw or {})
     unknown = sorted(set(raw) - set(OPTION_KEYS))
     if unknown:
@@ -310,8 +316,6 @@ def parse_options(
     flavor = raw.get("flavor") or policy.default_flavor
     if not isinstance(image, str) or not isinstance(flavor, str):
         raise InvalidOptions("'image' and 'flavor' must be names (strings).")
-    policy.image(image, user)
-    policy.flavor(flavor)
     description = raw.get("description") or ""
     if not isinstance(description, str):
         raise InvalidOptions("'description' must be text.")
@@ -326,6 +330,28 @@ def parse_options(
         auto_stop=parse_auto_stop(raw.get("auto_stop"), policy),
         workspace=parse_workspace(raw.get("workspace")),
     )
+
+
+def resolve_options(
+    raw: dict | None, policy: InstancePolicy, user: str | None = None
+) -> ResolvedOptions:
+    """Validated user_options with their image and flavor looked up, or InvalidOptions.
+
+    `user` is who starts the instance: saved images are checked against their shares. The
+    one place an instance's image and flavor are resolved: callers pass the result on.
+    """
+    spec = normalize_options(raw, policy)
+    image = policy.image(spec.image, user)
+    flavor = policy.flavor(spec.flavor)
+    return ResolvedOptions(spec=spec, image=image, flavor=flavor)
+
+
+def parse_options(
+    raw: dict | None, policy: InstancePolicy, user: str | None = None
+) -> InstanceSpec:
+    """The validated InstanceSpec of user_options (resolve_options without its lookups'
+    results), or InvalidOptions."""
+    return resolve_options(raw, policy, user).spec
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict:

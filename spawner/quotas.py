@@ -35,15 +35,17 @@ class Usage:
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in KEYS}
 
-    def add(self, options: dict, policy, *, held: bool = True, running: bool = False):
+    def add(self, options: dict, policy, *, held: bool = True, running: bool = False, flavor=None):
         """Count one instance with these options: held (instances, storage) and/or running
-        (its flavor's vCPUs, memory and GPUs)."""
+        (its flavor's vCPUs, memory and GPUs). `flavor`: the options' flavor, if the caller
+        has already resolved it."""
         if held:
             self.instances += 1
             self.storage_gib += stored_storage_gib(options.get("storage_gib"), policy)
         if running:
             try:
-                flavor = policy.flavor(options.get("flavor") or policy.default_flavor)
+                if flavor is None:
+                    flavor = policy.flavor(options.get("flavor") or policy.default_flavor)
             except Exception:  # noqa: BLE001 - a flavor removed since: counts as nothing
                 return
             self.running_instances += 1
@@ -113,8 +115,9 @@ def is_instance(orm_spawner, spawner=None) -> bool:
     )
 
 
-def start_usage(this, options: dict, others, policy) -> Usage:
-    """Usage if the instance of orm spawner `this`, with options, starts.
+def start_usage(this, options: dict, others, policy, flavor=None) -> Usage:
+    """Usage if the instance of orm spawner `this`, with options (and their resolved
+    `flavor`, if the caller has it), starts.
 
     `others` yields (orm spawner, live spawner or None) of the instances to count with it.
     Instances and storage count the instances created before this one (the spawners table's
@@ -122,7 +125,7 @@ def start_usage(this, options: dict, others, policy) -> Usage:
     instance past the limit; running resources count every instance that runs now.
     """
     usage = Usage()
-    usage.add(options, policy, held=True, running=True)
+    usage.add(options, policy, held=True, running=True, flavor=flavor)
     for orm_spawner, spawner in others:
         if orm_spawner.id == this.id:
             continue

@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-import html
-
+from markupsafe import Markup
 from traitlets import HasTraits, Unicode
 
 from spawner.instance_keys import instance_public_key
 
+from .templating import render_template
+
 SSH_KEY_ENV = "WORKBENCH_SSH_AUTHORIZED_KEY"
 
 
-def ssh_form_fields(ssh: dict | None) -> str:
+def ssh_form_fields(ssh: dict | None) -> Markup:
     """The spawn form's SSH fields (ssh_enabled, ssh_allowlist; see options_from_form)."""
     ssh = ssh or {}
-    checked = " checked" if ssh.get("enabled") else ""
     allowlist = ssh.get("allowlist") or []
     if isinstance(allowlist, list):
         allowlist = " ".join(str(a) for a in allowlist)
-    return f"""<div class="mb-3">
-    <div class="form-check">
-      <input class="form-check-input" type="checkbox" id="wb-ssh-enabled" name="ssh_enabled"
-        value="on"{checked}>
-      <label class="form-check-label" for="wb-ssh-enabled">Enable SSH (ssh, scp, VS Code,
-        PyCharm through the platform's SSH gateway, with the keys of your
-        <a href="/services/workbench/keys">SSH keys page</a>)</label>
-    </div>
-    <label class="form-label" for="wb-ssh-allowlist">SSH allowed from (addresses or CIDRs,
-      separated by spaces or commas; empty: any address)</label>
-    <input class="form-control" type="text" id="wb-ssh-allowlist" name="ssh_allowlist"
-      placeholder="203.0.113.0/24 198.51.100.7" value="{html.escape(str(allowlist))}">
-  </div>"""
+    return render_template(
+        __file__,
+        "ssh_fields.html",
+        enabled=bool(ssh.get("enabled")),
+        allowlist=str(allowlist),
+    )
 
 
 class InstanceSSHMixin(HasTraits):
@@ -38,10 +31,9 @@ class InstanceSSHMixin(HasTraits):
 
     ssh_key_secret_file = Unicode(
         "",
-        config=True,
         help="""File with the secret the gateway's per-instance keys derive from (made by the
         hub's configuration in the data folder). Empty: instances start no SSH server.""",
-    )
+    ).tag(config=True)
 
     _ssh_secret: bytes | None = None
 

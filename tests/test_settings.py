@@ -79,7 +79,7 @@ def test_example_settings_file_is_valid_and_complete(tmp_path):
     example = Path(__file__).parent.parent / "hub" / "workbench.example.toml"
     text = example.read_text()
     assert text == render_example(), "regenerate hub/workbench.example.toml (render_example)"
-    for name in WorkbenchSettings.class_own_traits(config=True):
+    for name in WorkbenchSettings.class_traits(config=True):
         assert f"# {name} = " in text
     # uncommenting every default gives a valid settings file with the same values
     uncommented = "\n".join(

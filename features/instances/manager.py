@@ -17,7 +17,9 @@ from spawner.options import (
     OPTION_KEYS,
     InstancePolicy,
     InvalidOptions,
-    parse_options,
+    ResolvedOptions,
+    normalize_options,
+    resolve_options,
     validate_instance_name,
 )
 
@@ -129,11 +131,12 @@ class InstanceManager:
             raise APIError(404, f"No instance {name!r} of user {user!r}.")
         return self.model(user, server)
 
-    async def _spec(self, options: dict, user: str | None = None):
+    async def _resolve(self, options: dict, user: str | None = None) -> ResolvedOptions:
+        """The options validated, with their image and flavor: once per request, passed on."""
         # a saved image is looked up in the database, off the event loop
         await self.policy.prefetch(user, (options or {}).get("image"))
         try:
-            return parse_options(options, self.policy, user)
+            return resolve_options(options, self.policy, user)
         except InvalidOptions as e:
             raise APIError(400, str(e)) from None
 
@@ -152,7 +155,8 @@ class InstanceManager:
             raise APIError(400, str(e)) from None
         if not isinstance(start, bool):
             raise APIError(400, "'start' must be true or false.")
-        spec = await self._spec(body, user)
+        resolved = await self._resolve(body, user)
+        spec = resolved.spec
         if self.workspaces is not None and not await self.workspaces(user, spec.workspace):
             raise APIError(
                 404,
@@ -170,7 +174,7 @@ class InstanceManager:
                     servers = await self._servers(user)
                     if name in servers and not is_draft(servers[name]):
                         raise APIError(409, f"Instance {name!r} already exists.")
-                    await self._admit(user, name, spec.to_options(), servers, True, start)
+                    await self._admit(user, name, resolved, servers, True, start)
                 try:
                     await self.hub.request(
                         "PATCH" if draft else "PUT",
@@ -197,9 +201,17 @@ class InstanceManager:
             return contextlib.nullcontext()
         return self.quotas.lock(user)
 
-    async def _admit(self, user, name, options, servers, create, start):
+    async def _admit(self, user, name, resolved: ResolvedOptions, servers, create, start):
         try:
-            await self.quotas.admit(user, name, options, servers, create=create, start=start)
+            await self.quotas.admit(
+                user,
+                name,
+                resolved.to_options(),
+                servers,
+                create=create,
+                start=start,
+                flavor=resolved.flavor,
+            )
         except QuotaExceeded as e:
             raise APIError(403, str(e)) from None
 
@@ -216,11 +228,11 @@ class InstanceManager:
             if server.get("pending") == "stop":
                 await self._wait_stopped(user, name)
             # options are checked before the hub sees them: settings may have changed
-            spec = await self._spec(server.get("user_options") or {}, user)
+            resolved = await self._resolve(server.get("user_options") or {}, user)
             if self.quotas is not None:
                 async with self._admission(user):
                     servers = await self._servers(user)
-                    await self._admit(user, name, spec.to_options(), servers, False, True)
+                    await self._admit(user, name, resolved, servers, False, True)
             try:
                 await self._start_and_wait(user, name)
             finally:
@@ -261,11 +273,13 @@ class InstanceManager:
                 "An instance stays in the workspace it was created in. Save it as an image and "
                 "create a new instance in the other workspace.",
             )
-        spec = await self._spec({**current, **body}, user)
+        spec = (await self._resolve({**current, **body}, user)).spec
         after = spec.to_options()
         try:
-            before = (await self._spec(current, user)).to_options()
-        except APIError:
+            # what is stored, with defaults filled in (its image and flavor need no lookup:
+            # only whether they change matters)
+            before = normalize_options(current, self.policy).to_options()
+        except InvalidOptions:
             # what is stored is no longer valid (settings changed, or stored unchecked by an
             # older version): the valid options asked for replace it
             before = {key: current.get(key, value) for key, value in after.items()}

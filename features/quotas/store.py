@@ -156,32 +156,41 @@ class QuotaChecker:
         return usage
 
     async def admit(
-        self, user: str, name: str, options: dict, servers: dict, *, create: bool, start: bool
+        self,
+        user: str,
+        name: str,
+        options: dict,
+        servers: dict,
+        *,
+        create: bool,
+        start: bool,
+        flavor=None,
     ):
         """Raise QuotaExceeded unless creating and/or starting `name` fits its owner's quota
-        and its workspace's; an admitted start counts as running until finished_start()."""
+        and its workspace's; an admitted start counts as running until finished_start().
+        `flavor`: the options' flavor, if the caller has already resolved it."""
         workspace = options.get("workspace") or "default"
         ws_limits = await self.workspace_limits(workspace)
         if self.workspace_servers is None or not any(ws_limits.values()):
-            return await self._admit_user(user, name, options, servers, create, start)
+            return await self._admit_user(user, name, options, servers, create, start, flavor)
         async with self.workspace_lock(workspace):
             in_workspace = await self.workspace_servers(workspace)
             in_workspace.pop((user, name), None)
             after = self.workspace_usage(in_workspace)
-            self._add(after, options, create, start)
+            self._add(after, options, create, start, flavor)
             self._check(ws_limits, after, create, start, f"workspace {workspace}")
-            await self._admit_user(user, name, options, servers, create, start)
+            await self._admit_user(user, name, options, servers, create, start, flavor)
 
-    async def _admit_user(self, user, name, options, servers, create, start):
+    async def _admit_user(self, user, name, options, servers, create, start, flavor=None):
         limits = await self.limits(user)
         after = self.usage(user, {k: v for k, v in servers.items() if k != name})
-        self._add(after, options, create, start)
+        self._add(after, options, create, start, flavor)
         self._check(limits, after, create, start, user)
         if start:
             self._starting.setdefault(user, set()).add(name)
 
-    def _add(self, after: Usage, options: dict, create: bool, start: bool):
-        after.add(options, self.policy, held=create, running=start)
+    def _add(self, after: Usage, options: dict, create: bool, start: bool, flavor=None):
+        after.add(options, self.policy, held=create, running=start, flavor=flavor)
 
     def _check(self, limits: dict, after: Usage, create: bool, start: bool, whose: str):
         checked = ["instances", "storage_gib"] if create else []

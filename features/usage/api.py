@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime, timedelta
 
 from jupyterhub.services.auth import HubOAuthenticated
@@ -11,6 +10,7 @@ from tornado import web
 from hub.audit.api import parse_time
 from hub.rbac import has_scope
 from hub.service.api import APIHandler
+from spawner.templating import render_template
 
 from .store import CSV_FIELDS, to_csv, usage_report
 
@@ -83,29 +83,21 @@ class UsagePageHandler(HubOAuthenticated, web.RequestHandler):
         settings = self.settings["workbench_settings"]
         db = self.settings["db"]
         rows = await db.run(lambda s: usage_report(s, prices=dict(settings.prices), **args))
-        body = "\n".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(' '.join(r[k]) if k == 'instances' else str(r[k]))}</td>"
-                for k in CSV_FIELDS
-            )
-            + "</tr>"
-            for r in rows
-        )
-        total = sum(r["cost"] or 0 for r in rows)
-        api = self.settings["api_prefix"]
-        value = {k: html.escape(self.get_argument(k, "")) for k in ("since", "until", "user")}
+        cells = [
+            [" ".join(r[k]) if k == "instances" else str(r[k]) for k in CSV_FIELDS] for r in rows
+        ]
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
-            f"""<!doctype html><html><head><meta charset="utf-8"><title>Usage</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px}}</style></head><body>
-<h1>Usage</h1><form method="get">since <input name="since" value="{value["since"]}"
- placeholder="-7d"> until <input name="until" value="{value["until"]}">
- user <input name="user" value="{value["user"]}">
- <button type="submit">Show</button> <a id="csv" href="{api}/usage?format=csv">CSV</a></form>
-<table id="usage"><tr>{"".join(f"<th>{f}</th>" for f in CSV_FIELDS)}</tr>{body}</table>
-<p>Total cost: {total:.2f} {html.escape(settings.currency)}</p></body></html>"""
+            render_template(
+                __file__,
+                "usage.html",
+                fields=CSV_FIELDS,
+                rows=cells,
+                total=sum(r["cost"] or 0 for r in rows),
+                currency=settings.currency,
+                csv_url=f"{self.settings['api_prefix']}/usage?format=csv",
+                values={k: self.get_argument(k, "") for k in ("since", "until", "user")},
+            )
         )
 
 

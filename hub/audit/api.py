@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+
+from spawner.templating import render_template
 
 from ..service.api import APIHandler, needs_scope
 from . import AuditQuery
@@ -133,52 +135,23 @@ class AuditPageHandler(HubOAuthenticated, web.RequestHandler):
         query = query_from_args(self)
         query.limit = min(query.limit, 500)
         events = await asyncio.to_thread(self.settings["audit"].query, query)
-        rows = "\n".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(e[k]))}</td>"
-                for k in ("time", "actor", "source", "event", "resource_type", "resource_id")
-            )
-            + f'<td class="{e["outcome"]}">{e["outcome"]}</td>'
-            + f"<td>{html.escape(e['reason'])}</td></tr>"
-            for e in events
-        )
-        api = self.settings["api_prefix"]
-        args = "&".join(
-            f"{k}={html.escape(v[0].decode())}"
-            for k, v in self.request.arguments.items()
-            if k != "format"
-        )
+        # the export: the same filters, as JSON lines
+        filters = [(k, v[0].decode()) for k, v in self.request.arguments.items() if k != "format"]
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
-            PAGE.format(
-                rows=rows or '<tr><td colspan="8">No events match.</td></tr>',
-                count=len(events),
-                export=f"{api}/audit?format=jsonl&{args}",
-                values={k: html.escape(self.get_argument(k, "")) for k in FILTERS},
-            ).replace("{{", "{")
+            render_template(
+                __file__,
+                "audit.html",
+                events=events,
+                columns=("time", "actor", "source", "event", "resource_type", "resource_id"),
+                export_url=f"{self.settings['api_prefix']}/audit?"
+                + urlencode([("format", "jsonl"), *filters]),
+                values={k: self.get_argument(k, "") for k in FILTERS},
+            )
         )
 
 
 FILTERS = ("since", "until", "user", "resource", "event", "outcome")
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Audit log</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}}
-.denied{{color:#b35900}}.failure{{color:#b00}}.success{{color:#070}}</style></head><body>
-<h1>Audit log</h1>
-<form method="get" id="filters">
-since <input name="since" value="{values[since]}" placeholder="-24h or 2026-11-30">
-until <input name="until" value="{values[until]}">
-user <input name="user" value="{values[user]}">
-resource <input name="resource" value="{values[resource]}" placeholder="alice/">
-event <input name="event" value="{values[event]}" placeholder="createNotebook">
-outcome <input name="outcome" value="{values[outcome]}" placeholder="denied">
-<button type="submit">Filter</button> <a href="{export}" id="export">Export JSON lines</a>
-</form><p>{count} events, newest first.</p>
-<table id="events"><tr><th>time (UTC)</th><th>user</th><th>source</th><th>event</th>
-<th>type</th><th>resource</th><th>outcome</th><th>reason</th></tr>
-{rows}
-</table></body></html>"""
 
 
 default_handlers = [(r"/audit", AuditEventsHandler), (r"/audit/verify", AuditVerifyHandler)]

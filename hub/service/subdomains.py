@@ -33,68 +33,7 @@ import json
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>ai-workbench API frame</title></head>
-<body><script>
-(function () {
-  "use strict";
-  var config = %s;
-  var origin = window.location.origin;
-  var METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-
-  // a hub page of this origin, and the window that framed this one
-  function hubParent() {
-    if (window.parent === window) { return false; }
-    try {
-      return window.parent.location.origin === origin &&
-        window.parent.location.pathname.indexOf(config.hub_prefix) === 0;
-    } catch (err) {
-      return false;  // another origin
-    }
-  }
-  function reply(message) {
-    message.type = "workbench-api-result";
-    window.parent.postMessage(message, origin);
-  }
-
-  window.addEventListener("message", function (e) {
-    var m = e.data;
-    if (!m || m.type !== "workbench-api" || e.source !== window.parent ||
-        e.origin !== origin || !hubParent()) {
-      return;
-    }
-    var path = String(m.path || "");
-    if (METHODS.indexOf(m.method) < 0 || path.charAt(0) !== "/" ||
-        /(^|\\/)\\.\\.?(\\/|$)|\\/\\/|[\\\\#]/.test(path.split("?")[0])) {
-      reply({id: m.id, status: 400, body: JSON.stringify({
-        status: 400, message: "The API frame calls only the platform API (" + config.api + ")."})});
-      return;
-    }
-    var init = {
-      method: m.method,
-      credentials: "same-origin",
-      headers: {"X-XSRFToken": config.xsrf, "Accept": "application/json"}
-    };
-    if (m.body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(m.body);
-    }
-    fetch(config.api + path, init).then(function (resp) {
-      return resp.text().then(function (text) {
-        reply({id: m.id, status: resp.status, statusText: resp.statusText, body: text});
-      });
-    }).catch(function (err) {
-      reply({id: m.id, status: 0, body: JSON.stringify({
-        status: 0, message: "The platform API did not answer (" + err.message + ")."})});
-    });
-  });
-
-  if (hubParent()) {
-    window.parent.postMessage({type: "workbench-api-frame", user: config.user}, origin);
-  }
-})();
-</script></body></html>
-"""
+from spawner.templating import render_template
 
 
 class APIFrameHandler(HubOAuthenticated, web.RequestHandler):
@@ -129,8 +68,8 @@ class APIFrameHandler(HubOAuthenticated, web.RequestHandler):
         self.set_header("Referrer-Policy", "no-referrer")
         # only pages of this origin may frame it
         self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
-        # "</" cannot end the script element early
-        self.finish(PAGE % json.dumps(config).replace("</", "<\\/"))
+        # tojson escapes "<", ">", "&" and "'": nothing in the config ends the script early
+        self.finish(render_template(__file__, "api_frame.html", config=config))
 
 
 default_pages = [(r"/api-frame", APIFrameHandler)]
