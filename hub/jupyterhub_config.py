@@ -150,6 +150,12 @@ else:
         spawner.namespace = settings.kubernetes_namespace
     if settings.storage_class:
         spawner.storage_class = settings.storage_class
+    # instances reach the platform API inside the cluster, on the hub's host (the SDK in
+    # every kernel and the panel use it)
+    c.JupyterHub.services[0]["environment"]["WORKBENCH_SERVICE_IP"] = "0.0.0.0"
+    spawner.workbench_api_url = (
+        f"http://{{hub_host}}:{settings.service_port}/services/workbench/api"
+    )
 for key, value in settings.spawner_config().items():
     setattr(spawner, key, value)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import email.parser
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +23,21 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 KERNEL_INSTALLER = HERE.parent / "kernels" / "install_kernel.py"
-# this repository's own packages for the base image's server environment (/opt/jupyter):
-# the JupyterLab extensions, built into wheels on the host (they need Node.js to build)
+# This repository's own packages, built into wheels on the host, which every image installs in
+# its last layers (from platform-wheels/ in the build context), so that new versions of them
+# rebuild those layers only. The JupyterLab extensions go into the server's environment
+# (/opt/jupyter; they need Node.js to build); the platform's Python client (`import workbench`),
+# with its dependencies, into every environment, the server's and each kernel's.
 SERVER_PACKAGES = [HERE.parent / "labextensions" / "workbench"]
+CLIENT_PACKAGE = HERE.parent / "client"
+PLATFORM_WHEELS = "platform-wheels"
+# The stage of a base image's Dockerfile that holds everything but the platform's packages.
+# Images built on that base start from it (tagged <ref>-core), so that new versions of the
+# packages rebuild no environment; each installs them itself. Without it: from its image.
+CORE_STAGE = "core"
 BUILD_OUTPUTS = {"node_modules", "lib", "dist", "labextension", "__pycache__", ".ipynb_checkpoints"}
+# what builds and tools leave in a Python package's folder: never part of its sources
+TOOL_OUTPUTS = {"build", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 BASE_OS_IMAGE = "docker.io/library/debian:bookworm-slim"
 BUILD_HASH_LABEL = "ai-workbench.build-hash"
 IMAGE_PYTHON = "3.11.2"  # Debian 12's python3, which every image's environments use
@@ -41,16 +55,35 @@ BOOTSTRAP_PACKAGES = (
 Progress = Callable[[str], None]
 
 
+def _is_output(parts: tuple[str, ...]) -> bool:
+    """Whether a path (its parts, relative to a package) is a build or tool output."""
+    return bool((BUILD_OUTPUTS | TOOL_OUTPUTS) & set(parts)) or any(
+        part.endswith((".egg-info", ".tsbuildinfo")) for part in parts
+    )
+
+
 def source_hash(package: Path) -> str:
     """Hash of a package's sources, without its build outputs and installed node modules."""
     h = hashlib.sha256()
     for f in sorted(package.rglob("*")):
         rel = f.relative_to(package)
-        if not f.is_file() or BUILD_OUTPUTS & set(rel.parts) or f.suffix == ".tsbuildinfo":
+        if not f.is_file() or _is_output(rel.parts):
             continue
         h.update(str(rel).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's dependencies (Requires-Dist), without those only its extras ask for."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
+        metadata = email.parser.Parser().parsestr(z.read(name).decode())
+    return [
+        r
+        for r in metadata.get_all("Requires-Dist") or []
+        if not re.search(r"\bextra\s*==", r.partition(";")[2])
+    ]
 
 
 class BuildError(RuntimeError):
@@ -164,8 +197,15 @@ class ImageBuilder:
             return house
         house.mkdir(parents=True, exist_ok=True)
         self.progress(f"[{entry.name}] fetching wheels into {house}")
-        # wheels for the image's interpreter (Debian 12's), not the build host's
-        cmd = [
+        args = [part for req in reqs for part in ("-r", str(req))]
+        _run(self._download_cmd(house, args), step=f"[{entry.name}] fetching wheels")
+        stamp.write_text(digest)
+        return house
+
+    def _download_cmd(self, house: Path, args: list[str]) -> list[str]:
+        """pip download of args into house, for the images' interpreter (Debian 12's), not
+        the build host's."""
+        return [
             *self.pip,
             "download",
             "--quiet",
@@ -175,12 +215,8 @@ class ImageBuilder:
             *(f"--platform={p}" for p in IMAGE_PLATFORMS),
             "--dest",
             str(house),
+            *args,
         ]
-        for req in reqs:
-            cmd += ["-r", str(req)]
-        _run(cmd, step=f"[{entry.name}] fetching wheels")
-        stamp.write_text(digest)
-        return house
 
     def server_wheels(self) -> list[Path]:
         """Wheels of SERVER_PACKAGES, built (once per source version) with pip and npm."""
@@ -198,6 +234,64 @@ class ImageBuilder:
                 built = sorted(out.glob("*.whl"))
             wheels += built
         return wheels
+
+    def client_wheel(self) -> Path:
+        """The client's wheel, built (once per source version) from a copy of its sources,
+        so that the build leaves nothing in the package's folder."""
+        if not (CLIENT_PACKAGE / "pyproject.toml").exists():
+            raise BuildError(f"building the client wheel: no Python package at {CLIENT_PACKAGE}")
+        out = self.cache_dir / "wheels" / "local" / f"client-{source_hash(CLIENT_PACKAGE)}"
+        built = sorted(out.glob("*.whl"))
+        if not built:
+            self.progress(f"building the client wheel from {CLIENT_PACKAGE}")
+            with tempfile.TemporaryDirectory(prefix="workbench-client-") as tmp:
+                copy = Path(tmp) / CLIENT_PACKAGE.name
+                shutil.copytree(
+                    CLIENT_PACKAGE,
+                    copy,
+                    ignore=lambda folder, names: [n for n in names if _is_output((n,))],
+                )
+                _run(
+                    [*self.pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out)]
+                    + [str(copy)],
+                    step=f"building the client wheel from {CLIENT_PACKAGE}",
+                )
+            built = sorted(out.glob("*.whl"))
+        if len(built) != 1:
+            raise BuildError(f"building the client wheel: expected one wheel in {out}: {built}")
+        return built[0]
+
+    def client_wheels(self) -> list[Path]:
+        """The client's wheel and its dependencies' wheels for the images' interpreter; the
+        dependencies are fetched once per set of requirements, offline after."""
+        wheel = self.client_wheel()
+        reqs = wheel_requirements(wheel)
+        digest = _sha(extra=IMAGE_PYTHON + ",".join(IMAGE_PLATFORMS) + "|" + "|".join(reqs))
+        house = self.cache_dir / "wheels" / f"client-deps-{digest}"
+        stamp = house / ".complete"
+        if not stamp.exists():
+            house.mkdir(parents=True, exist_ok=True)
+            if reqs:
+                self.progress(f"fetching the client's dependencies into {house}")
+                _run(self._download_cmd(house, reqs), step="fetching the client's dependencies")
+            stamp.write_text(digest)
+        return [wheel, *sorted(house.glob("*.whl"))]
+
+    def core_ref(self, entry: ImageEntry) -> str:
+        """Where the CORE_STAGE of a base image's Dockerfile is tagged."""
+        return f"{entry.ref}-{CORE_STAGE}"
+
+    def _has_core_stage(self, entry: ImageEntry) -> bool:
+        dockerfile = (self.image_dir(entry) / "Dockerfile").read_text()
+        return bool(re.search(rf"(?im)^FROM\s+\S+\s+AS\s+{CORE_STAGE}\s*$", dockerfile))
+
+    def _builds_core(self, entry: ImageEntry) -> bool:
+        """Whether a build of entry also tags its core stage: others build on it."""
+        return any(e.base == entry.name for e in self.catalog) and self._has_core_stage(entry)
+
+    def foundation_ref(self, entry: ImageEntry) -> str:
+        """What the images built on entry start from: its core stage, or else its image."""
+        return self.core_ref(entry) if self._builds_core(entry) else entry.ref
 
     def ensure_base_os(self) -> None:
         """Make debian:bookworm-slim available: pull it, or bootstrap it with debootstrap."""
@@ -244,11 +338,11 @@ class ImageBuilder:
         self.progress(f"bootstrapped {BASE_OS_IMAGE}")
 
     def build_hash(self, entry: ImageEntry) -> str:
-        base = self.catalog.get(entry.base).ref if entry.base else BASE_OS_IMAGE
+        base = self.foundation_ref(self.catalog.get(entry.base)) if entry.base else BASE_OS_IMAGE
         base_id = self._inspect(base, "{{.Id}}") or ""
         args = " ".join(self.environment_args(entry))
-        if not entry.base:  # the base image carries the server packages
-            args += "|" + ",".join(source_hash(p) for p in SERVER_PACKAGES)
+        # every image's last layers
+        args += "|" + ",".join(source_hash(p) for p in [*SERVER_PACKAGES, CLIENT_PACKAGE])
         return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
 
     @staticmethod
@@ -286,7 +380,8 @@ class ImageBuilder:
         if not entry.base:
             self.ensure_base_os()
         digest = self.build_hash(entry)
-        if not force and self.built_hash(entry.ref) == digest:
+        core = self.core_ref(entry) if self._builds_core(entry) else None
+        if not force and self.built_hash(entry.ref) == digest and (not core or self.exists(core)):
             self.progress(f"[{entry.name}] up to date")
             return BuildResult(entry.name, entry.ref, "up to date", 0.0, self.size(entry.ref))
         house = self.wheelhouse(entry)
@@ -299,19 +394,27 @@ class ImageBuilder:
             shutil.copy2(KERNEL_INSTALLER, ctx_path / "install_kernel.py")
             wheels = ctx_path / "wheels"
             wheels.mkdir()
-            local = self.server_wheels() if not entry.base else []
-            for whl in [*house.glob("*.whl"), *local]:
+            platform = ctx_path / PLATFORM_WHEELS
+            platform.mkdir()
+            for whl, folder in [
+                *((w, wheels) for w in house.glob("*.whl")),
+                *((w, platform) for w in [*self.server_wheels(), *self.client_wheels()]),
+            ]:
                 try:
-                    os.link(whl, wheels / whl.name)
+                    os.link(whl, folder / whl.name)
                 except OSError:  # another filesystem
-                    shutil.copy2(whl, wheels / whl.name)
-            cmd = [self.cli, "build", "--tag", entry.ref, "--label", f"{BUILD_HASH_LABEL}={digest}"]
+                    shutil.copy2(whl, folder / whl.name)
+            args = [self.cli, "build"]
             if entry.base:
-                cmd += ["--build-arg", f"BASE_IMAGE={self.catalog.get(entry.base).ref}"]
+                base = self.foundation_ref(self.catalog.get(entry.base))
+                args += ["--build-arg", f"BASE_IMAGE={base}"]
             else:
-                cmd += ["--build-arg", f"BASE_IMAGE={BASE_OS_IMAGE}"]
-            cmd += self.environment_args(entry)
-            cmd.append(str(ctx_path))
+                args += ["--build-arg", f"BASE_IMAGE={BASE_OS_IMAGE}"]
+            args += self.environment_args(entry)
+            # the core stage first (no label: its id stays while its inputs do), then the
+            # image, which finds every layer up to the core's in the cache
+            builds = [[*args, "--target", CORE_STAGE, "--tag", core]] if core else []
+            builds.append([*args, "--tag", entry.ref, "--label", f"{BUILD_HASH_LABEL}={digest}"])
             step = {"current": "preparing the build"}
 
             def on_line(line: str):
@@ -324,7 +427,13 @@ class ImageBuilder:
                     self.progress(f"[{entry.name}] {line}")
 
             try:
-                _run(cmd, env=self.env, step=f"[{entry.name}] build", on_line=on_line)
+                for cmd in builds:
+                    _run(
+                        [*cmd, str(ctx_path)],
+                        env=self.env,
+                        step=f"[{entry.name}] build",
+                        on_line=on_line,
+                    )
             except BuildError as e:
                 raise BuildError(f"{e}\n  Failing step: {step['current']}") from None
         seconds = time.monotonic() - t0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from kubespawner.slugs import is_valid_label, safe_slug
 
 from images.catalog import ImageEntry
@@ -51,6 +53,15 @@ def make_storage_labels(owner: str, instance: str, spec: InstanceSpec) -> dict[s
 def make_cpu_guarantee(cpu: float, fraction: float) -> float:
     """The vCPUs a pod requests: `fraction` of its flavor's limit, in whole millicores (>= 1m)."""
     return max(round(cpu * fraction, 3), 0.001)
+
+
+def make_platform_api_url(template: str, hub_api_url: str) -> str:
+    """The platform API's URL for an instance pod: `template` with "{hub_host}" replaced by
+    the host of the hub's API URL as the pod sees it ("hub" where that URL names none)."""
+    host = urlsplit(hub_api_url).hostname or "hub"
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return template.replace("{hub_host}", host)
 
 
 def make_container_security_context() -> dict:

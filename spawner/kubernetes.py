@@ -16,6 +16,7 @@ from .kube_manifests import (
     RUNTIME_DIR,
     make_container_security_context,
     make_kube_overrides,
+    make_platform_api_url,
 )
 from .metering import MeteringMixin
 
@@ -49,7 +50,6 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
 
     gpu_node_label = Unicode(
         "nvidia.com/gpu.product",
-        config=True,
         help="""Node label whose value must equal a GPU flavor's gpu_type for its pod to be
         scheduled there (a nodeSelector); empty: GPU pods only ask for nvidia.com/gpu.
         Default "nvidia.com/gpu.product", set by NVIDIA GPU feature discovery (GPU
@@ -58,10 +58,9 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
 
         c.WorkbenchKubeSpawner.gpu_node_label = "cloud.google.com/gke-accelerator"
         """,
-    )
+    ).tag(config=True)
     cpu_guarantee_fraction = Float(
         1.0,
-        config=True,
         help="""Share of a flavor's vCPUs the pod requests (reserves on its node); the limit
         is always the flavor's vCPUs. Default 1.0: requests equal limits and the pod gets
         the Guaranteed QoS class. Lower it to pack more idle notebooks on a node (pods
@@ -69,7 +68,26 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
 
         c.WorkbenchKubeSpawner.cpu_guarantee_fraction = 0.5
         """,
-    )
+    ).tag(config=True)
+
+    workbench_api_url = Unicode(
+        "http://{hub_host}:8090/services/workbench/api",
+        help="""URL of the platform API as instance pods reach it inside the cluster, given to
+        each instance as $WORKBENCH_API_URL: `import workbench` in its kernels, the JupyterLab
+        panel and the activity reports call it with the instance's own token. "{hub_host}"
+        becomes the host of the hub's API URL as pods see it ($JUPYTERHUB_API_URL, from
+        c.JupyterHub.hub_connect_url or hub_connect_ip; "hub", the hub's Service, under
+        zero-to-jupyterhub). The platform API service runs in the hub's pod on its
+        service_port (default 8090), listening on all interfaces: expose that port on the
+        hub's Service (zero-to-jupyterhub: hub.service.extraPorts) and admit it in the hub's
+        NetworkPolicy. An entry of the same name in c.Spawner.environment wins; empty: not
+        set. Default "http://{hub_host}:8090/services/workbench/api".
+
+        c.WorkbenchKubeSpawner.workbench_api_url = (
+            "http://workbench-api.jhub.svc.cluster.local:8090/services/workbench/api"
+        )
+        """,
+    ).tag(config=True)
 
     @validate("cpu_guarantee_fraction")
     def _valid_fraction(self, proposal):
@@ -132,14 +150,16 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
         env.update(self.instance_environment)
         # on the pod's memory-backed runtime volume: never in the work volume or a save
         env["JUPYTER_RUNTIME_DIR"] = RUNTIME_DIR
+        if self.workbench_api_url and "WORKBENCH_API_URL" not in env:
+            env["WORKBENCH_API_URL"] = make_platform_api_url(
+                self.workbench_api_url, env.get("JUPYTERHUB_API_URL", "")
+            )
         return env
 
     async def _apply_spec(self):
         """Validate the options and set this start's image, resources and storage traits."""
-        await self.load_policy()
-        spec = self.instance_spec()
-        image = self.policy.image(spec.image, self.user.name)
-        flavor = self.policy.flavor(spec.flavor)
+        resolved = await self.resolved_options()
+        spec, image, flavor = resolved.spec, resolved.image, resolved.flavor
         self._progress(10, f"Image {image.name} ({image.ref})")
         overrides = make_kube_overrides(
             owner=self.user.name,
@@ -234,4 +254,5 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
                 self._progress(100, f"Start failed: {getattr(e, 'log_message', None) or e}")
             raise
         finally:
+            self.forget_resolution()
             self._progress_done()

@@ -7,33 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup
 from traitlets import Bool, Dict, HasTraits, Integer
+from workbench.times import aware_utcnow, isoformat, parse_time
 
 from .flavors import format_bytes
 from .templating import render_template
 
 IDLE = "idle"
 MAX_RUNTIME = "max runtime"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_time(value) -> datetime | None:
-    """An aware UTC datetime from an ISO 8601 string or a (naive UTC) datetime; None stays None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
-def isoformat(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def auto_stop_deadline(auto_stop: dict, started, last_activity) -> tuple[datetime | None, str]:
@@ -124,7 +104,12 @@ class LifecycleStateMixin(HasTraits):
 
     def record_crash(self, reason: str, **details):
         """Remember that the instance stopped without being asked to."""
-        self.last_stop = {"reason": reason, "at": isoformat(utcnow()), "crash": True, **details}
+        self.last_stop = {
+            "reason": reason,
+            "at": isoformat(aware_utcnow()),
+            "crash": True,
+            **details,
+        }
         self.restart_pending = True
         self.log.warning("%s: the instance stopped unexpectedly: %s", self._log_name, reason)
 
@@ -139,11 +124,11 @@ class LifecycleStateMixin(HasTraits):
         reason = "stopped"
         try:
             deadline, why = self.stops_at
-            if deadline is not None and deadline <= utcnow():
+            if deadline is not None and deadline <= aware_utcnow():
                 reason = why
         except Exception:  # noqa: BLE001 - the stop goes ahead, recorded as a plain stop
             self.log.exception("%s: cannot tell why it stops; recording a stop", self._log_name)
-        self.last_stop = {"reason": reason, "at": isoformat(utcnow()), "crash": False}
+        self.last_stop = {"reason": reason, "at": isoformat(aware_utcnow()), "crash": False}
         self.restarts = 0
 
     def record_start(self):

@@ -8,12 +8,13 @@ import os
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from workbench import HubAPI, WorkbenchError
+
 from features.instances.live_options import LiveOptionsStore
 from hub.audit import AuditLog
 from hub.db import Database, database_url
 from hub.features import load_features
-from hub.service.hubapi import HubAPI, HubAPIError
-from hub.service.process import service_main
+from hub.service.process import hub_api, service_main
 from spawner.instance_keys import HOST_KEY_FILE, SECRET_FILE, ensure_host_key, ensure_secret
 
 from .directory import Directory
@@ -31,7 +32,7 @@ async def report(hub: HubAPI, user: str, instance: str):
             f"/users/{quote(user, safe='')}/activity",
             {"last_activity": now, "servers": {instance: {"last_activity": now}}},
         )
-    except HubAPIError as e:
+    except WorkbenchError as e:
         log.warning("ssh: activity report for %s/%s failed: %s", user, instance, e)
 
 
@@ -46,7 +47,7 @@ async def serve(settings, stop: asyncio.Event):
     """Serve SSH until stop is set."""
     data = settings.data_path
     db = Database(database_url(settings))
-    hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    hub = hub_api()
     hub.live = LiveOptionsStore(db)  # SSH settings changed while the instance runs
     directory = Directory(
         hub,

@@ -7,8 +7,9 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
+from workbench import HubAPI, WorkbenchError
+
 from hub.db import Database
-from hub.service.hubapi import HubAPI, HubAPIError
 from ssh_gateway.keys import find_key
 
 log = logging.getLogger("workbench.ssh")
@@ -84,7 +85,7 @@ class Directory:
     async def server(self, user: str, instance: str) -> dict | None:
         try:
             servers = await self.hub.servers(user)
-        except HubAPIError as e:
+        except WorkbenchError as e:
             log.warning("ssh: cannot ask the hub about %s/%s: %s", user, instance, e)
             return None
         return (servers or {}).get(instance)

@@ -630,3 +630,34 @@ def test_instances_network_policy_admits_only_the_platform():
     assert sources == [{"component": "hub"}, {"component": "proxy"}]
     # an instance pod matches none of the admitted sources
     assert not any(all(labels.get(k) == v for k, v in src.items()) for src in sources)
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected"),
+    [
+        # the default: the platform API on the hub's host as pods reach it
+        ({}, "http://hub:8090/services/workbench/api"),
+        (
+            {"hub_connect_url": "http://jupyterhub.jhub.svc:8081"},
+            "http://jupyterhub.jhub.svc:8090/services/workbench/api",
+        ),
+        (
+            {"workbench_api_url": "http://{hub_host}:9000/services/workbench/api"},
+            "http://hub:9000/services/workbench/api",
+        ),
+        ({"workbench_api_url": "http://api.example:80/x"}, "http://api.example:80/x"),
+        # the admin's environment entry wins; empty: not set
+        ({"environment": {"WORKBENCH_API_URL": "http://mine/api"}}, "http://mine/api"),
+        ({"workbench_api_url": ""}, None),
+    ],
+)
+async def test_pods_get_the_platform_api_url(make_spawner, kube, traits, expected):
+    """$WORKBENCH_API_URL tells `import workbench` in the pod's kernels (and the panel) where
+    the platform API is inside the cluster."""
+    traits.setdefault("hub_connect_url", "http://hub:8081")
+    spawner = make_spawner(**traits)
+    await spawner.start()
+    (pod,) = kube.created["pod"]
+    env = {e["name"]: e.get("value") for e in notebook(pod)["env"]}
+    assert env["JUPYTERHUB_API_URL"].startswith(traits["hub_connect_url"] + "/")
+    assert env.get("WORKBENCH_API_URL") == expected

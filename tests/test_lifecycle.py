@@ -14,8 +14,7 @@ import pytest
 import requests
 import websocket
 from workbench import WorkbenchError
-
-from spawner.lifecycle import parse_time
+from workbench.times import parse_time
 
 from .platform import execute_request, run_code, running_hub
 

@@ -23,6 +23,6 @@ feature = Feature(
     openapi="features.images:openapi.yaml",
     handlers=["features.images.api"],
     setup="features.images.setup:setup",
-    hub_config="features.images.setup:hub_config",
+    hub_config="features.images.hub_config:hub_config",
     forget_user="features.images.store:forget_user",
 )

@@ -21,8 +21,3 @@ def setup(platform) -> None:
     )
     platform["image_service"] = service
     platform.on_start.append(service.cleanup_interrupted)
-
-
-def hub_config(c, hub) -> None:
-    """Spawners resolve saved images (and their owners' shares) from the platform database."""
-    hub.spawner.saved_images = hub.shared("features.images.store:SavedImageStore")

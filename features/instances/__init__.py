@@ -31,6 +31,6 @@ feature = Feature(
     openapi="features.instances:openapi.yaml",
     handlers=["features.instances.api", "features.instances.lifecycle"],
     setup="features.instances.setup:setup",
-    hub_config="features.instances.setup:hub_config",
+    hub_config="features.instances.hub_config:hub_config",
     forget_user="features.instances.live_options:forget_user",
 )

@@ -24,18 +24,12 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from tornado import web
+from workbench import WorkbenchError
+from workbench.times import aware_utcnow, isoformat, parse_time
 
 from hub.service.api import APIError, APIHandler
-from hub.service.hubapi import HubAPIError
 from spawner.flavors import format_bytes
-from spawner.lifecycle import (
-    IDLE,
-    auto_stop_deadline,
-    duration,
-    isoformat,
-    parse_time,
-    utcnow,
-)
+from spawner.lifecycle import IDLE, auto_stop_deadline, duration
 from spawner.options import InvalidOptions, parse_auto_stop, validate_instance_name
 
 log = logging.getLogger(__name__)
@@ -109,7 +103,7 @@ def clean_status(report) -> dict:
     clamped to now: activity cannot be reported ahead)."""
     if not isinstance(report, dict):
         raise APIError(400, "Send the instance's status as a JSON object.")
-    now = utcnow()
+    now = aware_utcnow()
     status: dict = {}
     for key in ("last_activity", "last_oom_kill"):
         value = report.get(key)
@@ -233,7 +227,7 @@ class Lifecycle:
         if why == IDLE and status is None and deadline < datetime.max.replace(tzinfo=UTC):
             # without the instance's own answer, give its next report to the hub time
             deadline += timedelta(seconds=1.2 * self.settings.activity_report_seconds)
-        if utcnow() < deadline:
+        if aware_utcnow() < deadline:
             return
         log.info("instance %s/%s: stopping (%s; last activity %s)", user, name, why, activity)
         await self._act(user, name, self.manager.stop(user, name))
@@ -245,9 +239,9 @@ class Lifecycle:
         restarts = int(state.get("restarts") or 0)
         if restarts >= self.settings.restart_max_attempts:
             return
-        crashed_at = parse_time((state.get("last_stop") or {}).get("at")) or utcnow()
+        crashed_at = parse_time((state.get("last_stop") or {}).get("at")) or aware_utcnow()
         delay = self.settings.restart_backoff_seconds * 2**restarts
-        if utcnow() < crashed_at + timedelta(seconds=delay):
+        if aware_utcnow() < crashed_at + timedelta(seconds=delay):
             return
         log.warning(
             "instance %s/%s: restarting after a crash (%s), attempt %s of %s",
@@ -334,10 +328,10 @@ class Lifecycle:
 
     async def report_activity(self, user: str, name: str):
         """Tell the hub the instance is in use now (an extend counts as activity)."""
-        body = {"servers": {name: {"last_activity": isoformat(utcnow())}}}
+        body = {"servers": {name: {"last_activity": isoformat(aware_utcnow())}}}
         try:
             await self.hub.request("POST", f"/users/{quote(user, safe='')}/activity", body)
-        except HubAPIError as e:
+        except WorkbenchError as e:
             log.warning("instance %s/%s: activity not recorded: %s", user, name, e.message)
 
 

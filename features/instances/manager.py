@@ -7,9 +7,10 @@ import contextlib
 import logging
 import time
 
+from workbench import HubAPI, WorkbenchError, server_path
+
 from features.quotas.store import QuotaExceeded
 from hub.service.api import APIError
-from hub.service.hubapi import HubAPI, HubAPIError, server_path
 from spawner.options import (
     DEFAULT_WORKSPACE,
     FIXED_OPTION_KEYS,
@@ -181,9 +182,10 @@ class InstanceManager:
                         server_path(user, name),
                         {"user_options": spec.to_options()},
                     )
-                except HubAPIError as e:
+                except WorkbenchError as e:
                     self._admitted(user, name)
-                    raise APIError(e.code if e.code < 500 else 502, e.message) from None
+                    # no answer from the hub (status 0) or its own failure: a bad gateway
+                    raise APIError(e.code if 0 < e.code < 500 else 502, e.message) from None
             log.info("instance %s/%s created: %s", user, name, spec)
             if start:
                 try:
@@ -321,7 +323,7 @@ class InstanceManager:
     async def _remove(self, user: str, name: str):
         try:
             await self.hub.request("DELETE", server_path(user, name), {"remove": True})
-        except HubAPIError as e:
+        except WorkbenchError as e:
             if e.code != 404:
                 raise APIError(502, f"Removing instance {name!r} failed: {e.message}") from e
         if self.hub.live is not None:
@@ -333,9 +335,11 @@ class InstanceManager:
         self.failures.pop((user, name), None)
         try:
             status, _ = await self.hub.request_status("POST", server_path(user, name))
-        except HubAPIError as e:
+        except WorkbenchError as e:
             self._record_failure(user, name, e.message)
-            code = e.code if e.code < 500 or e.code in (503, 504) else 500
+            code = (
+                e.code if 0 < e.code < 500 or e.code in (503, 504) else 502 if not e.code else 500
+            )
             raise APIError(code, self._failed(name, e.message)) from e
         if status == 201:
             return  # started within the hub's slow_spawn_timeout: it is ready
@@ -365,7 +369,7 @@ class InstanceManager:
     async def _stop(self, user: str, name: str):
         try:
             await self.hub.request("DELETE", server_path(user, name))
-        except HubAPIError as e:
+        except WorkbenchError as e:
             raise APIError(502, f"Stopping instance {name!r} failed: {e.message}") from e
         await self._wait_stopped(user, name)
 

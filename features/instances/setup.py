@@ -17,9 +17,3 @@ def setup(platform) -> None:
     platform.hub.live = LiveOptionsStore(platform.db)
     platform["instance_manager"] = manager
     platform.on_start.append(manager.lifecycle.start)
-
-
-def hub_config(c, hub) -> None:
-    """Options changed on a running instance are folded into its options at every stop and
-    dropped when it is deleted, whichever path (hub pages, hub API, platform API) does it."""
-    hub.spawner.live_options = hub.shared("features.instances.live_options:LiveOptionsStore")

@@ -14,6 +14,6 @@ feature = Feature(
     openapi="features.quotas:openapi.yaml",
     handlers=["features.quotas.api"],
     setup="features.quotas.api:setup",
-    hub_config="features.quotas.api:hub_config",
+    hub_config="features.quotas.hub_config:hub_config",
     forget_user="features.quotas.store:forget_user",
 )

@@ -52,10 +52,3 @@ def setup(platform) -> None:
     platform["quota_checker"] = QuotaChecker(
         platform.db, platform.policy, platform.settings.default_quota()
     )
-
-
-def hub_config(c, hub) -> None:
-    """Every start (spawn page, hub API, platform API) is admitted by the spawner too."""
-    hub.spawner.quota_limits = hub.shared(
-        "features.quotas.store:QuotaStore", hub.settings.default_quota()
-    )

@@ -15,5 +15,5 @@ feature = Feature(
     migrations="features.usage.migrations",
     openapi="features.usage:openapi.yaml",
     handlers=["features.usage.api"],
-    hub_config="features.usage.api:hub_config",
+    hub_config="features.usage.hub_config:hub_config",
 )

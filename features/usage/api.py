@@ -103,8 +103,3 @@ class UsagePageHandler(HubOAuthenticated, web.RequestHandler):
 
 default_handlers = [(r"/usage", UsageHandler)]
 default_pages = [(r"/admin/usage", UsagePageHandler)]
-
-
-def hub_config(c, hub) -> None:
-    """Spawners record each running period of an instance."""
-    hub.spawner.usage_recorder = hub.shared("features.usage.store:UsageRecorder")

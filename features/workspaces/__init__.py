@@ -18,6 +18,6 @@ feature = Feature(
     openapi="features.workspaces:openapi.yaml",
     handlers=["features.workspaces.api"],
     setup="features.workspaces.api:setup",
-    hub_config="features.workspaces.api:hub_config",
+    hub_config="features.workspaces.hub_config:hub_config",
     forget_user="features.workspaces.store:forget_user",
 )

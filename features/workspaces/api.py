@@ -226,8 +226,3 @@ def setup(platform) -> None:
     manager.workspaces = spaces.is_member
     manager.quotas.workspace_servers = spaces.servers
     platform["workspaces"] = spaces
-
-
-def hub_config(c, hub) -> None:
-    """Spawners check that an instance's workspace has its owner as a member."""
-    hub.spawner.workspace_members = hub.shared("features.workspaces.store:WorkspaceStore")

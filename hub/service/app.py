@@ -24,8 +24,7 @@ from ..db import Database, database_url
 from ..features import Feature, collect, load_features
 from ..settings import WorkbenchSettings
 from . import handlers
-from .hubapi import HubAPI
-from .process import service_main
+from .process import hub_api, service_main
 
 log = logging.getLogger("workbench.service")
 
@@ -71,7 +70,7 @@ class Platform:
     policy, the audit log) and the objects each feature's setup() adds for its handlers,
     which read them from the application's settings (`self.settings["image_service"]`)."""
 
-    def __init__(self, settings: WorkbenchSettings, db: Database, hub: HubAPI, features):
+    def __init__(self, settings: WorkbenchSettings, db: Database, hub, features):
         self.settings = settings
         self.db = db
         self.hub = hub
@@ -126,7 +125,7 @@ def make_app(
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
     api_prefix = url_path_join(prefix, "api")
     features = features or load_features()
-    hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    hub = hub_api()
     if db is None:
         db = Database(database_url(settings))
     platform = Platform(settings, db, hub, features)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
+
+from workbench import AsyncWorkbenchClient, HubAPI
 
 from ..db import database_url, upgrade_when_ready
 from ..settings import WorkbenchSettings, load_settings
@@ -13,7 +16,20 @@ from . import lifeline
 
 log = logging.getLogger("workbench.service")
 
-QUIET_LOGGERS = ("asyncssh", "alembic")
+QUIET_LOGGERS = ("asyncssh", "alembic", "httpx")
+
+
+def hub_api(timeout: float = 30) -> HubAPI:
+    """JupyterHub's API, called with this service's own token (JupyterHub puts both in a
+    service's environment), through the platform's one client."""
+    client = AsyncWorkbenchClient(
+        "",
+        os.environ["JUPYTERHUB_API_TOKEN"],
+        api_url="",
+        hub_api_url=os.environ["JUPYTERHUB_API_URL"],
+        timeout=timeout,
+    )
+    return client.hub_api
 
 
 def service_main(
