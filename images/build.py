@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 KERNEL_INSTALLER = HERE.parent / "kernels" / "install_kernel.py"
+# installs the platform's packages in every image's last layers (each Dockerfile runs it)
+PLATFORM_INSTALLER = HERE / "base" / "install_platform.sh"
 # This repository's own packages, built into wheels on the host, which every image installs in
 # its last layers (from platform-wheels/ in the build context), so that new versions of them
 # rebuild those layers only. The JupyterLab extensions go into the server's environment
@@ -343,7 +345,7 @@ class ImageBuilder:
         args = " ".join(self.environment_args(entry))
         # every image's last layers
         args += "|" + ",".join(source_hash(p) for p in [*SERVER_PACKAGES, CLIENT_PACKAGE])
-        return _sha(self.image_dir(entry), KERNEL_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
+        return _sha(self.image_dir(entry), KERNEL_INSTALLER, PLATFORM_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
 
     @staticmethod
     def environment_args(entry: ImageEntry) -> list[str]:
@@ -392,6 +394,7 @@ class ImageBuilder:
                 if item.is_file():
                     shutil.copy2(item, ctx_path / item.name)
             shutil.copy2(KERNEL_INSTALLER, ctx_path / "install_kernel.py")
+            shutil.copy2(PLATFORM_INSTALLER, ctx_path / PLATFORM_INSTALLER.name)
             wheels = ctx_path / "wheels"
             wheels.mkdir()
             platform = ctx_path / PLATFORM_WHEELS

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from .client import AsyncWorkbenchClient
+from .client import NAMESPACES, AsyncWorkbenchClient
 from .errors import WorkbenchError
 from .resources.hub import HubAPI, server_path
 from .sync import WorkbenchClient
@@ -33,13 +33,8 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# what `workbench.<name>` reaches on the default client
-DEFAULT_CLIENT_ATTRIBUTES = frozenset(
-    {
-        *("instances", "images", "flavors", "keys", "audit", "usage", "quotas", "workspaces"),
-        *("hub_api", "whoami", "api", "hub"),
-    }
-)
+# what `workbench.<name>` reaches on the default client: every resource, and a few calls
+DEFAULT_CLIENT_ATTRIBUTES = frozenset({*NAMESPACES, "whoami", "api", "hub"})
 
 _default: WorkbenchClient | None = None
 _default_lock = threading.Lock()

@@ -38,6 +38,21 @@ def _why(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+# the platform's resources by attribute name: a feature adds one line here (and its module
+# in resources/); the sync client and `import workbench` pick it up as it is
+NAMESPACES = {
+    "instances": Instances,
+    "images": Images,
+    "flavors": Flavors,
+    "keys": Keys,
+    "audit": Audit,
+    "usage": Usage,
+    "quotas": Quotas,
+    "workspaces": Workspaces,
+    "hub_api": HubAPI,
+}
+
+
 class AsyncWorkbenchClient:
     """The platform at `url` (e.g. http://127.0.0.1:8000), called with an API token.
 
@@ -84,16 +99,19 @@ class AsyncWorkbenchClient:
         self._http: httpx.AsyncClient | None = None
         self._http_pid = 0
         self._whoami_name: str | None = None
-        # the resources: a feature adds its namespace here (and its module in resources/)
-        self.instances = Instances(self)
-        self.images = Images(self)
-        self.flavors = Flavors(self)
-        self.keys = Keys(self)
-        self.audit = Audit(self)
-        self.usage = Usage(self)
-        self.quotas = Quotas(self)
-        self.workspaces = Workspaces(self)
-        self.hub_api = HubAPI(self)
+        # the resources (NAMESPACES): client.instances, client.images, ...
+        for name, namespace in NAMESPACES.items():
+            setattr(self, name, namespace(self))
+
+    instances: Instances
+    images: Images
+    flavors: Flavors
+    keys: Keys
+    audit: Audit
+    usage: Usage
+    quotas: Quotas
+    workspaces: Workspaces
+    hub_api: HubAPI
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.api_url}>"

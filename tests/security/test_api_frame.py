@@ -103,7 +103,9 @@ def resolve_localhost_names(getaddrinfo):
     """getaddrinfo that answers every *.localhost name with loopback, as browsers do."""
 
     def patched(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".localhost"):
+        # httpx (through anyio) asks with the IDNA-encoded name: bytes
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and name.endswith(".localhost"):
             host = "127.0.0.1"
         return getaddrinfo(host, *args, **kwargs)
 

@@ -1,7 +1,7 @@
 """The platform's resources, one namespace module each (instances, images, keys, ...).
 
 A new feature adds a module here with a Namespace subclass of async methods, and one line in
-AsyncWorkbenchClient.__init__; the sync client and `import workbench` pick it up as they are.
+workbench.client.NAMESPACES; the sync client and `import workbench` pick it up as they are.
 """
 
 from __future__ import annotations
