@@ -345,7 +345,12 @@ class ImageBuilder:
         args = " ".join(self.environment_args(entry))
         # every image's last layers
         args += "|" + ",".join(source_hash(p) for p in [*SERVER_PACKAGES, CLIENT_PACKAGE])
-        return _sha(self.image_dir(entry), KERNEL_INSTALLER, PLATFORM_INSTALLER, extra=f"{entry.ref}|{base_id}|{args}")
+        return _sha(
+            self.image_dir(entry),
+            KERNEL_INSTALLER,
+            PLATFORM_INSTALLER,
+            extra=f"{entry.ref}|{base_id}|{args}",
+        )
 
     @staticmethod
     def environment_args(entry: ImageEntry) -> list[str]:

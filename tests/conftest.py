@@ -10,8 +10,7 @@ import yaml
 from hub.settings import load_settings
 from images.catalog import DEFAULT_CATALOG
 from spawner.engine import podman_env
-
-from .platform import REPO, running_hub
+from tests.platform import REPO, running_hub
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 import workbench
 from workbench import AsyncWorkbenchClient, WorkbenchClient, WorkbenchError
 
-from ..platform import free_port, run_code
+from tests.platform import free_port, run_code
 
 pytestmark = pytest.mark.integration
 

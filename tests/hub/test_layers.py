@@ -79,3 +79,15 @@ def test_an_upward_import_is_reported(tmp_path):
     (tmp_path / "hub").mkdir()
     (tmp_path / "hub" / "fine.py").write_text("from spawner import options\n")
     assert upward_imports(tmp_path) == ["spawner/bad.py imports hub, a higher layer"]
+
+
+def test_tests_mirror_the_source_tree():
+    """Each test module sits in the folder of what it tests (tests/<folder>/...), beside the
+    cross-cutting security suite and the client's own tests."""
+    tests = ROOT / "tests"
+    assert not sorted(p.name for p in tests.glob("test_*.py")), "test modules at tests/ itself"
+    for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        rel = folder.relative_to(tests)
+        if rel.parts[0] in ("security", "client"):
+            continue
+        assert (ROOT / rel).is_dir(), f"tests/{rel} mirrors no source folder"

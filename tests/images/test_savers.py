@@ -4,7 +4,7 @@ committing a real container, and the node agent's saver against the real agent s
 The engine saver's tests run containers of the built python preset on the local Podman service
 (a `sleep` as their command, so no hub is needed) and read the images it commits back from the
 engine. The node agent has no cluster or nerdctl here: its real HTTP server runs in-process
-with the stand-in command script of tests/test_save_agent.py, and the cluster lookups go to
+with the stand-in command script of tests/images/test_save_agent.py, and the cluster lookups go to
 that module's double of the Kubernetes API.
 """
 
@@ -27,9 +27,7 @@ from images.savers import (
     UnavailableSaver,
     make_saver,
 )
-
-from ..platform import remove_engine_objects
-from ..test_save_agent import (  # noqa: F401 - agent is a fixture
+from tests.images.test_save_agent import (  # noqa: F401 - agent is a fixture
     CONTAINER,
     STATE,
     TOKEN,
@@ -37,6 +35,7 @@ from ..test_save_agent import (  # noqa: F401 - agent is a fixture
     agent,
     commands,
 )
+from tests.platform import remove_engine_objects
 
 HOME = "/home/jovyan"
 

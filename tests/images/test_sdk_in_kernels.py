@@ -21,8 +21,7 @@ import requests
 from images.build import ImageBuilder
 from images.catalog import load_catalog
 from spawner.engine import podman_env
-
-from ..platform import REPO, run_code, running_hub
+from tests.platform import REPO, run_code, running_hub
 
 pytestmark = pytest.mark.integration
 

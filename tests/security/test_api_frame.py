@@ -25,8 +25,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from ..platform import Hub, remove_engine_objects, run_code
-from ..test_browser import browser, signed_in  # noqa: F401 - the shared browser fixture
+from tests.hub.test_browser import browser, signed_in  # noqa: F401 - the shared browser fixture
+from tests.platform import Hub, remove_engine_objects, run_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from workbench import WorkbenchError
 
-from ..platform import engine_names
+from tests.platform import engine_names
 
 pytestmark = pytest.mark.integration
 

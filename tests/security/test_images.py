@@ -16,14 +16,13 @@ import pytest
 from workbench import WorkbenchError
 
 from images.registry import EngineImages
-
-from ..platform import Hub, free_port, remove_engine_objects, run_code
-from ..test_save_image import (  # noqa: F401 - registry is a fixture
+from tests.features.images.test_save_image import (  # noqa: F401 - registry is a fixture
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     registry,
     wait_saved,
 )
+from tests.platform import Hub, free_port, remove_engine_objects, run_code
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from ..platform import run_code, running_hub
+from tests.platform import run_code, running_hub
+
 from .test_audit import open_instance
 
 FAST = """

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..platform import running_hub
+from tests.platform import running_hub
 
 
 @pytest.fixture(scope="module")

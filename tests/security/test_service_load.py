@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from ..platform import free_port, running_hub
+from tests.platform import free_port, running_hub
 
 
 class StallingRegistry:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_ssh_gateway import Box, create, keygen
+from tests.ssh_gateway.test_ssh_gateway import Box, create, keygen
 
 INSTANCE = "vault"
 OPEN_ACCESS = ["127.0.0.0/8"]

@@ -13,7 +13,7 @@ import time
 import pytest
 from workbench import WorkbenchError
 
-from tests.test_ssh_gateway import Box, create, keygen
+from tests.ssh_gateway.test_ssh_gateway import Box, create, keygen
 
 HEIR = "heir"
 DONOR = "donor"

@@ -1,6 +1,6 @@
-"""Fixtures of the spawner tests: the Kubernetes API double of tests/test_kubernetes.py."""
+"""Fixtures of the spawner tests: the Kubernetes API double of tests/spawner/test_kubernetes.py."""
 
-from tests.test_kubernetes import (  # noqa: F401 - fixtures, found by name
+from tests.spawner.test_kubernetes import (  # noqa: F401 - fixtures, found by name
     api_client,
     kube,
     make_spawner,

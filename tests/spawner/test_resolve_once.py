@@ -5,7 +5,7 @@ resolves them once per start (the spawn form, apply_user_options, the quota admi
 start() with its container or pod spec, and metering all share that one resolution).
 Counted here by wrapping spawner.options.resolve_options and the policy's flavor and image
 lookups. The spawners run against in-process doubles: the Kubernetes API double of
-tests/test_kubernetes.py (conftest.py), and for the Docker spawner a stand-in for its engine
+tests/spawner/test_kubernetes.py (conftest.py), and for the Docker spawner a stand-in for its engine
 calls; the manager runs against a stand-in for JupyterHub's REST API.
 """
 

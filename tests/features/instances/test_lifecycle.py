@@ -16,7 +16,7 @@ import websocket
 from workbench import WorkbenchError
 from workbench.times import parse_time
 
-from .platform import execute_request, run_code, running_hub
+from tests.platform import execute_request, run_code, running_hub
 
 FAST = """
 idle_stop_min_minutes = 0.05

@@ -18,8 +18,7 @@ import requests
 
 from images.catalog import TAG_RE, load_catalog
 from spawner.engine import podman_env
-
-from .platform import REPO, run_code
+from tests.platform import REPO, run_code
 
 pytestmark = pytest.mark.integration
 

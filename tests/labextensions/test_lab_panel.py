@@ -17,7 +17,13 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from .test_browser import CHROMIUM_ARGS, LAB_TIMEOUT_MS, PAGE_TIMEOUT_MS, SCREENSHOTS, browser
+from tests.hub.test_browser import (
+    CHROMIUM_ARGS,
+    LAB_TIMEOUT_MS,
+    PAGE_TIMEOUT_MS,
+    SCREENSHOTS,
+    browser,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -16,7 +16,7 @@ import paramiko
 import pytest
 from workbench import WorkbenchError
 
-from .platform import free_port
+from tests.platform import free_port
 
 INSTANCE = "sshbox"
 

@@ -13,8 +13,7 @@ from jsonschema import ValidationError
 from hub.audit import AuditLog, AuditQuery
 from hub.audit.hub_requests import classify
 from hub.db import Database, upgrade
-
-from .platform import REPO
+from tests.platform import REPO
 
 
 @pytest.fixture

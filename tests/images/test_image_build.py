@@ -12,8 +12,7 @@ import yaml
 from images.build import BuildError, ImageBuilder
 from images.catalog import DEFAULT_CATALOG, load_catalog
 from spawner.engine import podman_env
-
-from .platform import REPO
+from tests.platform import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,7 @@ import sys
 
 from hub.db import upgrade_when_ready
 from hub.db.core import VERSION_TABLE
-
-from .platform import REPO
+from tests.platform import REPO
 
 
 def versions(path) -> set[str]:

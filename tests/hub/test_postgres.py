@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .platform import Hub, free_port, remove_engine_objects
+from tests.platform import Hub, free_port, remove_engine_objects
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ from sqlalchemy import text
 
 from hub.db import Database, database_url, upgrade
 from hub.settings import WorkbenchSettings
-
-from .platform import REPO
+from tests.platform import REPO
 
 
 def test_default_url_is_sqlite_beside_the_hubs(tmp_path):

@@ -13,8 +13,7 @@ import yaml
 from workbench import WorkbenchError
 
 from spawner.flavors import DEFAULT_FLAVORS, load_flavors
-
-from .platform import Hub, engine_names, run_code, running_hub
+from tests.platform import Hub, engine_names, run_code, running_hub
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from workbench import WorkbenchError
 
-from .test_browser import PAGE_TIMEOUT_MS, browser, shot, signed_in  # noqa: F401 - the browser fixture
+from tests.hub.test_browser import PAGE_TIMEOUT_MS, browser, shot, signed_in  # noqa: F401 - the browser fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -19,8 +19,7 @@ from workbench import WorkbenchError
 
 from images.registry import EngineImages, ImageEngineError, RegistryError
 from images.saved import InvalidImage, make_commit_changes, owner_slug, parse_saved_name
-
-from .platform import Hub, free_port, remove_engine_objects, run_code
+from tests.platform import Hub, free_port, remove_engine_objects, run_code
 
 REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "registry-secret-1"
 

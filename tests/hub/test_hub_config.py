@@ -9,7 +9,7 @@ from traitlets.config import Config
 
 from hub.auth import DefaultGroupMixin
 
-CONFIG = Path(__file__).parent.parent / "hub" / "jupyterhub_config.py"
+CONFIG = Path(__file__).resolve().parents[2] / "hub" / "jupyterhub_config.py"
 
 
 def load(tmp_path, monkeypatch, body: str) -> Config:

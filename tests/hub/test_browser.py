@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from workbench import WorkbenchError
 
-from .platform import REPO
+from tests.platform import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -32,8 +32,7 @@ from images.node_agent import AGENT_LABELS
 from images.node_agent.agent import Saves, make_agent_app
 from images.node_agent.client import AgentClient, AgentError, NodeAgentSaver
 from images.node_agent.manifests import make_agent_manifests
-
-from .platform import REPO, free_port
+from tests.platform import REPO, free_port
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
 TOKEN = "agent-token-0123456789abcdef"

@@ -20,7 +20,7 @@ from pytest_jupyter import jupyter_server as jupyter_server_fixtures
 from tornado.httpclient import HTTPClientError
 from workbench_lab.usage import read_cgroup, usage_model
 
-from .platform import free_port
+from tests.platform import free_port
 
 # pytest-jupyter's fixtures behind jp_fetch and jp_serverapp, for this module's tests only.
 # Loaded as a plugin (pytest_plugins), its autouse event-loop fixtures and its test-call hook

@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import (  # noqa: F401 - browser is the shared fixture
+from tests.hub.test_browser import (  # noqa: F401 - browser is the shared fixture
     LAB_TIMEOUT_MS,
     PAGE_TIMEOUT_MS,
     browser,

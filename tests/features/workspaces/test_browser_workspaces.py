@@ -9,7 +9,7 @@ import secrets
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import browser, shot, signed_in  # noqa: F401 - the browser fixture
+from tests.hub.test_browser import browser, shot, signed_in  # noqa: F401 - the browser fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

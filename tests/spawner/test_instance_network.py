@@ -19,8 +19,7 @@ from spawner.instance_network import (
     reachable_urls,
     write_instance_files,
 )
-
-from .platform import run_code
+from tests.platform import run_code
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -76,7 +76,7 @@ def test_example_settings_file_is_valid_and_complete(tmp_path):
 
     from hub.settings import WorkbenchSettings, render_example
 
-    example = Path(__file__).parent.parent / "hub" / "workbench.example.toml"
+    example = Path(__file__).resolve().parents[2] / "hub" / "workbench.example.toml"
     text = example.read_text()
     assert text == render_example(), "regenerate hub/workbench.example.toml (render_example)"
     for name in WorkbenchSettings.class_traits(config=True):
