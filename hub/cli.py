@@ -185,11 +185,27 @@ def cmd_login(args):
     print(f"Signed in to {client.url} as {args.user}; token saved in {CREDENTIALS}.")
 
 
+def format_table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> str:
+    """Rows under headers, each column as wide as its widest cell (the last one unpadded);
+    the columns in `right` aligned to the right."""
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
 def _print_instances(instances):
-    print(f"{'NAME':<20} {'STATE':<9} {'IMAGE':<12} {'FLAVOR':<11} STORAGE")
-    for i in instances:
-        row = f"{i['name']:<20} {i['state']:<9} {i['image']:<12} {i['flavor']:<11}"
-        print(f"{row} {i['storage_gib']} GiB")
+    rows = [
+        [i["name"], i["state"], i["image"], i["flavor"], f"{i['storage_gib']} GiB"]
+        for i in instances
+    ]
+    print(format_table(["NAME", "STATE", "IMAGE", "FLAVOR", "STORAGE"], rows))
 
 
 def _print_lifecycle(model):
@@ -349,10 +365,11 @@ def _print_ssh(access: dict, name: str):
 
 
 def _print_keys(keys: list[dict]):
-    print(f"{'ID':<5} {'NAME':<20} {'TYPE':<8} {'FINGERPRINT':<52} LAST USED")
-    for k in keys:
-        last = k.get("last_used") or "never"
-        print(f"{k['id']:<5} {k['name']:<20} {k['type']:<8} {k['fingerprint']:<52} {last}")
+    rows = [
+        [k["id"], k["name"], k["type"], k["fingerprint"], k.get("last_used") or "never"]
+        for k in keys
+    ]
+    print(format_table(["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"], rows))
 
 
 def cmd_keys(args):
@@ -466,14 +483,20 @@ def _image_name_tag(value: str) -> tuple[str, str]:
 
 
 def _print_images(images):
-    print(f"{'NAME':<44} {'KIND':<7} {'SIZE':>9}  {'OWNER':<10} DESCRIPTION")
+    rows = []
     for i in images:
         size = f"{i['added_size'] / 1e6:.0f} MB" if i.get("kind") == "saved" else ""
         status = "" if i.get("kind") == "saved" else f" ({i.get('status', '')})"
-        print(
-            f"{i['name']:<44} {i.get('kind', ''):<7} {size:>9}  {i.get('owner', '-'):<10} "
-            f"{i.get('description', '')}{status}"
+        rows.append(
+            [
+                i["name"],
+                i.get("kind", ""),
+                size,
+                i.get("owner", "-"),
+                f"{i.get('description', '')}{status}",
+            ]
         )
+    print(format_table(["NAME", "KIND", "SIZE", "OWNER", "DESCRIPTION"], rows, right=(2,)))
 
 
 def cmd_saved_images(args):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 from workbench import HubAPI, WorkbenchError
+from workbench.times import aware_utcnow, isoformat
 
 from features.instances.live_options import LiveOptionsStore
 from hub.audit import AuditLog
@@ -25,7 +25,7 @@ log = logging.getLogger("workbench.ssh")
 
 async def report(hub: HubAPI, user: str, instance: str):
     """Tell the hub an instance is in use now (its last_activity moves)."""
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    now = isoformat(aware_utcnow())
     try:
         await hub.request(
             "POST",

@@ -24,10 +24,20 @@ REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no one listens on now and that this test process has not handed out before
+    (the kernel may offer a just-released port again: two servers of one hub must not
+    both be given it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class UserClient(WorkbenchClient):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from workbench.times import utcnow
 
 from hub.db.core import Base
 
@@ -43,7 +44,11 @@ class Quota(Base):
     kind: Mapped[str] = mapped_column(String(16))  # "user" or "workspace"
     subject: Mapped[str] = mapped_column(String(255))
     limits: Mapped[str] = mapped_column(Text, default="{}")
-    updated: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# quotas that count whole things (instances, GPUs), not amounts
+COUNTS = ("instances", "running_instances", "gpus")
 
 
 def validate_limits(limits) -> dict:
@@ -59,7 +64,9 @@ def validate_limits(limits) -> dict:
             raise QuotaError(f"Quota {key} must be a number (0 for no limit).")
         if value < 0:
             raise QuotaError(f"Quota {key} cannot be negative; use 0 for no limit.")
-        clean[key] = value
+        if key in COUNTS and value != int(value):
+            raise QuotaError(f"Quota {key} counts whole things: use a whole number such as 3.")
+        clean[key] = int(value) if key in COUNTS else value
     return clean
 
 
@@ -127,7 +134,7 @@ class QuotaChecker:
                 row = Quota(kind=kind, subject=subject)
                 session.add(row)
             row.limits = json.dumps(limits)
-            row.updated = datetime.utcnow()
+            row.updated = utcnow()
 
         await self.db.run(write)
         if kind == "user":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from workbench.times import utcnow
 
 from hub.audit.api import parse_time
 from hub.rbac import has_scope
@@ -25,7 +26,7 @@ def report_args(handler, current_user: dict) -> dict:
         raise web.HTTPError(
             400, f"Unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     since_arg = handler.get_argument("since", "").strip()
     until_arg = handler.get_argument("until", "").strip()
     since = parse_time(since_arg, "since") if since_arg else now - timedelta(days=7)

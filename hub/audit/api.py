@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from workbench.times import utcnow
 
 from spawner.templating import render_template
 
@@ -25,12 +26,10 @@ def parse_time(value: str, name: str) -> datetime:
     try:
         if text.startswith("-") and text[-1:] in ("h", "d", "m") and text[1:-1].isdigit():
             unit = {"h": "hours", "d": "days", "m": "minutes"}[text[-1]]
-            return datetime.utcnow() - timedelta(**{unit: int(text[1:-1])})
+            return utcnow() - timedelta(**{unit: int(text[1:-1])})
         when = datetime.fromisoformat(text.removesuffix("Z"))
         if when.tzinfo is not None:
-            when = when.astimezone(tz=None).replace(tzinfo=None) - (
-                datetime.now() - datetime.utcnow()
-            )
+            when = when.astimezone(UTC).replace(tzinfo=None)
         return when
     except (ValueError, OverflowError):
         # not a time, or one outside the years 1 to 9999

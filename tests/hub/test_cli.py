@@ -95,3 +95,31 @@ def test_images_list_never_starts_an_engine_of_its_own(tmp_path):
     )
     assert leftovers.stdout == "", "the command left a Podman service running"
     assert not (data / "podman.sock").exists()
+
+
+def test_list_columns_fit_long_saved_image_names():
+    """`workbench instances list` (and the image and key lists) size each column to its
+    longest cell: a long saved image name does not push the other columns out of line."""
+    from hub.cli import format_table
+
+    long_image = "saved:alice/a-very-long-image-name-for-bert-finetuning:v12"
+    text = format_table(
+        ["NAME", "STATE", "IMAGE", "FLAVOR", "STORAGE"],
+        [
+            ["nb1", "running", long_image, "cpu.small", "10 GiB"],
+            ["x", "stopped", "python", "cpu.large", "1 GiB"],
+        ],
+    )
+    header, first, second = text.splitlines()
+    # every row's FLAVOR cell starts where the header's does, after the longest image
+    column = header.index("FLAVOR")
+    assert first[column:].startswith("cpu.small") and second[column:].startswith("cpu.large")
+    assert column > first.index(long_image) + len(long_image)
+    # right-aligned sizes end at the same place
+    sizes = format_table(
+        ["NAME", "SIZE", "OWNER"], [["a", "5 MB", "x"], ["b", "120 MB", "y"]], right=(1,)
+    )
+    ends = {
+        line.index(" x") if " x" in line else line.index(" y") for line in sizes.splitlines()[1:]
+    }
+    assert len(ends) == 1

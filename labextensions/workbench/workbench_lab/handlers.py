@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from workbench import times
 from workbench.names import image_name_problem, tag_problem
+from workbench.times import aware_utcnow
 
 from .platform import PlatformError
 from .usage import read_cgroup, storage_model, usage_model
@@ -30,11 +32,10 @@ SSH_OFF = (
 
 
 def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
+    """A time the platform sent (ISO 8601), or None if there is none or it is no time."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return times.parse_time(value)
+    except (TypeError, ValueError):
         return None
 
 
@@ -106,7 +107,7 @@ class InstanceHandler(WorkbenchHandler):
         started = parse_time(model.get("started"))
         uptime = None
         if started is not None and model.get("state") == "running":
-            uptime = max(0, int((datetime.now(UTC) - started).total_seconds()))
+            uptime = max(0, int((aware_utcnow() - started).total_seconds()))
         try:
             storage = await asyncio.to_thread(storage_model, self.extensionapp.storage_path)
         except OSError as e:
