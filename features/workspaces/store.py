@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from workbench.names import WORKSPACE_NAME_RE
 from workbench.times import utcnow
 
 from hub.db.core import Base
 
 DEFAULT = "default"
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 
 
 class WorkspaceError(ValueError):
@@ -43,7 +42,7 @@ class WorkspaceMember(Base):
 
 
 def check_name(name) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not WORKSPACE_NAME_RE.match(name):
         raise WorkspaceError(
             f"Invalid workspace name {name!r}: use 1 to 32 lower-case letters, digits and '-' "
             "(for example 'nlp-team')."
