@@ -185,6 +185,11 @@ class WorkbenchSettings(InstancePolicySettings, Configurable):
     quota_running_instances = Integer(
         0, help="Instances one user may run at once (0: no limit). Default 0."
     ).tag(config=True)
+    quota_running_jobs = Integer(
+        0,
+        help="""Training jobs one user may run at once (0: no limit); more wait in the queue.
+        Default 0.""",
+    ).tag(config=True)
     quota_vcpus = Float(
         0, help="vCPUs one user's running instances may use together (0: no limit). Default 0."
     ).tag(config=True)
@@ -438,6 +443,7 @@ class WorkbenchSettings(InstancePolicySettings, Configurable):
         return {
             "instances": self.max_instances_per_user,
             "running_instances": self.quota_running_instances,
+            "running_jobs": self.quota_running_jobs,
             "vcpus": self.quota_vcpus,
             "memory_gib": self.quota_memory_gib,
             "gpus": self.quota_gpus,

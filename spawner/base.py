@@ -72,6 +72,14 @@ class InstanceSpawnerMixin(InstancePolicySettings, InstanceSSHMixin):
         and Podman mount them; on Kubernetes mount them from a ConfigMap yourself.""",
     ).tag(config=True)
 
+    user_folders = Dict(
+        help="""Host folders of the instance's owner mounted read-only into each of their
+        instances at each start: {path below the work folder: host folder template}, where
+        "{user}" in the template is the owner's folder name (their jobs' code, outputs and
+        logs: the jobs feature sets {"jobs": "<data>/jobs/{user}"}). Docker and Podman mount
+        them; on Kubernetes they need a shared volume (not mounted).""",
+    ).tag(config=True)
+
     saved_images = Any(
         None,
         help="""Where saved images are looked up: an object with lookup(user, name) and

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from images.catalog import ImageEntry
 
 from .flavors import Flavor
@@ -14,6 +16,16 @@ LABEL_PREFIX = "ai-workbench"
 # given an owner; jupyter_server makes its runtime folder inside it private, 0700)
 RUNTIME_TMPFS = "/run/jupyter"
 RUNTIME_DIR = f"{RUNTIME_TMPFS}/runtime"
+
+
+SAFE_FOLDER = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,127}$")
+
+
+def user_folder_name(user: str) -> str:
+    """A host folder name for a user: the name where it is plain, else an escaped form."""
+    if SAFE_FOLDER.match(user) and ".." not in user:
+        return user
+    return "_" + user.encode().hex()[:200]
 
 
 def make_volume_name(object_name: str) -> str:

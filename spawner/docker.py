@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker
 from dockerspawner import DockerSpawner
@@ -14,7 +15,12 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Float, Integer, Unicode, default
 
 from .base import InstanceSpawnerMixin
-from .container import make_container_spec, make_network_name, make_volume_name
+from .container import (
+    make_container_spec,
+    make_network_name,
+    make_volume_name,
+    user_folder_name,
+)
 from .flavors import format_bytes
 from .lifecycle import LifecycleStateMixin, exit_reason
 from .metering import MeteringMixin
@@ -181,6 +187,7 @@ class WorkbenchDockerSpawner(
             cs["volume"]: cs["volumes"][cs["volume"]],
             # the network's files (CA bundle, apt sources): read-only, never in a save
             **{host: {"bind": path, "mode": "ro"} for host, path in self.instance_files.items()},
+            **self._user_folder_binds(),
         }
         if not hasattr(self, "_configured_extras"):
             # what the admin configured, kept under what each start sets
@@ -194,6 +201,16 @@ class WorkbenchDockerSpawner(
             20, f"Flavor {flavor.name}: {flavor.cpu:g} vCPU, {format_bytes(flavor.memory)}"
         )
         return cs
+
+    def _user_folder_binds(self) -> dict:
+        """The owner's folders (user_folders), made if missing, mounted read-only."""
+        binds = {}
+        for relative, template in self.user_folders.items():
+            host = Path(template.replace("{user}", user_folder_name(self.user.name)))
+            host.mkdir(parents=True, exist_ok=True)
+            host.chmod(0o755)
+            binds[str(host)] = {"bind": f"{self.work_dir}/{relative}", "mode": "ro"}
+        return binds
 
     def get_env(self):
         env = super().get_env()

@@ -10,6 +10,7 @@ GIB = 1024**3
 KEYS = {
     "instances": "instances, running or not",
     "running_instances": "instances running at once",
+    "running_jobs": "training jobs running at once",
     "vcpus": "vCPUs of running instances",
     "memory_gib": "memory of running instances, GiB",
     "gpus": "GPUs of running instances",
@@ -27,6 +28,7 @@ class Usage:
 
     instances: int = 0
     running_instances: int = 0
+    running_jobs: int = 0
     vcpus: float = 0
     memory_gib: float = 0
     gpus: int = 0

@@ -13,6 +13,8 @@ import re
 INSTANCE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 # workspace names have the same syntax
 WORKSPACE_NAME_RE = INSTANCE_NAME_RE
+# job names are DNS labels too (they name containers, networks and pods): at most 32
+JOB_NAME_RE = INSTANCE_NAME_RE
 # a saved image's name: one OCI repository path component, at most 64
 IMAGE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 # an OCI tag
@@ -28,6 +30,17 @@ def instance_name_problem(name) -> str | None:
         return (
             f"Invalid instance name {name!r}: use 1 to 32 lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (for example 'bert-finetune')."
+        )
+    return None
+
+
+def job_name_problem(name) -> str | None:
+    if not isinstance(name, str) or not name:
+        return "A job needs a name, for example 'mnist-train'."
+    if not JOB_NAME_RE.match(name):
+        return (
+            f"Invalid job name {name!r}: use 1 to 32 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit (for example 'mnist-train')."
         )
     return None
 

@@ -48,7 +48,7 @@ class Quota(Base):
 
 
 # quotas that count whole things (instances, GPUs), not amounts
-COUNTS = ("instances", "running_instances", "gpus")
+COUNTS = ("instances", "running_instances", "running_jobs", "gpus")
 
 
 def validate_limits(limits) -> dict:

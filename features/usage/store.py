@@ -42,7 +42,7 @@ class UsageRecorder:
     def __init__(self, db):
         self.db = db
 
-    def open(self, user: str, name: str, resources: dict, when: float):
+    def open(self, user: str, name: str, resources: dict, when: float, kind: str = "instance"):
         with self.db.session() as session:
             # a period left open (the hub died before it could close it) ends now
             self._close_open(session, user, name, _utc(when))
@@ -50,6 +50,7 @@ class UsageRecorder:
                 UsagePeriod(
                     user=user,
                     instance=name,
+                    kind=kind,
                     flavor=resources.get("flavor", "unknown"),
                     vcpus=resources.get("vcpus", 0),
                     memory_gib=resources.get("memory_gib", 0),

@@ -1,0 +1,283 @@
+"""The job runner on one machine's container engine: one container per node, on a network of
+the job's own (Docker Engine API: Docker, or Podman's compatible service)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+from docker.types import DeviceRequest
+
+from .plan import (
+    CHECKPOINT_DIR,
+    CODE_DIR,
+    OUTPUT_DIR,
+    JobPlan,
+    base_environment,
+    expand,
+    node_command,
+    runtime_environment,
+)
+from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
+
+log = logging.getLogger("workbench.jobs.engine")
+
+RANK_LABEL = "ai-workbench.job-node"
+SHM_BYTES = 256 * 1024**2  # /dev/shm for DataLoader workers and collectives
+
+
+class EngineJobRunner(JobRunner):
+    """Runs each node of a job version as a container with the flavor's limits.
+
+    url: the engine's API; isolate: give each job a network isolated from instances' and
+    other jobs' (Podman: netavark's `isolate` option; Docker isolates bridges already);
+    files: read-only host files every node gets ({host path: container path}, the
+    platform's CA bundle and mirror settings); pids_limit: most processes per node.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        isolate: bool = True,
+        files: dict[str, str] | None = None,
+        pids_limit: int = 4096,
+        threads: int = 8,
+    ):
+        self.api = docker.APIClient(base_url=url, timeout=120)
+        # log streams block for as long as a node runs: a client of their own
+        self.url = url
+        self.isolate = isolate
+        self.files = dict(files or {})
+        self.pids_limit = pids_limit
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="workbench-jobs")
+        self._podman: bool | None = None
+
+    async def _call(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    @staticmethod
+    def network_name(plan: JobPlan) -> str:
+        return f"{plan.object_name}-net"
+
+    async def _is_podman(self) -> bool:
+        if self._podman is None:
+            version = await self._call(self.api.version)
+            self._podman = any(
+                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
+            )
+        return self._podman
+
+    async def _ensure_network(self, plan: JobPlan) -> str:
+        name = self.network_name(plan)
+        try:
+            await self._call(self.api.inspect_network, name)
+            return name
+        except docker.errors.NotFound:
+            pass
+        options = {"isolate": "true"} if self.isolate and await self._is_podman() else {}
+        try:
+            await self._call(
+                self.api.create_network,
+                name,
+                driver="bridge",
+                options=options,
+                labels=plan.labels(),
+            )
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+        return name
+
+    async def input_volume(self, owner: str, instance: str) -> str:
+        """The engine volume of an instance's storage, found by the labels it was made with."""
+        filters = {"label": [f"ai-workbench.user={owner}", f"ai-workbench.instance={instance}"]}
+        found = await self._call(self.api.volumes, filters=filters)
+        volumes = (found or {}).get("Volumes") or []
+        if not volumes:
+            raise RuntimeError(f"the storage of instance {instance!r} was not found")
+        return volumes[0]["Name"]
+
+    def _binds(self, plan: JobPlan, volumes: dict[str, str]) -> dict:
+        binds = {
+            plan.code_source: {"bind": CODE_DIR, "mode": "ro"},
+            plan.output_source: {"bind": OUTPUT_DIR, "mode": "rw"},
+            plan.checkpoint_source: {"bind": CHECKPOINT_DIR, "mode": "rw"},
+            **{host: {"bind": path, "mode": "ro"} for host, path in self.files.items()},
+        }
+        for channel in plan.inputs:
+            binds[volumes[channel.name]] = {"bind": channel.mount_path, "mode": "ro"}
+        return binds
+
+    async def start(self, plan: JobPlan, restart: int) -> None:
+        await self.remove_nodes(plan)
+        network = await self._ensure_network(plan)
+        volumes = {}
+        for channel in plan.inputs:
+            volumes[channel.name] = channel.volume or await self.input_volume(
+                plan.owner, channel.instance
+            )
+        hosts = plan.hosts()
+        created = []
+        try:
+            for rank in range(plan.nodes):
+                env = base_environment(plan, rank, restart)
+                env.update(runtime_environment(plan, rank, hosts))
+                argv = expand(node_command(plan), env)
+                name = plan.node_name(rank)
+                host_config = self.api.create_host_config(
+                    binds=self._binds(plan, volumes),
+                    mem_limit=plan.memory,
+                    memswap_limit=plan.memory,
+                    nano_cpus=int(plan.cpu * 1e9),
+                    network_mode=network,
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    pids_limit=self.pids_limit or None,
+                    shm_size=min(SHM_BYTES, plan.memory // 2),
+                    device_requests=(
+                        [DeviceRequest(driver="nvidia", count=plan.gpu, capabilities=[["gpu"]])]
+                        if plan.gpu
+                        else None
+                    ),
+                )
+                networking = self.api.create_networking_config(
+                    {network: self.api.create_endpoint_config(aliases=[name])}
+                )
+                container = await self._call(
+                    self.api.create_container,
+                    plan.image_ref,
+                    command=argv,
+                    name=name,
+                    hostname=name,
+                    user=plan.run_as,
+                    working_dir=CODE_DIR,
+                    environment=env,
+                    labels={**plan.labels(), RANK_LABEL: str(rank)},
+                    host_config=host_config,
+                    networking_config=networking,
+                )
+                created.append(container["Id"])
+            await asyncio.gather(*(self._call(self.api.start, cid) for cid in created))
+        except BaseException:
+            await self.remove(plan)
+            raise
+
+    async def _inspect(self, name: str) -> dict | None:
+        try:
+            return await self._call(self.api.inspect_container, name)
+        except docker.errors.NotFound:
+            return None
+
+    async def status(self, plan: JobPlan) -> list[NodeStatus]:
+        found = await asyncio.gather(*(self._inspect(n) for n in plan.hosts()))
+        statuses = []
+        for rank, info in enumerate(found):
+            if info is None:
+                statuses.append(NodeStatus(rank, MISSING, reason="its container is gone"))
+                continue
+            state = info.get("State") or {}
+            if state.get("Running"):
+                statuses.append(NodeStatus(rank, RUNNING))
+            elif (state.get("Status") or "").lower() in ("created", "configured", "initialized"):
+                statuses.append(NodeStatus(rank, PENDING, reason="starting"))
+            else:
+                statuses.append(
+                    NodeStatus(
+                        rank,
+                        EXITED,
+                        exit_code=state.get("ExitCode"),
+                        oom=bool(state.get("OOMKilled")),
+                    )
+                )
+        return statuses
+
+    async def stop(self, plan: JobPlan, grace: float = 10) -> None:
+        async def stop_one(name):
+            try:
+                await self._call(self.api.stop, name, timeout=int(grace))
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                log.warning("could not stop %s: %s", name, e)
+
+        await asyncio.gather(*(stop_one(n) for n in plan.hosts()))
+
+    async def remove_nodes(self, plan: JobPlan) -> None:
+        """Remove the nodes' containers (a restart makes new ones)."""
+
+        async def remove_one(name):
+            try:
+                await self._call(self.api.remove_container, name, force=True)
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.gather(*(remove_one(n) for n in plan.hosts()))
+
+    async def remove(self, plan: JobPlan) -> None:
+        await self.remove_nodes(plan)
+        try:
+            await self._call(self.api.remove_network, self.network_name(plan))
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            log.warning("could not remove network of %s: %s", plan.object_name, e)
+
+    async def logs(self, plan: JobPlan, rank: int, since: float = 0) -> AsyncIterator[bytes]:
+        """Follow a node's output from a thread of its own (the stream blocks while it runs)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+        closed = threading.Event()
+        name = plan.node_name(rank)
+
+        def pump():
+            client = docker.APIClient(base_url=self.url, timeout=None)
+            try:
+                kwargs = {"stream": True, "follow": True, "stdout": True, "stderr": True}
+                if since:
+                    kwargs["since"] = int(since)
+                for chunk in client.logs(name, **kwargs):
+                    if closed.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except docker.errors.NotFound:
+                pass
+            except Exception as e:  # noqa: BLE001 - the stream ends; the scheduler sees why
+                log.warning("log stream of %s ended: %s", name, e)
+            finally:
+                client.close()
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, done)
+                except RuntimeError:
+                    pass  # the loop is closed
+
+        thread = threading.Thread(target=pump, name=f"logs-{name}", daemon=True)
+        thread.start()
+        pending = b""
+        try:
+            while True:
+                chunk = await queue.get()
+                if chunk is done:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
+            if pending:
+                yield pending + b"\n"
+        finally:
+            closed.set()
+
+    async def capacity(self) -> tuple[float, int] | None:
+        info = await self._call(self.api.info)
+        return float(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        self.api.close()
