@@ -162,6 +162,8 @@ class KubernetesJobRunner(JobRunner):
       request_timeout: seconds each API call may take (log streams excepted).
     """
 
+    relative_folders = True  # sub-paths of the jobs PVC
+
     def __init__(
         self,
         namespace: str,

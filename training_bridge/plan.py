@@ -14,7 +14,7 @@ CHECKPOINT_DIR = "/job/checkpoints"
 INPUTS_DIR = "/job/inputs"
 TENSORBOARD_DIR = f"{OUTPUT_DIR}/tensorboard"
 # the ports node 0 listens on for the others (torchrun's c10d store, TF's and MindSpore's)
-MASTER_PORT = 29500
+MASTER_PORT = 29400  # torchrun's default, and what Kubeflow Trainer sets
 WORKER_PORT = 2222
 LABEL_PREFIX = "ai-workbench"
 

@@ -34,6 +34,10 @@ class JobRunner(ABC):
     what runs when; a runner only starts, watches, stops and removes nodes, and streams their
     logs. Code above this interface never asks which backend it has."""
 
+    # whether a plan's folders are given relative to the jobs' root (a shared volume the
+    # runner mounts: Kubernetes) rather than as host folders (the engine)
+    relative_folders = False
+
     @abstractmethod
     async def start(self, plan: JobPlan, restart: int) -> None:
         """Create and start every node of the plan (attempt `restart`: 0 first, then 1...).

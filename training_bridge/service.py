@@ -265,8 +265,8 @@ class JobService:
         except InvalidOptions as e:
             raise SpecError(str(e)) from None
         if self.image_checker is not None:
-            present = await self.image_checker()
-            if present is not None and image.ref not in present:
+            present = await self.image_checker(image.ref)
+            if present is False:
                 raise SpecError(
                     f"Image {image_name!r} ({image.ref}) is not built on this machine. Build it "
                     f"with `workbench images build {image.name}`, or pick another image."
@@ -623,6 +623,8 @@ class JobService:
         image = self.policy.image(spec["image"], job.owner)
         flavor = self.policy.flavor(spec["flavor"])
         base = self.folders.version(job.owner, job.name, row.version)
+        if self.runner.relative_folders:
+            base = base.relative_to(self.folders.root)
         command = job_command(spec["source"], _argv(spec["command"]), spec["hyperparameters"])
         prefix = self.settings.container_prefix
         return JobPlan(
@@ -869,8 +871,10 @@ class JobService:
     def _node_reason(plan: JobPlan, status: NodeStatus) -> str:
         if status.state == MISSING:
             return f"node {status.rank} disappeared ({status.reason})"
-        if status.oom or status.exit_code == 137 and status.oom:
+        if status.oom:
             return f"out of memory at {format_bytes(plan.memory)} on node {status.rank}"
+        if status.exit_code is None:
+            return f"node {status.rank} ended: {status.reason or 'no exit code'}"
         return f"exit code {status.exit_code} on node {status.rank}"
 
     async def _collect_logs(self, run: Run, within: float = 5) -> None:

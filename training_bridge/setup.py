@@ -35,18 +35,19 @@ def setup(platform) -> None:
     settings = platform.settings
     config = settings.feature("jobs")
     folders = JobFolders(settings.data_path / "jobs")
+    runner = make_runner(platform, config)
     service = JobService(
         db=platform.db,
         hub=platform.hub,
         policy=platform.policy,
         settings=settings,
         job_settings=config,
-        runner=make_runner(platform, config),
+        runner=runner,
         folders=folders,
         quotas=platform.get("quota_checker"),
         workspaces=platform.get("workspaces"),
         usage=UsageRecorder(platform.db),
-        image_checker=platform.engine.images,
+        image_checker=getattr(runner, "image_present", None),
         environment=settings.instance_network().environment,
     )
     platform["job_service"] = service

@@ -91,7 +91,7 @@ def usage_report(
     now: datetime | None = None,
     workspace: str | None = None,
 ) -> list[dict]:
-    """Rows per user, workspace, day and flavor: seconds, vCPU-, GiB- and GPU-seconds, cost.
+    """Rows per user, workspace, day, flavor and kind (instance or job): seconds, vCPU-, GiB- and GPU-seconds, cost.
 
     Periods are clipped to [since, until); a running period counts up to now. prices maps a
     flavor name to its price per hour.
@@ -110,7 +110,7 @@ def usage_report(
         if end <= start:
             continue
         for day, seconds in _split_by_day(start, end):
-            row = totals[(p.user, p.workspace, day, p.flavor)]
+            row = totals[(p.user, p.workspace, day, p.flavor, p.kind or "instance")]
             row["seconds"] += seconds
             row["vcpu_seconds"] += seconds * p.vcpus
             row["memory_gib_seconds"] += seconds * p.memory_gib
@@ -118,7 +118,7 @@ def usage_report(
             instances = row.setdefault("instances", set())
             instances.add(p.instance)
     rows = []
-    for (u, ws, day, flavor), row in sorted(totals.items()):
+    for (u, ws, day, flavor, kind), row in sorted(totals.items()):
         price = prices.get(flavor)
         rows.append(
             {
@@ -132,6 +132,8 @@ def usage_report(
                 "memory_gib_seconds": round(row["memory_gib_seconds"], 3),
                 "gpu_seconds": round(row["gpu_seconds"], 3),
                 "cost": None if price is None else round(row["seconds"] / 3600 * price, 6),
+                # what ran: instances, or job nodes ("<job>/<version>/node-<rank>")
+                "kind": kind,
             }
         )
     return rows
@@ -148,6 +150,7 @@ CSV_FIELDS = [
     "memory_gib_seconds",
     "gpu_seconds",
     "cost",
+    "kind",
 ]
 
 

@@ -114,3 +114,81 @@ def test_another_users_job_is_hidden_and_cannot_be_stopped(hub, jo):
     assert "private" not in [j["name"] for j in other.api("GET", "jobs")]
     assert wait_for(jo, "jo", "private")["state"] == "succeeded"
     assert version(jo, "jo", "private")["owner"] == "jo"
+
+
+def test_a_rerun_with_changed_parameters_is_a_new_version_beside_the_first(hub, jo):
+    code = "import sys\nprint('args', sys.argv[1:])\n"
+    source = {"kind": "file", "entry": "r.py", "archive": archive({"r.py": code})}
+    submit(jo, "rerun", source, hyperparameters={"lr": 0.1})
+    assert wait_for(jo, "jo", "rerun")["state"] == "succeeded"
+    second = jo.api("POST", "jobs/jo/rerun/versions", {"hyperparameters": {"lr": 0.2}})
+    assert second["version"] == 2 and second["spec"]["hyperparameters"] == {"lr": 0.2}
+    assert second["spec"]["image"] == "python" and second["spec"]["flavor"] == "cpu.tiny"
+    assert wait_for(jo, "jo", "rerun", 2)["state"] == "succeeded"
+    assert "args ['--lr', '0.1']" in logs(jo, "jo", "rerun", 1)
+    assert "args ['--lr', '0.2']" in logs(jo, "jo", "rerun", 2)
+    # each version keeps the code it ran
+    r = jo.session.get(f"{jo.api_url}/jobs/jo/rerun/versions/2/files/code/r.py")
+    assert r.text == code
+    with pytest.raises(WorkbenchError) as e:
+        jo.api("POST", "jobs/jo/rerun/versions", {"nodes": "two"})
+    assert e.value.status == 400 and "nodes must be a whole number" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        jo.api("POST", "jobs/jo/rerun/versions", {"name": "other"})
+    assert e.value.status == 400 and "A re-run can change" in e.value.message
+    assert [v["version"] for v in jo.api("GET", "jobs/jo/rerun")["versions"]] == [1, 2]
+    updated = jo.api("PATCH", "jobs/jo/rerun", {"description": "learning rates"})
+    assert updated["description"] == "learning rates"
+    jo.api("DELETE", "jobs/jo/rerun/versions/1")
+    assert [v["version"] for v in jo.api("GET", "jobs/jo/rerun")["versions"]] == [2]
+    assert not (hub.root / "data" / "jobs" / "jo" / "rerun" / "1").exists()
+    jo.api("DELETE", "jobs/jo/rerun")
+    with pytest.raises(WorkbenchError) as e:
+        jo.api("GET", "jobs/jo/rerun")
+    assert e.value.status == 404
+    assert not (hub.root / "data" / "jobs" / "jo" / "rerun").exists()
+    events = {
+        e["event"]
+        for e in hub.client().api("GET", "audit?resource_type=job&limit=200")
+        if e["resource_id"].startswith("jo/rerun")
+    }
+    assert {
+        "createModelArtsTrainJob",
+        "createModelArtsTrainVersion",
+        "updateModelArtsTrainDesc",
+        "deleteModelArtsTrainVersion",
+        "deleteModelArtsTrainJob",
+    } <= events
+
+
+def test_workspace_members_see_its_jobs_but_only_the_owner_changes_them(hub, jo):
+    admin = hub.client()
+    mate = hub.add_user("jo-mate")
+    admin.api("POST", "workspaces", {"name": "lab", "members": ["jo", "jo-mate"]})
+    source = {"kind": "file", "entry": "t.py", "archive": archive({"t.py": "print('shared')"})}
+    submit(jo, "shared", source, workspace="lab")
+    assert wait_for(mate, "jo", "shared")["state"] == "succeeded"
+    assert "shared" in [j["name"] for j in mate.api("GET", "jobs?workspace=lab")]
+    assert "shared" in logs(mate, "jo", "shared")
+    with pytest.raises(WorkbenchError) as e:
+        mate.api("DELETE", "jobs/jo/shared")
+    assert e.value.status == 403 and "only they and administrators" in e.value.message
+    with pytest.raises(WorkbenchError) as e:
+        submit(mate, "elsewhere", source, workspace="nowhere")
+    assert e.value.status == 400 and "not a member of workspace 'nowhere'" in e.value.message
+
+
+def test_job_node_time_is_metered_by_flavor(hub, jo):
+    source = {
+        "kind": "file",
+        "entry": "t.py",
+        "archive": archive({"t.py": "import time; time.sleep(2)"}),
+    }
+    submit(jo, "metered", source, flavor="cpu.small")
+    assert wait_for(jo, "jo", "metered")["state"] == "succeeded"
+    rows = jo.api("GET", "usage?since=-1h")
+    jobs = [r for r in rows if r["kind"] == "job" and "metered/1/node-0" in r["instances"]]
+    assert len(jobs) == 1 and jobs[0]["flavor"] == "cpu.small"
+    assert jobs[0]["seconds"] >= 2 and jobs[0]["vcpu_seconds"] == pytest.approx(
+        jobs[0]["seconds"], rel=0.01
+    )
