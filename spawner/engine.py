@@ -72,12 +72,16 @@ def podman_env(containers_conf: str | None = CONTAINERS_CONF) -> dict[str, str]:
 
 
 def _kind_of(url: str) -> str:
-    try:
-        import docker
+    import docker
 
-        version = docker.DockerClient(base_url=url, timeout=10).version()
-    except Exception:  # noqa: BLE001 - any failure means we cannot tell
-        return "docker"
+    for attempt in range(3):
+        try:
+            version = docker.DockerClient(base_url=url, timeout=20).version()
+            break
+        except Exception:  # noqa: BLE001 - a busy engine: ask again, then guess by name
+            time.sleep(1 + attempt)
+    else:
+        return "podman" if "podman" in url else "docker"
     names = " ".join(c.get("Name", "") for c in version.get("Components", []))
     return "podman" if "podman" in names.lower() else "docker"
 

@@ -831,6 +831,10 @@ class JobService:
             return
         statuses = await self.runner.status(plan)
         failed = [s for s in statuses if _failed(s)]
+        if failed or all(s.state == EXITED for s in statuses):
+            nodes = json.dumps([_node_model(plan, s) for s in statuses])
+            if nodes != row.nodes:
+                await self._set(row, row.state, row.reason, nodes=nodes)
         if failed:
             await self._node_failed(job, row, run, failed[0])
             return
@@ -840,8 +844,9 @@ class JobService:
         pending = [s for s in statuses if s.state == PENDING and s.reason]
         reason = f"node {pending[0].rank}: {pending[0].reason}" if pending else ""
         state = store.RUNNING if all(s.state == RUNNING for s in statuses) else row.state
-        if reason != row.reason or state != row.state:
-            await self._set(row, state, reason)
+        nodes = json.dumps([_node_model(plan, s) for s in statuses])
+        if reason != row.reason or state != row.state or nodes != row.nodes:
+            await self._set(row, state, reason, nodes=nodes)
         limit = plan.max_run_seconds
         started = row.started
         if limit and started and (utcnow() - started).total_seconds() > limit:
@@ -970,6 +975,19 @@ class JobService:
                 self.usage.close(job.owner, self._meter_name(job, row, rank), when)
 
         self._spawn(asyncio.to_thread(write))
+
+
+def _node_model(plan: JobPlan, status: NodeStatus) -> dict:
+    """A node's part of the version's JSON."""
+    reason = status.reason
+    if status.state == EXITED and status.exit_code:
+        reason = JobService._node_reason(plan, status)
+    return {
+        "rank": status.rank,
+        "state": status.state,
+        "exit_code": status.exit_code,
+        "reason": reason,
+    }
 
 
 def _failed(status: NodeStatus) -> bool:
