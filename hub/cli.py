@@ -11,6 +11,12 @@ import sys
 from pathlib import Path
 
 from workbench import WorkbenchClient, WorkbenchError
+from workbench.resources.jobs import (
+    JobSourceError,
+    parse_assignments,
+    parse_hyperparameters,
+    parse_metrics,
+)
 
 from .settings import SettingsError, load_settings, settings_file
 
@@ -530,6 +536,319 @@ def cmd_saved_images(args):
         print(f"{image['name']} is shared with: {', '.join(image['shares']) or 'nobody'}")
 
 
+# --- training jobs (through the platform API) -----------------------------------------
+
+
+def _job_changes(args) -> dict:
+    """The job settings given on the command line, None where not given; exit 2 on a
+    malformed --param, --metric or --input, before any request."""
+    try:
+        params = parse_hyperparameters(args.param or [])
+        metrics = parse_metrics(args.metric or [])
+        inputs = {}
+        for name, where in parse_assignments(args.input or [], "input").items():
+            instance, sep, path = where.partition(":")
+            if not sep or not instance:
+                raise ValueError(
+                    f"input {name}={where!r} is not NAME=INSTANCE:PATH "
+                    "(for example data=nb1:datasets/mnist)"
+                )
+            inputs[name] = {"instance": instance, "path": path}
+    except ValueError as e:
+        _fail(str(e), 2)
+    return {
+        "command": args.command,
+        "runtime": args.runtime,
+        "image": args.image,
+        "flavor": args.flavor,
+        "nodes": args.nodes,
+        "processes_per_node": args.processes_per_node,
+        "hyperparameters": params or None,
+        "metrics": metrics or None,
+        "inputs": inputs or None,
+        "max_run_seconds": args.max_run_seconds,
+        "max_restarts": args.max_restarts,
+        "description": args.description,
+    }
+
+
+def _when(value) -> str:
+    """An API time as a short UTC time for tables: 2026-12-02 04:25:59."""
+    from workbench.times import parse_time
+
+    moment = parse_time(value) if value else None
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _version_line(data: dict) -> str:
+    state = data["state"]
+    if data.get("queue_position"):
+        state += f", position {data['queue_position']} in the queue"
+    reason = f": {data['reason']}" if data.get("reason") else ""
+    return f"{data['name']} version {data['version']} ({state}){reason}"
+
+
+def _follow_job(job) -> None:
+    """Print node 0's log as it comes until the version ends; exit 1 unless it succeeded."""
+    for line in job.logs(follow=True):
+        print(line, flush=True)
+    data = job.wait()
+    print(f"\nJob {_version_line(data)}.")
+    if data["state"] != "succeeded":
+        sys.exit(1)
+
+
+def _print_jobs(jobs: list[dict]):
+    rows = [
+        [
+            j["name"],
+            j.get("owner", ""),
+            j.get("latest", ""),
+            j.get("state", ""),
+            j.get("workspace", ""),
+            _when(j.get("created")),
+            j.get("reason") or "",
+        ]
+        for j in jobs
+    ]
+    headers = ["NAME", "OWNER", "VERSION", "STATE", "WORKSPACE", "CREATED", "REASON"]
+    print(format_table(headers, rows, right=(2,)))
+
+
+def _print_job(job: dict, version: dict):
+    """A job's versions, then one version's settings, nodes and files."""
+    description = f": {job['description']}" if job.get("description") else ""
+    print(f"Job {job['name']} of {job['owner']}, workspace {job.get('workspace')}{description}")
+    rows = [
+        [
+            v["version"],
+            v["state"],
+            _when(v.get("created")),
+            _when(v.get("started")),
+            _when(v.get("finished")),
+            v.get("reason") or "",
+        ]
+        for v in sorted(job.get("versions") or [], key=lambda v: v["version"])
+    ]
+    print(format_table(["VERSION", "STATE", "CREATED", "STARTED", "FINISHED", "REASON"], rows))
+    spec = version.get("spec") or {}
+    source = spec.get("source") or {}
+    print(f"\nVersion {version['version']}: {_version_line(version)}")
+    entry = f" ({source['entry']})" if source.get("entry") else ""
+    print(f"  code:     {source.get('kind', '?')}{entry}")
+    if spec.get("command"):
+        print(f"  command:  {spec['command']}")
+    print(
+        f"  runs on:  image {spec.get('image')}, flavor {spec.get('flavor')}, runtime "
+        f"{spec.get('runtime')}, {spec.get('nodes', 1)} node(s) x "
+        f"{spec.get('processes_per_node', 1)} process(es)"
+    )
+    if spec.get("hyperparameters"):
+        print(f"  params:   {json.dumps(spec['hyperparameters'])}")
+    for name, where in (spec.get("inputs") or {}).items():
+        print(f"  input:    {name} = {where.get('instance')}:{where.get('path')}")
+    for metric in spec.get("metrics") or []:
+        print(f"  metric:   {metric['name']} = {metric['regex']}")
+    limits = []
+    if spec.get("max_run_seconds"):
+        limits.append(f"stops after {spec['max_run_seconds']} s")
+    if spec.get("max_restarts"):
+        limits.append(f"restarts up to {spec['max_restarts']} time(s)")
+    if limits:
+        print(f"  limits:   {', '.join(limits)}")
+    if version.get("restarts"):
+        print(f"  restarts: {version['restarts']}")
+    for node in version.get("nodes") or []:
+        code = "" if node.get("exit_code") is None else f", exit code {node['exit_code']}"
+        reason = f": {node['reason']}" if node.get("reason") else ""
+        print(f"  node {node['rank']}:   {node['state']}{code}{reason}")
+    if version.get("output_path"):
+        print(f"  output:   {version['output_path']} (in your instances' work folder)")
+
+
+def _print_metrics(metrics: dict):
+    rows = []
+    for name, points in sorted(metrics.items()):
+        values = [p["value"] for p in points]
+        if not values:
+            continue
+        last = points[-1]
+        rows.append(
+            [name, len(values), last.get("step", ""), f"{last['value']:g}"]
+            + [f"{min(values):g}", f"{max(values):g}"]
+        )
+    if not rows:
+        print("No metrics yet.")
+        return
+    print(format_table(["METRIC", "POINTS", "STEP", "LAST", "MIN", "MAX"], rows, (1, 2, 3, 4, 5)))
+
+
+def cmd_jobs(args):
+    """Training job commands."""
+    action = args.action
+    # the settings are checked before any request
+    changes = _job_changes(args) if action in ("submit", "rerun") else {}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    client = _client(args)
+    if action == "submit":
+        try:
+            job = client.jobs.submit(
+                args.path, name=args.name, workspace=args.workspace, kind=args.kind, **changes
+            )
+        except JobSourceError as e:
+            _fail(e.message, 2)
+        print(f"Submitted job {_version_line(job.data)}.")
+        if args.follow:
+            _follow_job(job)
+        else:
+            print(f"Follow it: workbench jobs logs {job.name} -f")
+        return
+    if action == "list":
+        _print_jobs(client.jobs.list(args.workspace, all=args.all))
+        return
+    if action == "rerun":
+        description = changes.pop("description", None)
+        if "hyperparameters" in changes:
+            # --param changes the named ones: the others keep the last version's values
+            last = client.jobs.get(args.name, args.owner)
+            previous = last.spec.get("hyperparameters") or {}
+            changes["hyperparameters"] = {**previous, **changes["hyperparameters"]}
+        if description is not None:
+            client.jobs.update(args.name, args.owner, description=description)
+        job = client.jobs.rerun(args.name, args.owner, **changes)
+        print(f"Started job {_version_line(job.data)}.")
+        if args.follow:
+            _follow_job(job)
+        return
+    if action == "delete":
+        client.jobs.delete(args.name, args.version, args.owner)
+        if args.version is None:
+            print(f"Deleted job {args.name} and all its versions.")
+        else:
+            print(f"Deleted version {args.version} of job {args.name}.")
+        return
+    job = client.jobs.get(args.name, args.owner, args.version)
+    if action == "show":
+        _print_job(client.jobs.describe(args.name, job.owner), job.data)
+    elif action == "logs":
+        if args.follow:
+            for line in job.logs(args.node, follow=True):
+                print(line, flush=True)
+        else:
+            sys.stdout.write(job.read_logs(args.node))
+    elif action == "stop":
+        ended = job.done
+        data = job.stop()
+        if data["state"] == "stopping":
+            print(f"Stopping job {_version_line(data)}.")
+        elif data["state"] == "stopped" and not ended:
+            print(f"Stopped job {_version_line(data)}.")
+        else:
+            print(f"Job {_version_line(data)} had already ended.")
+    elif action == "metrics":
+        metrics = job.metrics()
+        if args.json:
+            print(json.dumps(metrics, indent=1))
+        else:
+            _print_metrics(metrics)
+    elif action == "files":
+        rows = [
+            [f["path"], f.get("size", "") if f.get("type") == "file" else "-", f.get("type", "")]
+            for f in job.files(args.path)
+        ]
+        print(format_table(["PATH", "SIZE", "TYPE"], rows, right=(1,)))
+    elif action == "download":
+        target = job.download(args.path, args.to)
+        print(f"Downloaded {args.path} of {job.name} version {job.version} to {target}.")
+
+
+def _job_parsers(sub):
+    """`workbench jobs ...`: submit, list, show, logs, stop, rerun, delete, metrics, files,
+    download."""
+    jobs = sub.add_parser(
+        "jobs", help="training jobs: submit, follow, stop, re-run"
+    ).add_subparsers(dest="action", required=True)
+
+    def settings(p, rerun: bool = False):
+        p.add_argument(
+            "--command", help="what to run (folders: required; files: default python FILE)"
+        )
+        p.add_argument("--runtime", help="plain (default), pytorch, tensorflow or mindspore")
+        p.add_argument("--image", help="image name (default: the instance's, or the platform's)")
+        p.add_argument("--flavor", help="flavor of each node (default as --image)")
+        p.add_argument("--nodes", type=int, help="how many nodes (default 1)")
+        p.add_argument("--processes-per-node", type=int, help="processes per node (default 1)")
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="a hyperparameter, repeatable (values as JSON when they parse: 0.1, 3, true)"
+            + ("; the others keep the last version's values" if rerun else ""),
+        )
+        p.add_argument(
+            "--metric",
+            action="append",
+            metavar="NAME=REGEX",
+            help="a metric read from the log by a regex with one group, repeatable",
+        )
+        p.add_argument(
+            "--input",
+            action="append",
+            metavar="NAME=INSTANCE:PATH",
+            help="a read-only input folder of an instance's storage, repeatable",
+        )
+        p.add_argument("--max-run-seconds", type=int, help="stop after this long (0: never)")
+        p.add_argument("--max-restarts", type=int, help="restarts after a failure (default 0)")
+        p.add_argument("--description")
+        p.add_argument("--follow", "-f", action="store_true", help="print the log until it ends")
+
+    p = jobs.add_parser("submit", help="run a .py file, a notebook or a folder as a job")
+    p.add_argument("path", help="a .py file, a .ipynb notebook, or a folder (with --command)")
+    p.add_argument("--name", help="the job's name (default: from the file or folder name)")
+    p.add_argument(
+        "--kind",
+        choices=["file", "notebook", "folder"],
+        help="what PATH is, when its name does not say (file: e.g. a shell script, with --command)",
+    )
+    p.add_argument("--workspace", help="the workspace the job belongs to (default: default)")
+    settings(p)
+    p = jobs.add_parser("list", help="your jobs and your workspaces' jobs")
+    p.add_argument("--workspace", help="only this workspace's jobs")
+    p.add_argument("--all", action="store_true", help="everyone's jobs (administrators)")
+    p = jobs.add_parser("show", help="a job's versions and one version's settings")
+    p.add_argument("name")
+    p = jobs.add_parser("logs", help="a version's log (-f: follow it until the version ends)")
+    p.add_argument("name")
+    p.add_argument("--node", type=int, default=0, help="the node's rank (default 0)")
+    p.add_argument("--follow", "-f", action="store_true", help="print lines as they come")
+    p = jobs.add_parser("stop", help="stop a version")
+    p.add_argument("name")
+    p = jobs.add_parser("rerun", help="run a job again as a new version, with changes")
+    p.add_argument("name")
+    settings(p, rerun=True)
+    p = jobs.add_parser("delete", help="delete a job (all versions) or one --version")
+    p.add_argument("name")
+    p = jobs.add_parser("metrics", help="a version's metrics: points, last, min, max")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="every point, as JSON")
+    p = jobs.add_parser("files", help="list a version's files")
+    p.add_argument("name")
+    p.add_argument(
+        "path", nargs="?", default="output", help="output (default), checkpoints, code, logs"
+    )
+    p = jobs.add_parser("download", help="download a file or folder of a version")
+    p.add_argument("name")
+    p.add_argument("path", help="a file or folder, e.g. output/model.pt or output")
+    p.add_argument("--to", default=".", help="a file or folder to write to (default: here)")
+    for action, p in jobs.choices.items():
+        if action not in ("submit", "list"):
+            p.add_argument("--owner", help="a job of another member of your workspaces")
+        if action not in ("submit", "list", "rerun"):
+            p.add_argument("--version", type=int, help="the version (default: the latest)")
+        p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+        p.set_defaults(func=cmd_jobs)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
     parser.add_argument(
@@ -650,6 +969,8 @@ def main(argv=None):
     p.add_argument("--event", help="export: an event name, e.g. deleteNotebook")
     p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
     p.set_defaults(func=cmd_audit)
+
+    _job_parsers(sub)
 
     args = parser.parse_args(argv)
     try:

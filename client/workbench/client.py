@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -16,6 +18,7 @@ from .resources.flavors import Flavors
 from .resources.hub import HubAPI
 from .resources.images import Images
 from .resources.instances import Instances
+from .resources.jobs import Jobs
 from .resources.keys import Keys
 from .resources.quotas import Quotas
 from .resources.usage import Usage
@@ -49,6 +52,7 @@ NAMESPACES = {
     "usage": Usage,
     "quotas": Quotas,
     "workspaces": Workspaces,
+    "jobs": Jobs,
     "hub_api": HubAPI,
 }
 
@@ -64,7 +68,7 @@ class AsyncWorkbenchClient:
     own, asked once with whoami()).
 
     The resources are namespaces: client.instances, .images, .flavors, .keys, .audit,
-    .usage, .quotas, .workspaces, and .hub_api (JupyterHub's API, for services). Every call
+    .usage, .quotas, .workspaces, .jobs, and .hub_api (JupyterHub's API, for services). Every call
     raises WorkbenchError on a refusal or when no answer comes.
 
         async with AsyncWorkbenchClient() as client:
@@ -111,6 +115,7 @@ class AsyncWorkbenchClient:
     usage: Usage
     quotas: Quotas
     workspaces: Workspaces
+    jobs: Jobs
     hub_api: HubAPI
 
     def __repr__(self) -> str:
@@ -284,6 +289,33 @@ class AsyncWorkbenchClient:
         url = f"{self.api_url}/{path.lstrip('/')}"
         _, data = await self.request(method, url, params=params, limit=limit, expect="text")
         return data or ""
+
+    @asynccontextmanager
+    async def api_stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        limit: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A platform API answer to read as it comes (resp.aiter_lines(), .aiter_bytes()):
+        followed logs, file downloads. `limit`: seconds to wait for each part of the answer
+        (None: as long as the answer lasts). WorkbenchError on an error status, and when
+        no answer comes or it breaks off while being read.
+        """
+        url = f"{self.api_url}/{path.lstrip('/')}"
+        timeout = httpx.Timeout(limit, connect=min(self.connect_timeout, limit or float("inf")))
+        try:
+            async with self.http.stream(
+                method, url, params=params, headers=self._headers(), timeout=timeout
+            ) as resp:
+                if resp.status_code >= 300:
+                    await resp.aread()
+                    raise self.error(method, url, resp)
+                yield resp
+        except httpx.TransportError as e:
+            raise self.no_answer(url, e, limit) from None
 
     async def hub(
         self,

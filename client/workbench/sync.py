@@ -83,6 +83,14 @@ def iterate(agen) -> Iterator:
         run(agen.aclose())
 
 
+def _synced(value):
+    """A result for sync callers: an object with async calls of its own on the async client
+    (a job, which holds the client as ._client) comes wrapped as namespaces are."""
+    if isinstance(getattr(value, "_client", None), AsyncWorkbenchClient):
+        return SyncNamespace(value)
+    return value
+
+
 def _wrap(method: Callable) -> Callable:
     if inspect.isasyncgenfunction(method):
 
@@ -95,7 +103,7 @@ def _wrap(method: Callable) -> Callable:
 
         @functools.wraps(method)
         def call(*args, **kwargs):
-            return run(method(*args, **kwargs))
+            return _synced(run(method(*args, **kwargs)))
 
         return call
     return method
