@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from pathlib import Path
 
 import docker
 from docker.types import DeviceRequest
@@ -33,42 +29,6 @@ log = logging.getLogger("workbench.jobs.engine")
 
 RANK_LABEL = "ai-workbench.job-node"
 SHM_BYTES = 256 * 1024**2  # /dev/shm for DataLoader workers and collectives
-
-
-def find_conmon_oom_marker(socket_path: str) -> Path | None:
-    """The "oom" file of the Podman API service serving socket_path (any, if none names
-    it): the service's working directory, which its conmon processes inherit."""
-    found = None
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if not argv or not argv[0].endswith(b"podman") or b"service" not in argv:
-            continue
-        try:
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except OSError:
-            continue
-        if any(socket_path.encode() in a for a in argv):
-            return cwd / "oom"
-        found = found or cwd / "oom"
-    return found
-
-
-def parse_time(value) -> datetime | None:
-    """An engine's RFC 3339 time (nanoseconds, a zone) as an aware datetime."""
-    if not value or value.startswith("0001-"):
-        return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", str(value)).replace("Z", "+00:00")
-    text = re.sub(r" [A-Z]+$", "", text)
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 class EngineJobRunner(JobRunner):
@@ -217,36 +177,6 @@ class EngineJobRunner(JobRunner):
         except docker.errors.ImageNotFound:
             return False
 
-    def _oom_marker(self) -> Path | None:
-        """Podman 4's conmon marks an out-of-memory kill by (re)writing a file "oom" in its
-        working directory, the API service's, and leaves the container's OOMKilled false:
-        where that file is, found once from the service's process."""
-        if self._marker is None:
-            self._marker = find_conmon_oom_marker(self.url.removeprefix("unix://")) or False
-        return self._marker or None
-
-    _marker = None
-
-    def _was_oom(self, state: dict) -> bool:
-        if state.get("OOMKilled"):
-            return True
-        if state.get("ExitCode") != 137 or not self._podman:
-            return False
-        marker = self._oom_marker()
-        if marker is None:
-            return False
-        try:
-            written = marker.stat().st_mtime
-        except FileNotFoundError:
-            return False
-        started = parse_time(state.get("StartedAt"))
-        finished = parse_time(state.get("FinishedAt"))
-        if started is None or finished is None:
-            return False
-        # the marker is the engine's, not the container's: count it when it was written
-        # while this container ran, up to its end
-        return started.timestamp() - 1 <= written <= finished.timestamp() + 2
-
     async def _inspect(self, name: str) -> dict | None:
         try:
             return await self._call(self.api.inspect_container, name)
@@ -272,7 +202,7 @@ class EngineJobRunner(JobRunner):
                         rank,
                         EXITED,
                         exit_code=state.get("ExitCode"),
-                        oom=self._was_oom(state),
+                        oom=bool(state.get("OOMKilled")),
                     )
                 )
         return statuses

@@ -31,7 +31,7 @@ from spawner.quotas import GIB
 from . import store
 from .files import FilesError, JobFolders, check_archive, decode_archive
 from .metrics import EventFileWatcher, LogMetricParser, MetricPoint, compile_metric_rules
-from .plan import InputChannel, JobPlan
+from .plan import OOM_LINE, InputChannel, JobPlan
 from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
 from .spec import SpecError, check_description, check_name, check_spec, job_command
 from .store import (
@@ -83,6 +83,7 @@ class Run:
     pumps: list[asyncio.Task] = field(default_factory=list)
     points: list[MetricPoint] = field(default_factory=list)
     busy: bool = False  # a start, restart or stop is under way
+    oom: set = field(default_factory=set)  # ranks whose command the memory cgroup killed
     stop_sent: bool = False
     last_tensorboard: float = 0
 
@@ -660,7 +661,8 @@ class JobService:
             LogFile(self.folders.log_path(job.owner, job.name, row.version, r))
             for r in range(plan.nodes)
         ]
-        output = self.folders.version(job.owner, job.name, row.version) / "output"
+        # scalars of the event files under $WORKBENCH_TENSORBOARD_DIR, named by their tags
+        output = self.folders.version(job.owner, job.name, row.version) / "output" / "tensorboard"
         run = Run(
             version_id=row.id,
             plan=plan,
@@ -813,6 +815,8 @@ class JobService:
             async for line in self.runner.logs(run.plan, rank, since):
                 log_file.append(line)
                 text = line.decode(errors="replace")
+                if text.startswith(OOM_LINE):
+                    run.oom.add(rank)
                 run.points.extend(run.parser.feed(text, time.time()))
         except asyncio.CancelledError:
             raise
@@ -862,21 +866,32 @@ class JobService:
             self._spawn(self._end(job, row, run, STOPPED, "stopped by the user"))
 
     async def _node_failed(self, job, row, run: Run, status: NodeStatus) -> None:
-        reason = self._node_reason(run.plan, status)
-        spec = json.loads(row.spec)
         run.busy = True
+        self._spawn(self._after_failure(job, row, run, status))
+
+    async def _after_failure(self, job, row, run: Run, status: NodeStatus) -> None:
+        """Restart every node, or end the run, with the failed node's reason."""
+        try:
+            if status.rank < len(run.pumps):
+                # the node's last words (its wrapper says when it ran out of memory)
+                await asyncio.wait([run.pumps[status.rank]], timeout=2)
+            reason = self._node_reason(run.plan, status, status.rank in run.oom)
+            run.oom.clear()
+        except BaseException:
+            run.busy = False
+            raise
+        spec = json.loads(row.spec)
         if row.restarts < spec["max_restarts"]:
-            restart = row.restarts + 1
-            self._spawn(self._restart(job, row, run, restart, reason))
+            await self._restart(job, row, run, row.restarts + 1, reason)
         else:
             more = f" after {row.restarts} restart(s)" if row.restarts else ""
-            self._spawn(self._end(job, row, run, FAILED, reason + more))
+            await self._end(job, row, run, FAILED, reason + more)
 
     @staticmethod
-    def _node_reason(plan: JobPlan, status: NodeStatus) -> str:
+    def _node_reason(plan: JobPlan, status: NodeStatus, oom: bool = False) -> str:
         if status.state == MISSING:
             return f"node {status.rank} disappeared ({status.reason})"
-        if status.oom:
+        if status.oom or oom:
             return f"out of memory at {format_bytes(plan.memory)} on node {status.rank}"
         if status.exit_code is None:
             return f"node {status.rank} ended: {status.reason or 'no exit code'}"

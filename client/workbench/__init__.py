@@ -6,6 +6,11 @@ the platform is and holds its token):
     import workbench
     workbench.instances.list()
     workbench.images.save("my-notebook", "bert-env", "v1", wait=True)
+    job = workbench.jobs.submit("train.py", runtime="pytorch", nodes=2)
+    for line in job.logs(follow=True): print(line, end="")
+
+Inside a training job, workbench.training has the helpers a script uses (checkpoints,
+metrics, hyperparameters).
 
 Elsewhere set $WORKBENCH_URL and $WORKBENCH_TOKEN, or make a client:
 

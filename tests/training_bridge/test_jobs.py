@@ -186,7 +186,7 @@ def test_job_node_time_is_metered_by_flavor(hub, jo):
     }
     submit(jo, "metered", source, flavor="cpu.small")
     assert wait_for(jo, "jo", "metered")["state"] == "succeeded"
-    rows = jo.api("GET", "usage?since=-1h")
+    rows = jo.api("GET", "usage?since=-1h")["rows"]
     jobs = [r for r in rows if r["kind"] == "job" and "metered/1/node-0" in r["instances"]]
     assert len(jobs) == 1 and jobs[0]["flavor"] == "cpu.small"
     assert jobs[0]["seconds"] >= 2 and jobs[0]["vcpu_seconds"] == pytest.approx(

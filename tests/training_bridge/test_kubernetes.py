@@ -402,7 +402,7 @@ def test_trainjob_round_trips_and_gives_each_node_the_engines_environment(plan):
         assert env == {**want_env, "PET_MASTER_PORT": str(km.TRAINER_MASTER_PORT)}
         assert argv[:4] == ["sh", "-c", 'cd /job/code && exec "$@"', "sh"]
         assert argv[4:] == want_argv
-        assert argv[4] == "torchrun"
+        assert argv[8] == "torchrun"  # under the node wrapper (sh -c)
         mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
         assert mounts["/job/code"]["readOnly"] is True
         assert mounts["/job/output"]["subPath"] == plan.output_source
@@ -792,7 +792,7 @@ async def test_without_trainer_pytorch_runs_as_an_indexed_job(api_client, kube):
 
     assert set(kube.jobs) == set(kube.services) == {plan.object_name} and not kube.trainjobs
     (container,) = kube.jobs[plan.object_name]["spec"]["template"]["spec"]["containers"]
-    assert container["command"][0] == "torchrun"
+    assert container["command"][4] == "torchrun"  # under the node wrapper
 
 
 async def test_missing_trainer_is_said_plainly(runner, kube):

@@ -51,6 +51,7 @@ def test_a_job_outlives_its_instance_and_its_outputs_show_in_the_owners_instance
     # image and flavor default to the submitting instance's
     assert (made["spec"]["image"], made["spec"]["flavor"]) == ("python", "cpu.tiny")
     wait_for(olga, "olga", "outlive", states=("running",))
+    olga.stop_instance("nb")
     olga.delete_instance("nb")
     done = wait_for(olga, "olga", "outlive")
     assert done["state"] == "succeeded", logs(olga, "olga", "outlive")
@@ -63,6 +64,7 @@ def test_a_job_outlives_its_instance_and_its_outputs_show_in_the_owners_instance
     # read-only: the job's files are the platform's record of the run
     r = olga.session.put(url, json={"type": "file", "format": "text", "content": "x"})
     assert r.status_code >= 400
+    olga.stop_instance("nb2")
     olga.delete_instance("nb2")
 
 
