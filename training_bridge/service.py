@@ -327,6 +327,8 @@ class JobService:
             name = check_name(body.get("name"))
             description = check_description(body.get("description"))
             workspace = body.get("workspace") or "default"
+            if not isinstance(workspace, str):
+                raise SpecError("workspace must be a workspace's name.")
             if workspace != "default" and workspace not in await self._member_of(owner):
                 raise SpecError(f"You are not a member of workspace {workspace!r}.")
             spec, raw = await self._prepare(owner, body)

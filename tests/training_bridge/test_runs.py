@@ -224,3 +224,12 @@ def test_a_notebook_runs_top_to_bottom_with_injected_parameters(hub, rex):
     assert "epoch=2 lr=0.01" in text and "epoch=3" not in text
     files = [f["path"] for f in rex.api("GET", "jobs/rex/nb/versions/1/files?path=output")]
     assert "output/train.ipynb" in files  # the executed notebook, with its outputs
+
+
+def test_a_job_past_its_maximum_run_time_is_stopped_and_failed_with_that_reason(hub, rex):
+    submit(rex, "overtime", _slow(n=600), max_run_seconds=3)
+    done = wait_for(rex, "rex", "overtime", timeout=90)
+    assert (done["state"], done["reason"]) == (
+        "failed",
+        "stopped at the maximum run time of 3 s",
+    )
