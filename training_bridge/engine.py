@@ -23,7 +23,7 @@ from .plan import (
     node_command,
     runtime_environment,
 )
-from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
+from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus, lines_of
 
 log = logging.getLogger("workbench.jobs.engine")
 
@@ -269,18 +269,14 @@ class EngineJobRunner(JobRunner):
 
         thread = threading.Thread(target=pump, name=f"logs-{name}", daemon=True)
         thread.start()
-        pending = b""
+
+        async def chunks():
+            while (chunk := await queue.get()) is not done:
+                yield chunk
+
         try:
-            while True:
-                chunk = await queue.get()
-                if chunk is done:
-                    break
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line + b"\n"
-            if pending:
-                yield pending + b"\n"
+            async for line in lines_of(chunks()):
+                yield line
         finally:
             closed.set()
 

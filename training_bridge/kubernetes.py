@@ -29,7 +29,7 @@ from .kube_manifests import (
     uses_trainjob,
 )
 from .plan import JobPlan
-from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
+from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus, lines_of
 
 log = logging.getLogger("workbench.jobs.kubernetes")
 
@@ -484,14 +484,8 @@ class KubernetesJobRunner(JobRunner):
                         log.warning("job %s node %d: log: %s", plan.object_name, rank, text)
                         return
                     # chunks, not readline(): progress bars write long lines without newlines
-                    pending = b""
-                    async for chunk in response.content.iter_any():
-                        pending += chunk
-                        *lines, pending = pending.split(b"\n")
-                        for line in lines:
-                            yield line + b"\n"
-                    if pending:
-                        yield pending + b"\n"
+                    async for line in lines_of(response.content.iter_any()):
+                        yield line
                 finally:
                     response.release()
                 return

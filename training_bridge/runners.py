@@ -29,6 +29,19 @@ class NodeStatus:
     started: float = 0
 
 
+async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Whole lines (with their newline) of a stream of byte chunks, a last partial line too:
+    progress bars write long stretches without a newline."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if pending:
+        yield pending + b"\n"
+
+
 class JobRunner(ABC):
     """Runs the nodes of job versions. The scheduler (training_bridge/scheduler.py) decides
     what runs when; a runner only starts, watches, stops and removes nodes, and streams their

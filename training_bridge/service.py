@@ -824,6 +824,8 @@ class JobService:
             raise
         except Exception as e:  # noqa: BLE001 - logged; the run goes on
             log.warning("log of %s node %s: %s", run.plan.object_name, rank, e)
+        # a node's output ends when it exits: look at the run now, not at the next poll
+        self.wakeup.set()
 
     async def _watch(self, job: Job, row: JobVersion, run: Run) -> None:
         plan = run.plan

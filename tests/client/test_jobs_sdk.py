@@ -302,7 +302,7 @@ LOSS = {"name": "loss", "regex": r"loss=([0-9.]+)"}
 @pytest.fixture(scope="module")
 def jo(hub):
     """A user for the jobs tests; her jobs are deleted after."""
-    client = hub.add_user("jo")
+    client = hub.add_user("sdk-jo")
     yield client
     for job in client.jobs.list():
         client.jobs.delete(job["name"])
@@ -325,7 +325,7 @@ async def test_submit_wait_logs_metrics_files(hub, jo, train, tmp_path):
             hyperparameters={"lr": 0.5, "epochs": 3},
             metrics=[LOSS],
         )
-        assert (job.owner, job.name, job.version) == ("jo", "train", 1)
+        assert (job.owner, job.name, job.version) == ("sdk-jo", "train", 1)
         assert job.state in ("queued", "starting", "running")
         final = await job.wait(timeout=240)
         assert final["state"] == "succeeded", (final, await job.read_logs())

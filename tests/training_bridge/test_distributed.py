@@ -12,11 +12,11 @@ from .jobs_helpers import logs, script_source, submit, wait_for
 
 @pytest.fixture(scope="module")
 def dana(hub):
-    return hub.add_user("dana")
+    return hub.add_user("dani")
 
 
 def _per_node(client, name, nodes):
-    return [logs(client, "dana", name, node=r) for r in range(nodes)]
+    return [logs(client, "dani", name, node=r) for r in range(nodes)]
 
 
 def test_a_two_node_pytorch_ddp_job_all_reduces_and_agrees_on_the_loss(hub, dana):
@@ -29,7 +29,7 @@ def test_a_two_node_pytorch_ddp_job_all_reduces_and_agrees_on_the_loss(hub, dana
         nodes=2,
         metrics=[{"name": "loss", "regex": r"step=\d+ loss=([0-9.]+) rank=0"}],
     )
-    done = wait_for(dana, "dana", "ddp", timeout=300)
+    done = wait_for(dana, "dani", "ddp", timeout=300)
     node_logs = _per_node(dana, "ddp", 2)
     assert done["state"] == "succeeded", (done, node_logs)
     for rank, text in enumerate(node_logs):
@@ -53,7 +53,7 @@ def test_a_two_worker_tensorflow_job_trains_with_multiworker_mirrored_strategy(h
         nodes=2,
         flavor="cpu.small",
     )
-    done = wait_for(dana, "dana", "tf", timeout=400)
+    done = wait_for(dana, "dani", "tf", timeout=400)
     node_logs = _per_node(dana, "tf", 2)
     assert done["state"] == "succeeded", (done, node_logs)
     for index, text in enumerate(node_logs):
@@ -72,7 +72,7 @@ def test_a_two_node_mindspore_job_all_reduces_through_msrun(hub, dana):
         nodes=2,
         flavor="cpu.small",
     )
-    done = wait_for(dana, "dana", "ms", timeout=500)
+    done = wait_for(dana, "dani", "ms", timeout=500)
     node_logs = _per_node(dana, "ms", 2)
     assert done["state"] == "succeeded", (done, node_logs)
     files = dana.api("GET", "jobs/dana/ms/versions/1/files?path=output")
