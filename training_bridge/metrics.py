@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,21 +309,39 @@ class EventFileWatcher:
         self.folder = Path(folder)
         self._files: dict[Path, _EventFile] = {}
 
+    def _event_files(self) -> list[Path]:
+        """The regular event files below the folder. A job writes this folder: links (which
+        the platform would follow with its own rights, to another user's files) are skipped,
+        and so is whatever resolves outside the folder."""
+        if self.folder.is_symlink() or not self.folder.is_dir():
+            return []
+        root = os.path.realpath(self.folder) + os.sep
+        found = []
+        for dirpath, _dirs, names in os.walk(self.folder, followlinks=False):
+            for name in names:
+                if not fnmatch.fnmatch(name, EVENT_FILE_GLOB):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    regular = stat.S_ISREG(os.lstat(path).st_mode)
+                except OSError:
+                    continue
+                if regular and os.path.realpath(path).startswith(root):
+                    found.append(path)
+        return sorted(found)
+
     def poll(self) -> list[MetricPoint]:
         points: list[MetricPoint] = []
         present = set()
-        if self.folder.is_dir():
-            for path in sorted(self.folder.rglob(EVENT_FILE_GLOB)):
-                if not path.is_file():
-                    continue
-                present.add(path)
-                try:
-                    entry = self._files.get(path)
-                    if entry is None:
-                        entry = self._files[path] = _EventFile(path, self.folder)
-                    points += entry.new_points()
-                except Exception as e:  # a damaged or vanishing file must not stop the others
-                    log.warning("metrics: cannot read event file %s: %s", path, e)
+        for path in self._event_files():
+            present.add(path)
+            try:
+                entry = self._files.get(path)
+                if entry is None:
+                    entry = self._files[path] = _EventFile(path, self.folder)
+                points += entry.new_points()
+            except Exception as e:  # a damaged or vanishing file must not stop the others
+                log.warning("metrics: cannot read event file %s: %s", path, e)
         for gone in set(self._files) - present:
             del self._files[gone]
         return points

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -62,11 +63,27 @@ class LogFile:
     `changed` (replaced after each append, so each waiter sees every change)."""
 
     path: object
+    # most bytes kept: a job printing without end must not fill the platform's disk
+    limit: int = 256 * 1024**2
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    size: int = -1
 
     def append(self, data: bytes) -> None:
-        with open(self.path, "ab") as f:
-            f.write(data)
+        if self.size < 0:
+            try:
+                self.size = os.path.getsize(self.path)
+            except OSError:
+                self.size = 0
+        if data and self.size < self.limit:
+            if self.size + len(data) >= self.limit:
+                limit_mib = self.limit // 1024**2
+                data = f"{EVENT_PREFIX}the log reached {limit_mib} MiB: later lines are dropped\n"
+                data = data.encode()
+                self.size = self.limit
+            else:
+                self.size += len(data)
+            with open(self.path, "ab") as f:
+                f.write(data)
         event, self.changed = self.changed, asyncio.Event()
         event.set()
 
@@ -659,8 +676,9 @@ class JobService:
 
     def _new_run(self, job: Job, row: JobVersion, plan: JobPlan) -> Run:
         spec = json.loads(row.spec)
+        limit = self.config.log_max_mib * 1024**2
         logs = [
-            LogFile(self.folders.log_path(job.owner, job.name, row.version, r))
+            LogFile(self.folders.log_path(job.owner, job.name, row.version, r), limit)
             for r in range(plan.nodes)
         ]
         # scalars of the event files under $WORKBENCH_TENSORBOARD_DIR, named by their tags

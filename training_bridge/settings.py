@@ -35,6 +35,12 @@ class JobSettings(Configurable):
         10.0,
         help="""Seconds a stopping node gets after SIGTERM before it is killed. Default 10.""",
     ).tag(config=True)
+    log_max_mib = Integer(
+        256,
+        help="""Most of one node's log the platform keeps, MiB; later lines are dropped (with
+        a line saying so) so that a job printing without end cannot fill the disk.
+        Default 256.""",
+    ).tag(config=True)
     keep_containers = Bool(
         False,
         help="""Keep the containers of finished jobs (for debugging with `podman logs`); their

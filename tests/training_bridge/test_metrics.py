@@ -228,3 +228,26 @@ def test_a_damaged_event_file_does_not_hide_the_others(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "events.out.tfevents.1.host").write_bytes(b"\x00garbage" * 10)
     assert scalars(read_event_files(tmp_path)) == [("good/loss", 0, 1.0)]
+
+
+def test_the_watcher_skips_links_a_job_leaves_to_files_outside_its_folder(tmp_path):
+    """A job writes its TensorBoard folder; the platform reads it with its own rights, so a
+    link to someone else's event file (or a linked folder) must not be followed."""
+    from tensorboardX import SummaryWriter
+
+    from training_bridge.metrics import EventFileWatcher
+
+    secret = tmp_path / "other-user"
+    writer = SummaryWriter(str(secret))
+    writer.add_scalar("secret", 42.0, 0)
+    writer.close()
+    (secret_file,) = secret.glob("events.out.tfevents.*")
+    mine = tmp_path / "job" / "tensorboard"
+    mine.mkdir(parents=True)
+    (mine / "events.out.tfevents.1.link").symlink_to(secret_file)
+    (mine / "run").symlink_to(secret, target_is_directory=True)
+    assert EventFileWatcher(mine).poll() == []
+    linked_root = tmp_path / "job" / "linked"
+    linked_root.symlink_to(secret, target_is_directory=True)
+    assert EventFileWatcher(linked_root).poll() == []
+    assert [p.name for p in EventFileWatcher(secret).poll()] == ["secret"]
