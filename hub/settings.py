@@ -632,13 +632,27 @@ def render_example() -> str:
 
     # definition order, which groups related settings: the table's own, then those it
     # inherits (the instance policy's, declared with the spawners)
-    traits = [
-        (name, trait)
-        for cls in WorkbenchSettings.__mro__
-        for name, trait in vars(cls).items()
-        if isinstance(trait, TraitType) and trait.metadata.get("config")
-    ]
+    def config_traits(classes):
+        return [
+            (name, trait)
+            for cls in classes
+            for name, trait in vars(cls).items()
+            if isinstance(trait, TraitType) and trait.metadata.get("config")
+        ]
+
+    traits = config_traits(WorkbenchSettings.__mro__)
+    # then each feature's own table, [workbench.<feature>]
+    from .features import load_features
+
+    for feature in load_features():
+        if feature.settings:
+            cls = feature.load("settings")
+            traits += [("", f"[workbench.{feature.name}]")]
+            traits += config_traits([cls])
     for name, trait in traits:
+        if not name:
+            lines += ["", trait]
+            continue
         help_text = " ".join(trait.help.split())
         lines.append("")
         lines += ["# " + line for line in textwrap.wrap(help_text, 88, break_on_hyphens=False)]

@@ -11,10 +11,7 @@ class JobSettings(Configurable):
 
     max_nodes = Integer(
         8,
-        help="""Most nodes one job may ask for. Default 8.
-
-        [workbench.jobs]
-        max_nodes = 4""",
+        help="""Most nodes one job may ask for. Default 8.""",
     ).tag(config=True)
     max_code_mib = Integer(
         64,
