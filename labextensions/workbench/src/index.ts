@@ -10,6 +10,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { saveImage, showSSH, stopInstance, switchFlavor } from './actions';
 import { WorkbenchPanel, workbenchIcon } from './panel';
 import { UsageStatus } from './statusbar';
+import { trainingPlugin } from './training';
 import { UsagePoller } from './usage';
 
 namespace CommandIDs {
@@ -105,4 +106,4 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, statusPlugin];
+export default [plugin, statusPlugin, trainingPlugin];

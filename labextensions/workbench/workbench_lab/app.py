@@ -7,7 +7,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode, default
 
-from . import handlers
+from . import handlers, training
 from .platform import PlatformClient
 
 
@@ -120,5 +120,6 @@ class WorkbenchLabApp(ExtensionApp):
                 (r"/workbench/stop", handlers.StopHandler),
                 (r"/workbench/save", handlers.SaveHandler),
                 (r"/workbench/ssh", handlers.SSHHandler),
+                *training.routes(),
             ]
         )
