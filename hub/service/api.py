@@ -11,6 +11,7 @@ import traceback
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
+from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
 from ..audit.hub_requests import client_address
@@ -181,7 +182,10 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         async def record_then_finish():
             await record
             if not self._finished:
-                await super(APIHandler, self).finish()
+                try:
+                    await super(APIHandler, self).finish()
+                except StreamClosedError:
+                    pass  # the client went away; the event is recorded all the same
 
         self._audit_pending = asyncio.ensure_future(record_then_finish())
         return self._audit_pending
