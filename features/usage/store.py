@@ -91,7 +91,8 @@ def usage_report(
     now: datetime | None = None,
     workspace: str | None = None,
 ) -> list[dict]:
-    """Rows per user, workspace, day, flavor and kind (instance or job): seconds, vCPU-, GiB- and GPU-seconds, cost.
+    """Rows per user, workspace, day, flavor and kind (instance or job): seconds, vCPU-,
+    GiB- and GPU-seconds, cost.
 
     Periods are clipped to [since, until); a running period counts up to now. prices maps a
     flavor name to its price per hour.
