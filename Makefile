@@ -105,6 +105,8 @@ bench: system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
 	$(BIN)/python benchmarks/bench_save.py
 	$(BIN)/python benchmarks/bench_ssh.py
+	$(BIN)/workbench images build pytorch
+	$(BIN)/python benchmarks/bench_jobs.py
 
 clean:
 	rm -rf $(VENV) node_modules .run/cache $(LABEXT)/node_modules $(LABEXT)/dist

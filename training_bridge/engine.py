@@ -247,7 +247,9 @@ class EngineJobRunner(JobRunner):
         name = plan.node_name(rank)
 
         def pump():
-            client = docker.APIClient(base_url=self.url, timeout=None)
+            # the API version given: asking the engine for it first costs a round trip
+            # (half a second on a busy Podman) before the stream opens
+            client = docker.APIClient(base_url=self.url, version=self.api.api_version, timeout=None)
             try:
                 kwargs = {"stream": True, "follow": True, "stdout": True, "stderr": True}
                 if since:

@@ -141,6 +141,7 @@ class JobService:
         self._loop_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._queue_positions: dict[int, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._closing = False
 
     # --- visibility ----------------------------------------------------------------------
@@ -361,10 +362,13 @@ class JobService:
             row = JobVersion(job_id=job.id, version=1, spec=json.dumps(spec), state=QUEUED)
             session.add(row)
             session.flush()
+            # the files before the commit: the scheduler never sees a version without its code
+            self._made_folders(owner, name, 1, raw, whole_job=True)
             session.expunge_all()
             return job, row
 
-        made = await self.db.run(insert)
+        async with self._lock(owner):
+            made = await self.db.run(insert)
         if made is None:
             raise APIError(
                 409,
@@ -372,12 +376,6 @@ class JobService:
                 f"/jobs/{owner}/{name}/versions) or pick another name.",
             )
         job, row = made
-        try:
-            await asyncio.to_thread(self.folders.create_version, owner, name, 1, raw)
-        except BaseException:
-            await self.db.run(lambda s: s.execute(store.delete(Job).where(Job.id == job.id)))
-            await asyncio.to_thread(self.folders.remove_job, owner, name)
-            raise
         self._event(job, row, spec, "submitted; queued")
         self.wakeup.set()
         return self._model(job, row)
@@ -392,29 +390,40 @@ class JobService:
         except SpecError as e:
             raise APIError(400, str(e)) from None
 
+        code = raw
+        if code is None:
+            code = self.folders.version(owner, name, last.version) / "code"
+
         def insert(session):
             latest = max(r.version for r in store.versions_of(session, job))
             row = JobVersion(job_id=job.id, version=latest + 1, spec=json.dumps(spec), state=QUEUED)
             session.add(row)
             session.flush()
+            self._made_folders(owner, name, row.version, code)
             session.expunge(row)
             return row
 
-        row = await self.db.run(insert)
-        code = raw
-        if code is None:
-            code = self.folders.version(owner, name, last.version) / "code"
-        try:
-            await asyncio.to_thread(self.folders.create_version, owner, name, row.version, code)
-        except BaseException:
-            await self.db.run(
-                lambda s: s.execute(store.delete(JobVersion).where(JobVersion.id == row.id))
-            )
-            await asyncio.to_thread(self.folders.remove_version, owner, name, row.version)
-            raise
+        async with self._lock(owner):
+            row = await self.db.run(insert)
         self._event(job, row, spec, f"submitted as version {row.version}; queued")
         self.wakeup.set()
         return self._model(job, row)
+
+    def _lock(self, owner: str) -> asyncio.Lock:
+        """One submission of an owner at a time (names and version numbers are theirs)."""
+        return self._locks.setdefault(owner, asyncio.Lock())
+
+    def _made_folders(self, owner, name, version, code, whole_job=False) -> None:
+        """A version's folders, made inside its database transaction (a worker thread): if
+        they cannot be made the transaction rolls back, and nothing is left behind."""
+        try:
+            self.folders.create_version(owner, name, version, code)
+        except BaseException:
+            if whole_job:
+                self.folders.remove_job(owner, name)
+            else:
+                self.folders.remove_version(owner, name, version)
+            raise
 
     async def update(self, caller: dict, owner: str, name: str, body: dict) -> dict:
         job = await self._job(caller, owner, name, change=True)
