@@ -75,12 +75,8 @@ class EngineJobRunner(JobRunner):
         return self._podman
 
     async def _ensure_network(self, plan: JobPlan) -> str:
+        """The job's network: made at its first start, kept across restarts (one call)."""
         name = self.network_name(plan)
-        try:
-            await self._call(self.api.inspect_network, name)
-            return name
-        except docker.errors.NotFound:
-            pass
         options = {"isolate": "true"} if self.isolate and await self._is_podman() else {}
         try:
             await self._call(
@@ -89,9 +85,11 @@ class EngineJobRunner(JobRunner):
                 driver="bridge",
                 options=options,
                 labels=plan.labels(),
+                check_duplicate=True,
             )
         except docker.errors.APIError as e:
-            if e.status_code != 409:
+            # it exists (a restart): Docker answers 409, Podman 4 a 500 saying so
+            if e.status_code != 409 and "already exists" not in str(e.explanation or e):
                 raise
         return name
 
@@ -116,7 +114,8 @@ class EngineJobRunner(JobRunner):
         return binds
 
     async def start(self, plan: JobPlan, restart: int) -> None:
-        await self.remove_nodes(plan)
+        if restart:
+            await self.remove_nodes(plan)  # the failed attempt's containers
         network = await self._ensure_network(plan)
         volumes = {}
         for channel in plan.inputs:

@@ -816,17 +816,18 @@ class JobService:
         try:
             self._event(job, row, None, f"starting {plan.nodes} node(s) of {plan.flavor}")
             await self.runner.start(plan, restart)
-            fields = {"attempt_started": utcnow()}
-            if restart:
-                fields["restarts"] = restart
-            await self._set(row, store.RUNNING, "", **fields)
+            self._event(job, row, None, "running" + (f" (restart {restart})" if restart else ""))
+            # follow the nodes' output first: a script prints at once
             for pump in run.pumps:
                 pump.cancel()
             run.pumps = [
                 asyncio.ensure_future(self._pump(run, rank, 0)) for rank in range(plan.nodes)
             ]
+            fields = {"attempt_started": utcnow()}
+            if restart:
+                fields["restarts"] = restart
+            await self._set(row, store.RUNNING, "", **fields)
             self._meter_open(job, row, plan)
-            self._event(job, row, None, "running" + (f" (restart {restart})" if restart else ""))
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -37,9 +37,9 @@ def test_a_two_node_pytorch_ddp_job_all_reduces_and_agrees_on_the_loss(hub, dana
         assert f"allreduce=3 rank={rank}" in text, text  # 1 + 2 summed over both ranks
     losses = [re.findall(r"step=(\d+) loss=([0-9.]+)", text) for text in node_logs]
     assert losses[0] and losses[0] == losses[1]
-    metrics = dana.api("GET", "jobs/dana/ddp/versions/1/metrics")
+    metrics = dana.api("GET", "jobs/dani/ddp/versions/1/metrics")
     assert [p["value"] for p in metrics["loss"]] == [float(v) for _, v in losses[0]]
-    files = dana.api("GET", "jobs/dana/ddp/versions/1/files?path=output")
+    files = dana.api("GET", "jobs/dani/ddp/versions/1/files?path=output")
     assert "output/result.json" in [f["path"] for f in files]
 
 
@@ -75,14 +75,14 @@ def test_a_two_node_mindspore_job_all_reduces_through_msrun(hub, dana):
     done = wait_for(dana, "dani", "ms", timeout=500)
     node_logs = _per_node(dana, "ms", 2)
     assert done["state"] == "succeeded", (done, node_logs)
-    files = dana.api("GET", "jobs/dana/ms/versions/1/files?path=output")
+    files = dana.api("GET", "jobs/dani/ms/versions/1/files?path=output")
     paths = [f["path"] for f in files]
     assert "output/result.json" in paths
     # msrun keeps each worker's own log in the output folder
     workers = [p for p in paths if re.search(r"worker_\d+\.log$", p)]
     assert len(workers) == 2, paths
     texts = [
-        dana.session.get(f"{dana.api_url}/jobs/dana/ms/versions/1/files/{p}").text
+        dana.session.get(f"{dana.api_url}/jobs/dani/ms/versions/1/files/{p}").text
         for p in sorted(workers)
     ]
     for rank, text in enumerate(texts):
