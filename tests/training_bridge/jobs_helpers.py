@@ -8,7 +8,8 @@ import tarfile
 import time
 from pathlib import Path
 
-SCRIPTS = Path(__file__).parent / "scripts"
+# the scripts jobs run in the tests: job_<name>.py beside this module
+SCRIPTS = Path(__file__).parent
 FINISHED = ("succeeded", "failed", "stopped")
 
 
@@ -26,12 +27,12 @@ def archive(files: dict[str, str | bytes]) -> str:
 
 
 def script_source(name: str, entry: str | None = None) -> dict:
-    """A file job's source from one of the scripts in scripts/."""
+    """A file job's source from one of the test scripts (job_<name> here), as <name>."""
     entry = entry or name
     return {
         "kind": "file",
         "entry": entry,
-        "archive": archive({entry: (SCRIPTS / name).read_text()}),
+        "archive": archive({entry: (SCRIPTS / f"job_{name}").read_text()}),
     }
 
 
