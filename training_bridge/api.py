@@ -161,7 +161,7 @@ class LogsHandler(JobsAPIHandler):
         if follow not in ("0", "1", "true", "false"):
             raise APIError(400, "follow must be 1 or 0.")
         follow = follow in ("1", "true")
-        path, _, version_id = await self.jobs.log_source(
+        path, version_id = await self.jobs.log_source(
             self.current_user, owner, name, int(version), node
         )
         self.set_header("X-Content-Type-Options", "nosniff")

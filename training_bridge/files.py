@@ -153,9 +153,6 @@ class JobFolders:
     def remove_job(self, owner: str, job: str) -> None:
         shutil.rmtree(self.job(owner, job), ignore_errors=True)
 
-    def remove_user(self, owner: str) -> None:
-        shutil.rmtree(self.user(owner), ignore_errors=True)
-
     def log_path(self, owner: str, job: str, version: int, rank: int) -> Path:
         return self.version(owner, job, version) / "logs" / f"node-{rank}.log"
 

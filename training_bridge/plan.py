@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 
 RUNTIMES = ("pytorch", "tensorflow", "mindspore", "plain")
@@ -241,7 +240,3 @@ def expand(argv: list[str], env: dict[str, str]) -> list[str]:
             arg = arg.replace(f"$({name})", value)
         out.append(arg)
     return out
-
-
-def shell_command(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -502,9 +503,6 @@ class JobService:
         await self.db.run(remove)
         await asyncio.to_thread(self.folders.remove_job, owner, name)
 
-    async def forget_user_files(self, user: str) -> None:
-        await asyncio.to_thread(self.folders.remove_user, user)
-
     # --- files and logs ------------------------------------------------------------------
     async def files(self, caller, owner, name, version, path) -> list[dict]:
         job = await self._job(caller, owner, name)
@@ -525,15 +523,13 @@ class JobService:
             raise APIError(404 if "No file" in str(e) else 400, str(e)) from None
 
     async def log_source(self, caller, owner, name, version, node: int):
-        """(log file path, LogFile of an active run or None, version row id)."""
+        """(the node's log file path, the version's row id)."""
         job = await self._job(caller, owner, name)
         row = await self._version(job, version)
         nodes = json.loads(row.spec)["nodes"]
         if not 0 <= node < nodes:
             raise APIError(400, f"node must be from 0 to {nodes - 1}; got {node}.")
-        path = self.folders.log_path(owner, name, version, node)
-        run = self.runs.get(row.id)
-        return path, (run.logs[node] if run is not None else None), row.id
+        return self.folders.log_path(owner, name, version, node), row.id
 
     async def is_active(self, version_id: int) -> bool:
         row = await self.db.run(lambda s: s.get(JobVersion, version_id))
@@ -751,6 +747,11 @@ class JobService:
         n = spec["nodes"]
         return flavor.cpu * n, flavor.memory * n / GIB, flavor.gpu * n
 
+    def _total(self, rows) -> tuple[float, float, int]:
+        """vCPUs, memory GiB and GPUs the versions `rows` hold together."""
+        held = [self._resources(r, self.policy) for r in rows]
+        return tuple(sum(h[i] for h in held) for i in range(3))
+
     async def _blocked(self, job: Job, row: JobVersion, running, capacity) -> str:
         """Why a queued version cannot start now ("" if it can)."""
         cpu, mem, gpu = self._resources(row, self.policy)
@@ -771,8 +772,7 @@ class JobService:
                         return reason
         if capacity is not None:
             ncpu, memory = capacity
-            used_cpu = sum(self._resources(r, self.policy)[0] for _, r in running)
-            used_mem = sum(self._resources(r, self.policy)[1] for _, r in running)
+            used_cpu, used_mem, _ = self._total(r for _, r in running)
             if ncpu and used_cpu + cpu > ncpu + 1e-9:
                 return (
                     f"the machine's {ncpu:g} vCPUs are in use ({used_cpu:g} by running jobs; "
@@ -787,12 +787,10 @@ class JobService:
 
     async def _over(self, limits: dict, owner: str | None, rows, need, whose: str) -> str:
         cpu, mem, gpu = need
-        jobs_cpu = sum(self._resources(r, self.policy)[0] for r in rows)
-        jobs_mem = sum(self._resources(r, self.policy)[1] for r in rows)
-        jobs_gpu = sum(self._resources(r, self.policy)[2] for r in rows)
         limit = limits.get("running_jobs") or 0
         if limit and len(rows) + 1 > limit:
             return f"running-jobs {whose} {len(rows)} of {limit:g}"
+        jobs_cpu, jobs_mem, jobs_gpu = self._total(rows)
         inst_cpu = inst_mem = inst_gpu = 0.0
         if owner is not None and any(limits.get(k) for k in ("vcpus", "memory_gib", "gpus")):
             usage = self.quotas.usage(owner, await self._servers(owner))
@@ -1042,8 +1040,6 @@ def _failed(status: NodeStatus) -> bool:
 
 
 def _argv(command: str) -> list[str]:
-    import shlex
-
     return shlex.split(command) if command else []
 
 
@@ -1052,6 +1048,3 @@ def _short(e: Exception) -> str:
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     return re.sub(r"\s+", " ", str(text))[:300]
-
-
-__all__ = ["JobService", "RUNNING", "EXITED"]
