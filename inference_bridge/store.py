@@ -156,7 +156,9 @@ def find_model(session: Session, owner: str, name: str) -> Model | None:
 
 
 def find_model_version(session: Session, model: Model, version: int) -> ModelVersion | None:
-    q = select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == version)
+    q = select(ModelVersion).where(
+        ModelVersion.model_id == model.id, ModelVersion.version == version
+    )
     return session.scalars(q).first()
 
 

@@ -130,11 +130,21 @@ def notes(tmp_path, monkeypatch):
 
 def test_installed_features():
     names = [f.name for f in load_features()]
-    assert set(names) == {"instances", "images", "quotas", "workspaces", "usage", "ssh", "jobs"}
+    assert set(names) == {
+        "instances",
+        "images",
+        "quotas",
+        "workspaces",
+        "usage",
+        "ssh",
+        "jobs",
+        "inference",
+    }
     # each comes after what it requires
     assert names.index("images") < names.index("quotas") < names.index("instances")
     assert names.index("instances") < names.index("workspaces")
     assert max(names.index(n) for n in ("quotas", "usage", "workspaces")) < names.index("jobs")
+    assert names.index("jobs") < names.index("inference")
 
 
 def test_a_new_feature_plugs_in(notes, tmp_path, monkeypatch):

@@ -1,0 +1,186 @@
+"""HTTP handlers of models: register, list, versions, files, describe and delete."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from urllib.parse import quote
+
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from hub.service.api import APIError, APIHandler, needs_scope
+
+from .models import ModelRegistry
+
+MODEL = r"/models/(?P<owner>[^/]+)/(?P<name>[^/]+)"
+VERSION = MODEL + r"/versions/(?P<version>[0-9]{1,9})"
+
+
+class ModelsAPIHandler(APIHandler):
+    """Base of the model handlers: the registry."""
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.settings["model_registry"]
+
+    def audit_resource_id(self):
+        kwargs = self.path_kwargs
+        parts = [kwargs.get("owner"), kwargs.get("name"), kwargs.get("version")]
+        return "/".join(p for p in parts if p)
+
+    def location(self, *parts) -> str:
+        return "/".join([f"{self.settings['api_prefix']}/models", *map(str, parts)])
+
+
+class ModelsHandler(ModelsAPIHandler):
+    """GET /models lists visible models; POST /models registers one (its version 1)."""
+
+    audit_events = {"POST": ("addModel", "model")}
+
+    def audit_resource_id(self):
+        body = self.audit_details or {}
+        return f"{self.actor()}/{body.get('name', '')}"
+
+    @web.authenticated
+    @needs_scope("models:read")
+    async def get(self):
+        workspace = self.get_query_argument("workspace", "").strip() or None
+        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        self.write_json(await self.registry.list(self.current_user, workspace, all_users))
+
+    @web.authenticated
+    async def post(self):
+        body = self.get_json_body()
+        self.audit_details = {"name": str(body.get("name", ""))[:64]}
+        self.require_scope("models:write")
+        model = await self.registry.create(self.current_user, body)
+        first = model["versions"][0]
+        self.audit_details.update(version=1, format=first["format"], source=first["source"])
+        self.set_header("Location", self.location(quote(model["owner"]), model["name"]))
+        self.write_json(model, status=201)
+
+
+class ModelHandler(ModelsAPIHandler):
+    """GET a model with its versions; PATCH its description; DELETE it with its files."""
+
+    audit_events = {"PATCH": ("updateModel", "model"), "DELETE": ("deleteModel", "model")}
+
+    @web.authenticated
+    @needs_scope("models:read")
+    async def get(self, owner, name):
+        self.write_json(await self.registry.get(self.current_user, owner, name))
+
+    @web.authenticated
+    @needs_scope("models:write")
+    async def patch(self, owner, name):
+        body = self.get_json_body()
+        self.write_json(await self.registry.update(self.current_user, owner, name, body))
+
+    @web.authenticated
+    @needs_scope("models:write")
+    async def delete(self, owner, name):
+        await self.registry.delete(self.current_user, owner, name)
+        self.set_status(204)
+        self.finish()
+
+
+class VersionsHandler(ModelsAPIHandler):
+    """POST a new version of a model (what it leaves out is the latest version's)."""
+
+    audit_events = {"POST": ("addModel", "model")}
+
+    @web.authenticated
+    @needs_scope("models:write")
+    async def post(self, owner, name):
+        body = self.get_json_body()
+        model = await self.registry.add_version(self.current_user, owner, name, body)
+        self.audit_details = {
+            "version": model["version"],
+            "format": model["format"],
+            "source": model["source"],
+        }
+        self.set_header("Location", self.location(quote(owner), name, "versions", model["version"]))
+        self.write_json(model, status=201)
+
+
+class VersionHandler(ModelsAPIHandler):
+    """GET a version; DELETE it with its files (not while a service deploys it)."""
+
+    audit_events = {"DELETE": ("deleteModel", "model")}
+
+    @web.authenticated
+    @needs_scope("models:read")
+    async def get(self, owner, name, version):
+        version = int(version)
+        self.write_json(await self.registry.get_version(self.current_user, owner, name, version))
+
+    @web.authenticated
+    @needs_scope("models:write")
+    async def delete(self, owner, name, version):
+        await self.registry.delete_version(self.current_user, owner, name, int(version))
+        self.set_status(204)
+        self.finish()
+
+
+class FilesHandler(ModelsAPIHandler):
+    """GET .../files: the version's files with their sizes and SHA-256s; verify=1 hashes
+    them again first (409 when one changed since registration)."""
+
+    @web.authenticated
+    @needs_scope("models:read")
+    async def get(self, owner, name, version):
+        verify = self.get_query_argument("verify", "0")
+        if verify not in ("0", "1", "true", "false"):
+            raise APIError(400, "verify must be 1 or 0.")
+        files = await self.registry.files(
+            self.current_user, owner, name, int(version), verify=verify in ("1", "true")
+        )
+        self.write_json(files)
+
+
+class FileHandler(ModelsAPIHandler):
+    """GET .../files/<path>: download one file of a version."""
+
+    def set_default_headers(self):
+        pass
+
+    @web.authenticated
+    @needs_scope("models:read")
+    async def get(self, owner, name, version, path):
+        f = await self.registry.open_file(self.current_user, owner, name, int(version), path)
+        try:
+            self.set_header("Content-Type", _download_type(path))
+            self.set_header("X-Content-Type-Options", "nosniff")
+            filename = path.rsplit("/", 1)[-1]
+            self.set_header(
+                "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
+            )
+            while True:
+                chunk = await asyncio.to_thread(f.read, 1024 * 1024)
+                if not chunk:
+                    break
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return
+        finally:
+            f.close()
+        self.finish()
+
+
+def _download_type(path: str) -> str:
+    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/json", "text/html"):
+        return "text/plain; charset=utf-8"  # never rendered as a page of ours
+    return kind
+
+
+default_handlers = [
+    (r"/models", ModelsHandler),
+    (MODEL, ModelHandler),
+    (MODEL + r"/versions", VersionsHandler),
+    (VERSION, VersionHandler),
+    (VERSION + r"/files", FilesHandler),
+    (VERSION + r"/files/(?P<path>.+)", FileHandler),
+]

@@ -1,0 +1,179 @@
+"""Copying a folder or file of an instance's storage to the platform's machine: a short-lived
+container on the engine mounts the storage read-only and a staging folder read-write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+log = logging.getLogger("workbench.models.copy")
+
+SOURCE_DIR = "/src"
+DEST_DIR = "/dst"
+# exit codes of COPY_SCRIPT that are the user's to fix
+MISSING, TOO_BIG, LINK = 2, 3, 4
+# Runs as the images' user with no network and no capabilities. $1: the path in the storage
+# (checked: relative, no '..'), $2: most bytes. Any symbolic link on the way is refused (the
+# path would lead elsewhere); `cp -a` copies links inside as links, which the platform then
+# refuses by name when it checks the copy.
+COPY_SCRIPT = f"""\
+set -eu
+set -f
+rel="$1"; limit="$2"; p={SOURCE_DIR}
+saved_ifs=$IFS; IFS=/
+for part in $rel; do
+  p="$p/$part"
+  if [ -L "$p" ]; then echo "${{p#{SOURCE_DIR}/}}" >&2; exit {LINK}; fi
+done
+IFS=$saved_ifs
+src="{SOURCE_DIR}/$rel"
+if [ ! -e "$src" ]; then exit {MISSING}; fi
+size=$(du -sb -- "$src" | cut -f1)
+if [ "$size" -gt "$limit" ]; then echo "$size" >&2; exit {TOO_BIG}; fi
+if [ -d "$src" ]; then cp -a -- "$src/." {DEST_DIR}/; else cp -a -- "$src" {DEST_DIR}/; fi
+"""
+LABEL = "ai-workbench.model-copy"
+
+
+class StorageCopyError(Exception):
+    """The copy is refused for a reason the user can fix; the message says which."""
+
+
+class EngineStorageCopier:
+    """Copies from instances' storage volumes on the engine (Docker or Podman) at `url`.
+
+    prefix: the platform's container prefix (copy containers are named after it); run_as:
+    the images' user, who owns what instances write; timeout: most seconds one copy runs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        run_as: str = "1000:100",
+        timeout: float = 3600,
+        memory: int = 256 * 1024**2,
+    ):
+        self.url = url
+        self.prefix = prefix
+        self.run_as = run_as
+        self.timeout = timeout
+        self.memory = memory
+        self.executor = ThreadPoolExecutor(4, thread_name_prefix="workbench-model-copy")
+        self._api: docker.APIClient | None = None
+
+    @property
+    def api(self) -> docker.APIClient:
+        if self._api is None:
+            self._api = docker.APIClient(base_url=self.url, timeout=120)
+        return self._api
+
+    async def _call(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def volume(self, owner: str, instance: str) -> str:
+        """The engine volume of an instance's storage, found by the labels it was made with."""
+        filters = {"label": [f"ai-workbench.user={owner}", f"ai-workbench.instance={instance}"]}
+        found = await self._call(lambda: self.api.volumes(filters=filters))
+        volumes = (found or {}).get("Volumes") or []
+        if not volumes:
+            raise StorageCopyError(
+                f"The storage of instance {instance!r} was not found: start the instance once "
+                "so that its storage is made."
+            )
+        return volumes[0]["Name"]
+
+    async def image_present(self, ref: str) -> bool:
+        try:
+            await self._call(lambda: self.api.inspect_image(ref))
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    async def copy(
+        self, owner: str, instance: str, image_ref: str, path: str, dest: Path, limit: int
+    ) -> None:
+        """Copy `path` of the instance's storage into the staging folder `dest` (a folder's
+        contents, or the file itself); StorageCopyError for what the user can fix."""
+        volume = await self.volume(owner, instance)
+        name = f"{self.prefix}-model-copy-{secrets.token_hex(4)}"
+        api = self.api
+        host_config = api.create_host_config(
+            binds={
+                volume: {"bind": SOURCE_DIR, "mode": "ro"},
+                str(dest): {"bind": DEST_DIR, "mode": "rw"},
+            },
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=self.memory,
+            memswap_limit=self.memory,
+            pids_limit=64,
+            read_only=True,
+        )
+        try:
+            await self._call(
+                api.create_container,
+                image_ref,
+                command=["sh", "-c", COPY_SCRIPT, "workbench-model-copy", path, str(limit)],
+                name=name,
+                user=self.run_as,
+                working_dir="/",
+                labels={"ai-workbench.user": owner, LABEL: instance},
+                host_config=host_config,
+            )
+            await self._call(api.start, name)
+            result = await self._call(lambda: api.wait(name, timeout=self.timeout))
+            code = int(result.get("StatusCode", -1))
+            text = await self._call(lambda: api.logs(name, stdout=True, stderr=True, tail=20))
+            text = text.decode(errors="replace").strip()
+        except docker.errors.ImageNotFound:
+            raise StorageCopyError(
+                f"The image {image_ref} to copy with is not on this machine."
+            ) from None
+        except Exception as e:
+            if type(e).__name__ in ("ReadTimeout", "ConnectionError", "Timeout"):
+                raise StorageCopyError(
+                    f"Copying {path!r} of instance {instance!r} took longer than "
+                    f"{self.timeout:g} s."
+                ) from None
+            raise
+        finally:
+            try:
+                await self._call(api.remove_container, name, force=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception as e:  # noqa: BLE001 - logged; the copy's outcome stands
+                log.warning("could not remove copy container %s: %s", name, e)
+        if code == 0:
+            return
+        if code == MISSING:
+            raise StorageCopyError(f"The storage of instance {instance!r} has no {path!r}.")
+        if code == LINK:
+            where = text.splitlines()[-1] if text else path
+            raise StorageCopyError(
+                f"{where!r} in the storage of instance "
+                f"{instance!r} is a symbolic link: links are not followed; name the folder "
+                "itself."
+            )
+        if code == TOO_BIG:
+            raise StorageCopyError(
+                f"{path!r} of instance {instance!r} is larger than the {limit // 1024**2} MiB "
+                "a model may be: leave data and checkpoints out of its folder."
+            )
+        raise StorageCopyError(
+            f"Copying {path!r} of instance {instance!r} failed (exit code {code}): "
+            f"{text[-500:] or 'no output'}"
+        )
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        if self._api is not None:
+            self._api.close()

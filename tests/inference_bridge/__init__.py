@@ -1,0 +1,1 @@
+"""Tests of models, services and batch inference."""
