@@ -1,4 +1,5 @@
-"""The `workbench` command: run the platform, build images, manage instances."""
+"""The `workbench` command: run the platform, build images, manage instances, jobs, models,
+services and batch runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from workbench import WorkbenchClient, WorkbenchError
+from workbench.resources.batch import parse_inputs
 from workbench.resources.jobs import (
     JobSourceError,
     parse_assignments,
@@ -849,6 +851,559 @@ def _job_parsers(sub):
         p.set_defaults(func=cmd_jobs)
 
 
+# --- models, services and batch runs (through the platform API) ----------------------------
+
+
+def _json_argument(text: str, what: str):
+    """JSON from the command line, or from a file given as @PATH; exit 2 when it is neither."""
+    if text.startswith("@"):
+        path = Path(os.path.expanduser(text[1:]))
+        try:
+            text = path.read_text()
+        except OSError as e:
+            _fail(f"{what}: cannot read {path}: {e}", 2)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        _fail(f"{what} is not JSON ({e}); give JSON or @FILE", 2)
+
+
+def _replicas(text: str | None) -> tuple[int, int] | None:
+    """--replicas N or MIN-MAX; exit 2 otherwise."""
+    if text is None:
+        return None
+    low, sep, high = text.partition("-")
+    try:
+        pair = (int(low), int(high if sep else low))
+    except ValueError:
+        _fail(f"--replicas {text!r} is not N or MIN-MAX (for example 1-3)", 2)
+    if pair[0] < 0 or pair[1] < max(pair[0], 1):
+        _fail(f"--replicas {text!r}: MIN must be 0 or more and MAX at least MIN and 1", 2)
+    return pair
+
+
+def _traffic(text: str) -> dict[str, int]:
+    """--traffic 1=90,2=10 -> {"1": 90, "2": 10}; exit 2 when malformed."""
+    usage = "use VERSION=PERCENT,... (for example 1=90,2=10)"
+    try:
+        split = parse_assignments([p for p in text.split(",") if p.strip()], "traffic")
+    except ValueError as e:
+        _fail(f"--traffic {text!r}: {e}; {usage}", 2)
+    traffic = {}
+    for version, percent in split.items():
+        try:
+            traffic[version] = int(percent)
+        except ValueError:
+            _fail(f"--traffic {text!r}: {percent!r} is not a whole percent; {usage}", 2)
+    if not traffic:
+        _fail("--traffic is empty; use VERSION=PERCENT,... (for example 1=90,2=10)", 2)
+    if sum(traffic.values()) != 100:
+        _fail(f"--traffic {text!r}: the percents add up to {sum(traffic.values())}, not 100", 2)
+    return traffic
+
+
+def _model_source(args) -> dict:
+    """The source of a new model version from --job / --instance / --serving-image; exit 2
+    unless exactly one is given."""
+    from workbench.resources.models import image_source, job_source, storage_source
+
+    given = [x for x in (args.job, args.instance, args.serving_image) if x]
+    if len(given) != 1:
+        _fail("give one source: --job JOB, --instance INSTANCE (with --path) or --serving-image", 2)
+    if args.job:
+        return job_source(args.job, args.job_version, args.path or "output")
+    if args.instance:
+        if not args.path:
+            _fail("--instance needs --path: the model's folder or file in its storage", 2)
+        return storage_source(args.instance, args.path)
+    return image_source(args.serving_image, args.command or "")
+
+
+def _print_models(models: list[dict]):
+    rows = [
+        [
+            m["name"],
+            m.get("owner", ""),
+            m.get("latest", "") or "",
+            m.get("workspace", ""),
+            _when(m.get("created")),
+            m.get("description") or "",
+        ]
+        for m in models
+    ]
+    print(format_table(["NAME", "OWNER", "LATEST", "WORKSPACE", "CREATED", "DESCRIPTION"], rows))
+
+
+def _print_model(model: dict, only: int | None = None):
+    description = f": {model['description']}" if model.get("description") else ""
+    print(
+        f"Model {model['name']} of {model['owner']}, workspace {model.get('workspace')}"
+        f"{description}"
+    )
+    versions = sorted(model.get("versions") or [], key=lambda v: v["version"])
+    rows = [
+        [
+            v["version"],
+            v.get("state", ""),
+            v.get("format", ""),
+            v.get("image", ""),
+            len(v.get("files") or []),
+            _when(v.get("created")),
+            v.get("reason") or "",
+        ]
+        for v in versions
+    ]
+    print(format_table(["VERSION", "STATE", "FORMAT", "IMAGE", "FILES", "CREATED", "REASON"], rows))
+    for v in versions:
+        if only is not None and v["version"] != only:
+            continue
+        print(f"\nVersion {v['version']}:")
+        source = v.get("source") or {}
+        print(f"  source:    {json.dumps(source)}")
+        if v.get("lineage"):
+            lineage = v["lineage"]
+            print(f"  lineage:   job {lineage.get('job')} version {lineage.get('job_version')}")
+        if v.get("metrics"):
+            print(f"  metrics:   {json.dumps(v['metrics'])}")
+        if v.get("predictor"):
+            print(f"  predictor: {v['predictor']}")
+        if v.get("signature"):
+            print(f"  signature: {json.dumps(v['signature'])}")
+        for f in v.get("files") or []:
+            digest = f.get("sha256", "")[:16]
+            print(f"  file:      {f['path']} ({f.get('size')} bytes, sha256 {digest}...)")
+
+
+def _model_version_line(version: dict) -> str:
+    state = version.get("state") or ""
+    reason = f": {version['reason']}" if version.get("reason") else ""
+    return f"version {version.get('version')} ({state}{reason})"
+
+
+def cmd_models(args):
+    """Model commands."""
+    action = args.action
+    source = _model_source(args) if action in ("create", "add-version") else None
+    signature = (
+        _json_argument(args.signature, "--signature") if getattr(args, "signature", None) else None
+    )
+    client = _client(args)
+    if action == "list":
+        _print_models(client.models.list(args.workspace))
+    elif action == "show":
+        _print_model(client.models.get(args.name, args.owner).data, args.version)
+    elif action == "create":
+        model = client.models.create(
+            args.name,
+            format=args.format,
+            source=source,
+            image=args.image,
+            signature=signature,
+            predictor=args.predictor,
+            command=args.command,
+            description=args.description or "",
+            workspace=args.workspace,
+        )
+        version = model.versions[-1] if model.versions else {"version": 1}
+        print(f"Registered model {model.name} {_model_version_line(version)}.")
+    elif action == "add-version":
+        model = client.models.get(args.name, args.owner)
+        version = model.add_version(
+            format=args.format,
+            source=source,
+            image=args.image,
+            signature=signature,
+            predictor=args.predictor,
+            command=args.command,
+        )
+        print(f"Registered model {model.name} {_model_version_line(version)}.")
+    elif action == "delete":
+        client.models.delete(args.name, args.owner, args.version)
+        if args.version is None:
+            print(f"Deleted model {args.name} and all its versions.")
+        else:
+            print(f"Deleted version {args.version} of model {args.name}.")
+
+
+def _print_services(services: list[dict]):
+    rows = []
+    for s in services:
+        split = ", ".join(
+            f"{p['model']}:{p['version']} {p.get('weight', 0)}%" for p in s.get("predictors") or []
+        )
+        rows.append(
+            [s["name"], s.get("owner", ""), s.get("state", ""), split, s.get("reason") or ""]
+        )
+    print(format_table(["NAME", "OWNER", "STATE", "TRAFFIC", "REASON"], rows))
+
+
+def _print_service(service: dict):
+    description = f": {service['description']}" if service.get("description") else ""
+    reason = f" ({service['reason']})" if service.get("reason") else ""
+    print(f"Service {service['name']} of {service['owner']}{description}")
+    print(f"  state:   {service.get('state')}{reason}")
+    print(f"  url:     {service.get('url')}")
+    if service.get("public"):
+        print(f"  access:  the owner, keys and the members of workspace {service.get('workspace')}")
+    else:
+        print("  access:  the owner and keys")
+    if service.get("scale_to_zero_seconds"):
+        print(f"  scales to zero after {service['scale_to_zero_seconds']} s idle")
+    for p in service.get("predictors") or []:
+        print(
+            f"  predictor {p['model']}:{p['version']}: {p.get('weight')}% of traffic, flavor "
+            f"{p.get('flavor')}, replicas {p.get('min_replicas')}-{p.get('max_replicas')}"
+        )
+        for r in p.get("replicas") or []:
+            restarts = f", {r['restarts']} restart(s)" if r.get("restarts") else ""
+            print(f"    replica {r.get('id')}: {r.get('state')}{restarts}")
+
+
+def _print_service_metrics(metrics: dict):
+    rows = [
+        [
+            name,
+            m.get("requests", 0),
+            m.get("errors", 0),
+            m.get("p50_ms", ""),
+            m.get("p95_ms", ""),
+            m.get("p99_ms", ""),
+            m.get("in_flight", 0),
+            len(m.get("replicas") or []),
+        ]
+        for name, m in sorted((metrics.get("predictors") or {}).items())
+    ]
+    headers = [
+        "PREDICTOR",
+        "REQUESTS",
+        "ERRORS",
+        "P50 MS",
+        "P95 MS",
+        "P99 MS",
+        "IN FLIGHT",
+        "REPLICAS",
+    ]
+    print(format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7)))
+
+
+def cmd_services(args):
+    """Service commands."""
+    action = args.action
+    # what is checked before any request
+    traffic = _traffic(args.traffic) if getattr(args, "traffic", None) else None
+    replicas = _replicas(getattr(args, "replicas", None))
+    data = _json_argument(args.data, "--data") if action == "predict" else None
+    client = _client(args)
+    if action == "list":
+        _print_services(client.services.list(args.workspace))
+        return
+    if action == "deploy":
+        service = client.services.create(
+            args.name,
+            model=args.model,
+            version=args.version,
+            flavor=args.flavor,
+            replicas=replicas or 1,
+            target_in_flight=args.target_in_flight,
+            public=args.public,
+            description=args.description or "",
+            workspace=args.workspace,
+            scale_to_zero_seconds=args.scale_to_zero,
+        )
+        print(f"Deploying service {service.name} ({service.state}): {service.url}")
+        if args.wait:
+            service.wait_ready(args.timeout)
+            print(f"Service {service.name} is running.")
+        return
+    service = client.services.get(args.name, args.owner)
+    if action == "show":
+        _print_service(service.data)
+    elif action == "update":
+        public = {"public": True, "private": False}.get(args.access) if args.access else None
+        if traffic is None and args.description is None and public is None:
+            _fail("nothing to change: give --traffic, --description or --access", 2)
+        service.update(traffic=traffic, description=args.description, public=public)
+        _print_service(service.data)
+    elif action in ("promote", "rollback", "start", "stop"):
+        getattr(service, action)()
+        done = {
+            "promote": "promoted",
+            "rollback": "rolled back",
+            "start": "starting",
+            "stop": "stopping",
+        }
+        print(f"Service {service.name} {done[action]} ({service.state}).")
+    elif action == "delete":
+        service.delete()
+        print(f"Deleted service {service.name}.")
+    elif action == "predict":
+        print(json.dumps(service.predict(data, key=args.key), indent=1))
+    elif action == "metrics":
+        if args.prometheus:
+            sys.stdout.write(service.metrics(format="prometheus"))
+        elif args.json:
+            print(json.dumps(service.metrics(), indent=1))
+        else:
+            _print_service_metrics(service.metrics())
+    elif action == "logs":
+        sys.stdout.write(service.logs(args.replica))
+
+
+def cmd_service_keys(args):
+    """Access keys of a service."""
+    client = _client(args)
+    service = client.services.get(args.service, args.owner)
+    if args.key_action == "list":
+        rows = [
+            [
+                k["name"],
+                k.get("prefix", ""),
+                _when(k.get("created")),
+                _when(k.get("last_used")) or "never",
+            ]
+            for k in service.keys.list()
+        ]
+        print(format_table(["NAME", "PREFIX", "CREATED", "LAST USED"], rows))
+    elif args.key_action == "create":
+        key = service.keys.create(args.key_name)
+        print(key["key"])
+        print(
+            f"# key {key['name']} of service {service.name}: keep it, it is shown this once",
+            file=sys.stderr,
+        )
+    elif args.key_action == "delete":
+        service.keys.delete(args.key_name)
+        print(f"Deleted key {args.key_name} of service {service.name}.")
+
+
+def _print_batch_runs(runs: list[dict]):
+    rows = [
+        [
+            r["name"],
+            r.get("owner", ""),
+            r.get("latest", ""),
+            f"{r.get('model')}:{r.get('model_version')}",
+            r.get("state", ""),
+            f"{float(r.get('progress') or 0):.0%}",
+            _when(r.get("created")),
+            r.get("reason") or "",
+        ]
+        for r in runs
+    ]
+    headers = ["NAME", "OWNER", "VERSION", "MODEL", "STATE", "PROGRESS", "CREATED", "REASON"]
+    print(format_table(headers, rows, right=(2, 5)))
+
+
+def cmd_batch(args):
+    """Batch inference commands."""
+    action = args.action
+    inputs = None
+    if action == "run":
+        try:
+            inputs = parse_inputs(args.inputs)
+        except ValueError as e:
+            _fail(str(e), 2)
+    client = _client(args)
+    if action == "run":
+        try:
+            run = client.batch.run(
+                args.model,
+                args.version,
+                inputs=inputs,
+                name=args.name,
+                flavor=args.flavor,
+                workspace=args.workspace,
+                description=args.description,
+                max_run_seconds=args.max_run_seconds,
+            )
+        except ValueError as e:
+            _fail(str(e), 2)
+        print(f"Started batch run {_version_line(run.data)}.")
+        if args.follow:
+            _follow_job(run)
+            run.refresh()
+            print(f"Predictions: {run.output} ({run.progress:.0%} of the inputs).")
+        else:
+            print(f"Follow it: workbench jobs logs {run.name} -f")
+        return
+    if action == "list":
+        _print_batch_runs(client.batch.list(args.workspace, all=args.all))
+        return
+    run = client.batch.get(args.name, args.owner, args.version)
+    if action == "show":
+        described = client.batch.describe(args.name, run.owner)
+        _print_job(described, run.data)
+        print(f"  model:    {run.model} version {run.model_version}")
+        print(f"  progress: {run.progress:.0%}")
+        print(f"  results:  {run.output} (in your instances' work folder)")
+    elif action == "stop":
+        data = run.stop()
+        print(f"Stopping batch run {_version_line(data)}.")
+    elif action == "results":
+        for line in run.iter_results():
+            print(json.dumps(line))
+
+
+def _inference_parsers(sub):
+    """`workbench models ...`, `workbench services ...`, `workbench batch ...`."""
+    url_help = "platform URL (default: the one `workbench login` saved)"
+
+    models = sub.add_parser(
+        "models", help="registered models: create, list, show, delete"
+    ).add_subparsers(dest="action", required=True)
+
+    def version_settings(p):
+        p.add_argument(
+            "--format",
+            required=True,
+            choices=["onnx", "pytorch", "tensorflow", "mindspore", "sklearn", "custom", "image"],
+        )
+        p.add_argument("--job", help="source: a finished job's output (with --job-version, --path)")
+        p.add_argument("--job-version", type=int, help="the job's version (default: its latest)")
+        p.add_argument("--instance", help="source: an instance whose storage holds the model")
+        p.add_argument("--path", help="the folder or file: in the job (output/model) or storage")
+        p.add_argument(
+            "--serving-image", help="source: a serving container of your own (port 8080)"
+        )
+        p.add_argument("--command", help="the serving image's command")
+        p.add_argument("--image", help="the image serving the model (default: the format's)")
+        p.add_argument("--predictor", help="custom code's FILE:CLASS, e.g. predictor.py:Model")
+        p.add_argument(
+            "--signature",
+            help='inputs and outputs as JSON or @FILE: {"inputs": [...], "outputs": [...]}',
+        )
+
+    p = models.add_parser("list", help="your models and your workspaces' models")
+    p.add_argument("--workspace", help="only this workspace's models")
+    p = models.add_parser("show", help="a model's versions, files and lineage")
+    p.add_argument("name")
+    p.add_argument("--version", type=int, help="only this version's details")
+    p = models.add_parser("create", help="register a model (its version 1)")
+    p.add_argument("name")
+    version_settings(p)
+    p.add_argument("--description")
+    p.add_argument("--workspace", help="the workspace the model belongs to (default: default)")
+    p = models.add_parser("add-version", help="register a new version of a model")
+    p.add_argument("name")
+    version_settings(p)
+    p = models.add_parser("delete", help="delete a model (all versions) or one --version")
+    p.add_argument("name")
+    p.add_argument("--version", type=int, help="only this version")
+    for action, p in models.choices.items():
+        if action not in ("list", "create"):
+            p.add_argument("--owner", help="a model of another member of your workspaces")
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_models)
+
+    services = sub.add_parser(
+        "services", help="online services: deploy, call, split traffic, keys, metrics"
+    ).add_subparsers(dest="action", required=True)
+    p = services.add_parser("list", help="your services and your workspaces' services")
+    p.add_argument("--workspace", help="only this workspace's services")
+    p = services.add_parser("show", help="a service's state, URL, predictors and replicas")
+    p.add_argument("name")
+    p = services.add_parser("deploy", help="deploy a model version as a new service")
+    p.add_argument("name")
+    p.add_argument("--model", required=True, help="one of your models")
+    p.add_argument("--version", type=int, required=True, help="its version")
+    p.add_argument("--flavor", help="each replica's flavor (default: the platform's)")
+    p.add_argument("--replicas", help="N, or MIN-MAX to scale by load (MIN 0: scale to zero)")
+    p.add_argument(
+        "--target-in-flight", type=int, help="requests in flight per replica to scale at"
+    )
+    p.add_argument("--public", action="store_true", help="callable by the workspace's members")
+    p.add_argument("--scale-to-zero", type=float, help="seconds idle before scaling to zero")
+    p.add_argument("--description")
+    p.add_argument("--workspace", help="the workspace the service belongs to (default: default)")
+    p.add_argument("--wait", action="store_true", help="wait until it is running")
+    p.add_argument("--timeout", type=float, default=300, help="seconds --wait waits (default 300)")
+    p = services.add_parser("update", help="change the traffic split, description or access")
+    p.add_argument("name")
+    p.add_argument(
+        "--traffic",
+        help="VERSION=PERCENT,... e.g. 1=90,2=10 (a new version starts as a canary)",
+    )
+    p.add_argument("--description")
+    p.add_argument(
+        "--access", choices=["public", "private"], help="public: the workspace may call it"
+    )
+    for action, what in (
+        ("promote", "the canary takes all traffic"),
+        ("rollback", "remove the canary; the stable version takes all traffic"),
+        ("start", "start a stopped service"),
+        ("stop", "stop every replica (keeps the service and its keys)"),
+        ("delete", "delete a service with its replicas and keys"),
+    ):
+        p = services.add_parser(action, help=what)
+        p.add_argument("name")
+    p = services.add_parser("predict", help="call a service: v1 instances or a v2 request")
+    p.add_argument("name")
+    p.add_argument(
+        "--data",
+        required=True,
+        help='JSON or @FILE: a list of instances, {"instances": [...]} or {"inputs": [...]} (v2)',
+    )
+    p.add_argument("--key", help="call with this access key instead of your token")
+    p = services.add_parser("metrics", help="requests, errors and latency per predictor")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="the whole answer, as JSON")
+    p.add_argument("--prometheus", action="store_true", help="Prometheus' text format")
+    p = services.add_parser("logs", help="a replica's log")
+    p.add_argument("name")
+    p.add_argument("--replica", help="the replica's id (default: the first)")
+    for action, p in services.choices.items():
+        if action not in ("list", "deploy"):
+            p.add_argument("--owner", help="a service of another member of your workspaces")
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_services)
+    keys = services.add_parser(
+        "keys", help="a service's access keys: create, list, delete"
+    ).add_subparsers(dest="key_action", required=True)
+    p = keys.add_parser("list", help="a service's keys (names and prefixes)")
+    p.add_argument("service")
+    p = keys.add_parser("create", help="a new key, printed once")
+    p.add_argument("service")
+    p.add_argument("key_name", metavar="name")
+    p = keys.add_parser("delete", help="revoke a key")
+    p.add_argument("service")
+    p.add_argument("key_name", metavar="name")
+    for p in keys.choices.values():
+        p.add_argument("--owner", help="a service of another member of your workspaces")
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_service_keys)
+
+    batch = sub.add_parser(
+        "batch", help="batch inference: a model version over a folder of inputs"
+    ).add_subparsers(dest="action", required=True)
+    p = batch.add_parser("run", help="run a model version over an instance's input folder")
+    p.add_argument("name", nargs="?", help="the run's name (default: <model>-batch)")
+    p.add_argument("--model", required=True, help="one of your models")
+    p.add_argument("--version", type=int, help="its version (default: the latest)")
+    p.add_argument(
+        "--inputs", required=True, metavar="INSTANCE:PATH", help="a folder of an instance's storage"
+    )
+    p.add_argument("--flavor", help="the run's flavor (default: the platform's)")
+    p.add_argument("--workspace", help="the workspace the run belongs to (default: default)")
+    p.add_argument("--max-run-seconds", type=int, help="stop after this long (0: never)")
+    p.add_argument("--description")
+    p.add_argument("--follow", "-f", action="store_true", help="print the log until it ends")
+    p = batch.add_parser("list", help="your batch runs and your workspaces'")
+    p.add_argument("--workspace", help="only this workspace's runs")
+    p.add_argument("--all", action="store_true", help="everyone's runs (administrators)")
+    for action, what in (
+        ("show", "a run's versions, model, progress and results file"),
+        ("stop", "stop a run"),
+        ("results", "print a run's predictions (JSON lines)"),
+    ):
+        p = batch.add_parser(action, help=what)
+        p.add_argument("name")
+        p.add_argument("--owner", help="a run of another member of your workspaces")
+        p.add_argument("--version", type=int, help="the version (default: the latest)")
+    for p in batch.choices.values():
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_batch)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
     parser.add_argument(
@@ -971,6 +1526,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_audit)
 
     _job_parsers(sub)
+    _inference_parsers(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -111,7 +111,39 @@ class EngineJobRunner(JobRunner):
         }
         for channel in plan.inputs:
             binds[volumes[channel.name]] = {"bind": channel.mount_path, "mode": "ro"}
+        for mount in plan.mounts:
+            binds[mount.source] = {"bind": mount.target, "mode": "ro"}
         return binds
+
+    async def folder_exists(self, owner: str, instance: str, path: str, image_ref: str):
+        """Whether `path` is a folder of the instance's storage: `test -d` in a short
+        container with the storage mounted read-only (links resolve inside it, as in a
+        node), without network, as the nodes' user."""
+        volume = await self.input_volume(owner, instance)
+        host_config = self.api.create_host_config(
+            binds={volume: {"bind": "/storage", "mode": "ro"}},
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=256 * 1024**2,
+        )
+        container = await self._call(
+            self.api.create_container,
+            image_ref,
+            command=["test", "-d", f"/storage/{path}".rstrip("/")],
+            user="1000:100",
+            labels={"ai-workbench.user": owner, "ai-workbench.check": "input"},
+            host_config=host_config,
+        )
+        try:
+            await self._call(self.api.start, container["Id"])
+            result = await self._call(self.api.wait, container["Id"], timeout=120)
+        finally:
+            try:
+                await self._call(self.api.remove_container, container["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
+        return (result or {}).get("StatusCode") == 0
 
     async def start(self, plan: JobPlan, restart: int) -> None:
         if restart:

@@ -216,7 +216,8 @@ def make_pod_security_context(plan: JobPlan) -> dict:
 
 def make_volumes(plan: JobPlan, pvc_name: str) -> tuple[list[dict], list[dict]]:
     """(volumes, volumeMounts): the version's code (read-only), output and checkpoints
-    (read-write) as sub-paths of the jobs PVC, each input's storage read-only, and a
+    (read-write) as sub-paths of the jobs PVC, each input's storage read-only, the plan's
+    mounts read-only (sub-paths of their stores' claims), and a
     memory-backed /dev/shm (PyTorch's DataLoader workers and NCCL need more than 64 MiB;
     it counts against the node's memory)."""
     shm = str(min(SHM_BYTES, int(plan.memory) // 2))
@@ -259,6 +260,31 @@ def make_volumes(plan: JobPlan, pvc_name: str) -> tuple[list[dict], list[dict]]:
                     "readOnly": True,
                 }
             )
+    # the platform's read-only folders (a batch run's model): sub-paths of their stores'
+    # claims (the model store's PVC holds <owner>/<model>/<version>/ as the hub's
+    # <data>/models does), one volume per claim
+    stores: dict[str, str] = {}
+    for mount in plan.mounts:
+        if not mount.claim:
+            raise ValueError(f"the mount at {mount.target} has no storage claim")
+        if not mount.source or mount.source.startswith("/") or ".." in mount.source.split("/"):
+            raise ValueError(f"the mount at {mount.target} must be a relative path in its claim")
+        if mount.claim not in stores:
+            stores[mount.claim] = f"store-{len(stores)}"
+            volumes.append(
+                {
+                    "name": stores[mount.claim],
+                    "persistentVolumeClaim": {"claimName": mount.claim, "readOnly": True},
+                }
+            )
+        mounts.append(
+            {
+                "name": stores[mount.claim],
+                "mountPath": mount.target,
+                "subPath": mount.source,
+                "readOnly": True,
+            }
+        )
     return volumes, mounts
 
 

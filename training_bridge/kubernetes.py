@@ -158,6 +158,10 @@ class KubernetesJobRunner(JobRunner):
         "torch-distributed"; None or "": PyTorch versions run as indexed Jobs too (clusters
         without Kubeflow Trainer).
       labels: extra labels for every object and pod.
+      store_claims: the PersistentVolumeClaim of each of the platform's stores a version may
+        mount read-only ({"models": "workbench-models"}: a batch run's model files are
+        sub-paths of it, <owner>/<model>/<version>, as in the hub's <data>/models); a store
+        not named here is the claim "workbench-<store>".
       poll_interval: seconds between looks at a pod that logs() waits for.
       request_timeout: seconds each API call may take (log streams excepted).
     """
@@ -172,6 +176,7 @@ class KubernetesJobRunner(JobRunner):
         api_client: client.ApiClient | None = None,
         trainer_runtime: str | None = TORCH_RUNTIME,
         labels: dict[str, str] | None = None,
+        store_claims: dict[str, str] | None = None,
         poll_interval: float = 2.0,
         request_timeout: float = 30.0,
     ):
@@ -179,6 +184,7 @@ class KubernetesJobRunner(JobRunner):
         self.pvc_name = pvc_name
         self.trainer_runtime = trainer_runtime
         self.labels = dict(labels or {})
+        self.store_claims = dict(store_claims or {})
         self.poll_interval = poll_interval
         self.request_timeout = request_timeout
         self._api_client = api_client
@@ -186,6 +192,9 @@ class KubernetesJobRunner(JobRunner):
         self.core = self.batch = self.custom = None
         if api_client is not None:
             self._make_apis(api_client)
+
+    def store_claim(self, store: str) -> str:
+        return self.store_claims.get(store) or super().store_claim(store)
 
     def _make_apis(self, api_client: client.ApiClient):
         self.core = client.CoreV1Api(api_client)

@@ -45,6 +45,17 @@ class InputChannel:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A read-only folder the platform (never the submitter) gives every node, e.g. a
+    registered model's files for a batch run: `source` is a host folder on the engine, a
+    sub-path of the PersistentVolumeClaim `claim` on Kubernetes."""
+
+    source: str
+    target: str
+    claim: str = ""
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """Everything a runner needs to run (or re-run after a failure) one job version."""
 
@@ -70,8 +81,10 @@ class JobPlan:
     output_source: str = ""
     checkpoint_source: str = ""
     run_as: str = "1000:100"
-    # extra environment every node gets (the platform's mirror settings, ...)
+    # extra environment every node gets (the platform's mirror settings, a batch run's model)
     environment: dict = field(default_factory=dict)
+    # read-only folders of the platform's own stores (see Mount)
+    mounts: tuple[Mount, ...] = ()
     workspace: str = "default"
     flavor: str = ""
 

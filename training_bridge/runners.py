@@ -73,6 +73,16 @@ class JobRunner(ABC):
         """Node `rank`'s output lines (with their newline) from `since` (epoch seconds; 0:
         from the start), following until the node exits."""
 
+    def store_claim(self, store: str) -> str:
+        """The PersistentVolumeClaim holding one of the platform's stores (a plan's mounts
+        are sub-paths of it), for runners with relative_folders."""
+        return f"workbench-{store}"
+
+    async def folder_exists(self, owner: str, instance: str, path: str, image_ref: str):
+        """Whether `path` is a folder of the storage of `owner`'s instance (looked at from a
+        short container of `image_ref`); None when this backend cannot tell before a run."""
+        return None
+
     async def capacity(self) -> tuple[float, int] | None:
         """(vCPUs, memory bytes) jobs may use at once on this backend; None: unbounded (a
         cluster's scheduler queues what does not fit and says why)."""

@@ -21,6 +21,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from workbench.times import utcnow
@@ -33,9 +34,17 @@ from spawner.quotas import GIB
 from . import store
 from .files import FilesError, JobFolders, check_archive, decode_archive
 from .metrics import EventFileWatcher, LogMetricParser, MetricPoint, compile_metric_rules
-from .plan import OOM_LINE, InputChannel, JobPlan
+from .plan import OOM_LINE, InputChannel, JobPlan, Mount
 from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
-from .spec import SpecError, check_description, check_name, check_spec, job_command
+from .spec import (
+    SpecError,
+    check_description,
+    check_name,
+    check_platform_fields,
+    check_spec,
+    job_command,
+    job_kind,
+)
 from .store import (
     ACTIVE,
     FAILED,
@@ -137,6 +146,9 @@ class JobService:
         self.usage = usage
         self.image_checker = image_checker
         self.environment = dict(environment or {})
+        # the platform's stores versions may mount read-only (spec "mounts"), by name; a name
+        # not here is the folder of that name in the platform's data (see store_root)
+        self.stores: dict[str, Path] = {}
         self.runs: dict[int, Run] = {}
         self.wakeup = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
@@ -192,7 +204,11 @@ class JobService:
         return store.version_model(job, row, self._queue_positions.get(row.id))
 
     # --- reading -------------------------------------------------------------------------
-    async def list(self, caller: dict, workspace: str | None = None, all_users=False) -> list:
+    async def list(
+        self, caller: dict, workspace: str | None = None, all_users=False, kind: str | None = None
+    ) -> list:
+        """The jobs the caller sees, newest first; only those whose latest version is of
+        `kind` (training, batch) when given."""
         member_of = await self._member_of(caller["name"])
 
         def read(session):
@@ -213,6 +229,10 @@ class JobService:
                     .where(JobVersion.job_id == job.id)
                     .order_by(JobVersion.version.desc())
                 ).first()
+                if kind is not None and (
+                    latest is None or job_kind(json.loads(latest.spec)) != kind
+                ):
+                    continue
                 model = store.job_model(job, latest)
                 if latest is not None:
                     model["queue_position"] = self._queue_positions.get(latest.id)
@@ -340,7 +360,10 @@ class JobService:
         await self._resolve(user, spec, await self._instance_options(user, body, servers))
         return spec, raw
 
-    async def create(self, caller: dict, body: dict) -> dict:
+    async def create(self, caller: dict, body: dict, *, platform: dict | None = None) -> dict:
+        """Version 1 of a new job. `platform`: the spec's platform-only fields (kind, mounts,
+        environment, origin; see spec.check_platform_fields), given by a feature's code
+        (a batch run), never taken from the request's body."""
         owner = caller["name"]
         try:
             name = check_name(body.get("name"))
@@ -353,6 +376,8 @@ class JobService:
             spec, raw = await self._prepare(owner, body)
         except SpecError as e:
             raise APIError(400, str(e)) from None
+        if platform is not None:
+            spec.update(check_platform_fields(platform))
 
         def insert(session):
             if store.find_job(session, owner, name) is not None:
@@ -381,15 +406,32 @@ class JobService:
         self.wakeup.set()
         return self._model(job, row)
 
-    async def rerun(self, caller: dict, owner: str, name: str, body: dict) -> dict:
+    async def rerun(
+        self, caller: dict, owner: str, name: str, body: dict, *, platform: dict | None = None
+    ) -> dict:
+        """A new version with changes over the latest; `platform` as in create(). A batch
+        run is re-run by its feature (which checks its model again), not through this route
+        alone."""
         job = await self._job(caller, owner, name, change=True)
         rows = await self.db.run(lambda s: store.versions_of(s, job))
         last = rows[-1]
         previous = json.loads(last.spec)
+        fields = check_platform_fields(platform) if platform is not None else {}
+        if job_kind(previous) != job_kind(fields):
+            if job_kind(previous) == "batch":
+                raise APIError(
+                    400,
+                    f"{owner}/{name} is a batch run: run it again with POST /batch (the same "
+                    "name makes a new version).",
+                )
+            raise APIError(
+                409, f"You have a {job_kind(previous)} job named {name!r}: pick another name."
+            )
         try:
             spec, raw = await self._prepare(owner, body, previous=previous)
         except SpecError as e:
             raise APIError(400, str(e)) from None
+        spec.update(fields)
 
         code = raw
         if code is None:
@@ -674,10 +716,26 @@ class JobService:
             code_source=str(base / "code"),
             output_source=str(base / "output"),
             checkpoint_source=str(base / "checkpoints"),
-            environment=self.environment,
+            environment={**self.environment, **spec.get("environment", {})},
+            mounts=tuple(self._mount(m) for m in spec.get("mounts") or ()),
             workspace=job.workspace,
             flavor=flavor.name,
         )
+
+    def store_root(self, store_name: str) -> Path:
+        """The folder of one of the platform's stores on this machine: as registered in
+        .stores, else <data>/<name> (the model store: <data>/models)."""
+        root = self.stores.get(store_name)
+        return Path(root) if root is not None else self.settings.data_path / store_name
+
+    def _mount(self, mount: dict) -> Mount:
+        """A spec's mount for the runner: a host folder on the engine, a sub-path of the
+        store's claim on Kubernetes."""
+        if self.runner.relative_folders:
+            claim = self.runner.store_claim(mount["store"])
+            return Mount(source=mount["path"], target=mount["target"], claim=claim)
+        source = self.store_root(mount["store"]) / mount["path"]
+        return Mount(source=str(source), target=mount["target"])
 
     def _new_run(self, job: Job, row: JobVersion, plan: JobPlan) -> Run:
         spec = json.loads(row.spec)

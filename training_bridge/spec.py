@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from pathlib import PurePosixPath
 
 from workbench.names import instance_name_problem, job_name_problem
 
@@ -36,6 +37,15 @@ RERUN_KEYS = (
 )
 # runtimes whose nodes find each other (the others run on one node)
 MULTI_NODE_RUNTIMES = ("pytorch", "tensorflow", "mindspore")
+# what only platform code sets on a version (never a submission's body): the kind of run, the
+# read-only folders of the platform's stores it mounts, environment it adds, and what made it
+PLATFORM_KEYS = ("kind", "mounts", "environment", "origin")
+JOB_KINDS = ("training", "batch")
+STORE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# where the platform's own folders are in a node: never over another mount or a system folder
+RESERVED_TARGETS = ("/job", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr")
+MAX_PLATFORM_ENV_BYTES = 256 * 1024
 
 
 class SpecError(ValueError):
@@ -239,3 +249,66 @@ def check_spec(body: dict, *, previous: dict | None = None, names=None, instance
         "max_run_seconds": _int(merged, "max_run_seconds", 0, 0, MAX_RUN_SECONDS),
         "max_restarts": _int(merged, "max_restarts", 0, 0, MAX_RESTARTS),
     }
+
+
+def check_platform_fields(fields: dict | None) -> dict:
+    """The platform-only part of a version's spec (PLATFORM_KEYS), checked: a feature's code
+    (a batch run) sets it, a request body never does. ValueError on a mistake of that code.
+
+    mounts: [{"store": "models", "path": "<sub-path of the store>", "target": "/mnt/models"}],
+    read-only; a store is a folder of the platform's data (see JobService.store_root), on
+    Kubernetes a PersistentVolumeClaim (see JobRunner.store_claim). No host path is written
+    in a spec: versions' specs are shown to their owners.
+    """
+    fields = dict(fields or {})
+    unknown = set(fields) - set(PLATFORM_KEYS)
+    if unknown:
+        raise ValueError(f"unknown platform fields {sorted(unknown)}")
+    kind = fields.get("kind") or "training"
+    if kind not in JOB_KINDS:
+        raise ValueError(f"kind must be one of {JOB_KINDS}; got {kind!r}")
+    mounts, targets = [], set()
+    for mount in fields.get("mounts") or []:
+        store, path, target = mount.get("store"), mount.get("path"), mount.get("target")
+        if not isinstance(store, str) or not STORE_NAME.match(store):
+            raise ValueError(f"mount store {store!r} is not a store's name")
+        try:
+            rel = str(relative_path(path, "mount path"))
+        except FilesError as e:
+            raise ValueError(str(e)) from None
+        target_path = PurePosixPath(target) if isinstance(target, str) else None
+        if (
+            target_path is None
+            or not target_path.is_absolute()
+            or ".." in target_path.parts
+            or len(target_path.parts) < 2
+            or any(str(target_path).startswith(r) for r in RESERVED_TARGETS)
+            or str(target_path) in targets
+        ):
+            raise ValueError(f"mount target {target!r} is not a free absolute folder")
+        targets.add(str(target_path))
+        mounts.append({"store": store, "path": rel, "target": str(target_path)})
+    environment = fields.get("environment") or {}
+    if not isinstance(environment, dict) or not all(
+        isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str)
+        for k, v in environment.items()
+    ):
+        raise ValueError("environment must map variable names to text")
+    if sum(len(k) + len(v) for k, v in environment.items()) > MAX_PLATFORM_ENV_BYTES:
+        raise ValueError("environment is too large")
+    origin = fields.get("origin") or {}
+    if not isinstance(origin, dict):
+        raise ValueError("origin must be an object")
+    out = {"kind": kind}
+    if mounts:
+        out["mounts"] = mounts
+    if environment:
+        out["environment"] = dict(environment)
+    if origin:
+        out["origin"] = dict(origin)
+    return out
+
+
+def job_kind(spec: dict) -> str:
+    """What kind of run a version's spec describes: training (submitted) or batch."""
+    return spec.get("kind") or "training"

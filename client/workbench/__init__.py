@@ -8,6 +8,10 @@ the platform is and holds its token):
     workbench.images.save("my-notebook", "bert-env", "v1", wait=True)
     job = workbench.jobs.submit("train.py", runtime="pytorch", nodes=2)
     for line in job.logs(follow=True): print(line, end="")
+    model = workbench.models.create("mnist", format="onnx", source=job)
+    service = model.deploy("mnist", flavor="cpu.small", replicas=(1, 2), wait=True)
+    service.predict([[0.1, 0.2, 0.3, 0.4]])
+    workbench.batch.run(model, inputs="my-notebook:data/batch").wait()
 
 Inside a training job, workbench.training has the helpers a script uses (checkpoints,
 metrics, hyperparameters).

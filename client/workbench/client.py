@@ -14,13 +14,16 @@ import httpx
 from . import config as _config
 from .errors import WorkbenchError
 from .resources.audit import Audit
+from .resources.batch import Batch
 from .resources.flavors import Flavors
 from .resources.hub import HubAPI
 from .resources.images import Images
 from .resources.instances import Instances
 from .resources.jobs import Jobs
 from .resources.keys import Keys
+from .resources.models import Models
 from .resources.quotas import Quotas
+from .resources.services import Services
 from .resources.usage import Usage
 from .resources.workspaces import Workspaces
 
@@ -53,6 +56,9 @@ NAMESPACES = {
     "quotas": Quotas,
     "workspaces": Workspaces,
     "jobs": Jobs,
+    "models": Models,
+    "services": Services,
+    "batch": Batch,
     "hub_api": HubAPI,
 }
 
@@ -68,8 +74,8 @@ class AsyncWorkbenchClient:
     own, asked once with whoami()).
 
     The resources are namespaces: client.instances, .images, .flavors, .keys, .audit,
-    .usage, .quotas, .workspaces, .jobs, and .hub_api (JupyterHub's API, for services). Every call
-    raises WorkbenchError on a refusal or when no answer comes.
+    .usage, .quotas, .workspaces, .jobs, .models, .services, .batch, and .hub_api (JupyterHub's
+    API, for services). Every call raises WorkbenchError on a refusal or when no answer comes.
 
         async with AsyncWorkbenchClient() as client:
             for instance in await client.instances.list():
@@ -116,6 +122,9 @@ class AsyncWorkbenchClient:
     quotas: Quotas
     workspaces: Workspaces
     jobs: Jobs
+    models: Models
+    services: Services
+    batch: Batch
     hub_api: HubAPI
 
     def __repr__(self) -> str:

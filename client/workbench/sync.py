@@ -85,7 +85,8 @@ def iterate(agen) -> Iterator:
 
 def _synced(value):
     """A result for sync callers: an object with async calls of its own on the async client
-    (a job, which holds the client as ._client) comes wrapped as namespaces are."""
+    (a job, which holds the client as ._client; a service's .keys) comes wrapped as
+    namespaces are."""
     if isinstance(getattr(value, "_client", None), AsyncWorkbenchClient):
         return SyncNamespace(value)
     return value
@@ -106,7 +107,7 @@ def _wrap(method: Callable) -> Callable:
             return _synced(run(method(*args, **kwargs)))
 
         return call
-    return method
+    return _synced(method)
 
 
 class SyncNamespace:
