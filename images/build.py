@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import Catalog, ImageEntry
+from .overrides import OVERRIDES_FILE, read_overrides, relax_wheel
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,11 @@ class ImageBuilder:
     def wheelhouse(self, entry: ImageEntry) -> Path:
         """Fetch (once) the wheels of the image's requirements files; works offline after."""
         reqs = sorted(self.image_dir(entry).glob("requirements*.txt"))
+        overrides = self.image_dir(entry) / OVERRIDES_FILE
         house = self.cache_dir / "wheels" / entry.dockerfile
         stamp = house / ".complete"
-        digest = _sha(*reqs, extra=IMAGE_PYTHON + ",".join(IMAGE_PLATFORMS))
+        inputs = [*reqs, overrides] if overrides.exists() else reqs
+        digest = _sha(*inputs, extra=IMAGE_PYTHON + ",".join(IMAGE_PLATFORMS))
         if stamp.exists() and stamp.read_text() == digest:
             self.progress(f"[{entry.name}] wheelhouse up to date ({house})")
             return house
@@ -200,9 +203,25 @@ class ImageBuilder:
         house.mkdir(parents=True, exist_ok=True)
         self.progress(f"[{entry.name}] fetching wheels into {house}")
         args = [part for req in reqs for part in ("-r", str(req))]
+        if overrides.exists():
+            args += ["--find-links", str(self.relaxed_wheels(entry, overrides))]
         _run(self._download_cmd(house, args), step=f"[{entry.name}] fetching wheels")
         stamp.write_text(digest)
         return house
+
+    def relaxed_wheels(self, entry: ImageEntry, overrides: Path) -> Path:
+        """A folder with the wheels an image's overrides file names, rewritten (overrides.py)."""
+        folder = self.cache_dir / "wheels" / f"{entry.dockerfile}-relaxed"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for requirement, replacement in read_overrides(overrides):
+            with tempfile.TemporaryDirectory(prefix="workbench-relax-") as tmp:
+                step = f"[{entry.name}] fetching {requirement} to relax"
+                _run(self._download_cmd(Path(tmp), ["--no-deps", requirement]), step=step)
+                for wheel in Path(tmp).glob("*.whl"):
+                    relaxed = relax_wheel(wheel, [replacement], folder)
+                    self.progress(f"[{entry.name}] {relaxed.name}: {replacement}")
+        return folder
 
     def _download_cmd(self, house: Path, args: list[str]) -> list[str]:
         """pip download of args into house, for the images' interpreter (Debian 12's), not

@@ -14,3 +14,12 @@ with tf.GradientTape() as tape:
 assert tape.gradient(y, x).numpy().tolist() == [2.0, 4.0, 6.0]
 devices = tf.config.list_physical_devices()
 print("tensorflow", tf.__version__, "CUDA", build["cuda_version"], devices)
+
+# the serving runtime (`python -m workbench.serving`): kserve's server and ONNX models
+from importlib.metadata import version  # noqa: E402
+
+import kserve  # noqa: E402, F401
+import onnxruntime  # noqa: E402
+
+assert "CPUExecutionProvider" in onnxruntime.get_available_providers()
+print("kserve", version("kserve"), "onnxruntime", onnxruntime.__version__, "ok")
