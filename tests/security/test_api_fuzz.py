@@ -152,6 +152,7 @@ def test_every_route_is_described(tmp_path, monkeypatch):
     samples = {"user": "alice", "name": "nb1", "image": "env", "tag": "v1"}
     samples |= {"workspace": "team", "key_id": "3"}
     samples |= {"owner": "alice", "version": "1", "path": "output/model.pt"}
+    samples |= {"key_name": "ci", "rest": "v2/models/mnist/infer"}
 
     def handler_of(url: str):
         for rule in rules:
