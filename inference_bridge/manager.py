@@ -4,6 +4,13 @@ Every request is checked end to end before anything starts (names, predictors, w
 flavors, the models and their files' SHA-256s, images, quotas), so a refusal leaves nothing
 behind; a failure while starting removes what was started. State lives in the platform
 database; at start the manager takes up the replicas a restart left running.
+
+Two kinds of backend: a ServiceRunner (the engine) runs single replicas, and the manager
+starts, watches, scales and drains them (service_control.py); a ManagedServiceRunner
+(Kubernetes: KServe) runs whole services, so the manager renders each service as a
+ServicePlan (its predictors, weights, bounds and flavors), applies it at every change, reads
+the service's state, reason and replicas back from the backend in its loop, and the router
+sends every request to the service's one address there (the backend splits the traffic).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import secrets
 import shlex
 import time
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from sqlalchemy import delete, select
@@ -37,6 +45,7 @@ from .service_control import (
     short,
 )
 from .service_metrics import ServiceMetrics, prometheus
+from .service_runners import ServiceRunner
 from .service_spec import (
     CREATE_FIELDS,
     UPDATE_FIELDS,
@@ -50,7 +59,7 @@ from .service_spec import (
     check_scale_to_zero,
     predictor_key,
 )
-from .store import DEPLOYING, READY, RUNNING, STOPPED, Service, ServiceKey
+from .store import DEPLOYING, READY, RUNNING, SERVICE_FAILED, STOPPED, Service, ServiceKey
 
 log = logging.getLogger("workbench.services")
 
@@ -66,10 +75,20 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def is_managed(runner) -> bool:
+    """Whether a runner runs whole services itself (a ManagedServiceRunner: KServe)."""
+    if isinstance(runner, ServiceRunner):
+        return False  # the engine's: Kubernetes' client libraries are not loaded for it
+    from .service_kubernetes import ManagedServiceRunner
+
+    return isinstance(runner, ManagedServiceRunner)
+
+
 class ServiceManager(ReplicaControl):
     """Online services: the API's operations, the router's lookups and the watching loop.
 
-    runner: the backend's ServiceRunner; registry: the model registry (deploy_files);
+    runner: the backend's ServiceRunner, or a ManagedServiceRunner (which runs whole
+    services: see the module's docstring); registry: the model registry (deploy_files);
     config: the [workbench.inference] settings; quotas, workspaces, usage: the platform's
     quota checker, workspace service and usage recorder (None: not checked or recorded).
     """
@@ -94,6 +113,7 @@ class ServiceManager(ReplicaControl):
         self.policy = policy
         self.config = config
         self.runner = runner
+        self.managed = is_managed(runner)
         self.registry = registry
         self.quotas = quotas
         self.workspaces = workspaces
@@ -476,9 +496,15 @@ class ServiceManager(ReplicaControl):
             for key, deployment in deployments.items():
                 rt.predictors[key].deployment = deployment
             try:
-                await self._start_minimum(rt, list(rt.predictors.values()))
+                if self.managed:
+                    await self._apply(self._service_plan(rt, predictors, deployments))
+                else:
+                    await self._start_minimum(rt, list(rt.predictors.values()))
             except BaseException as e:
-                await self.runner.remove_service(rt.object_name)
+                if self.managed:
+                    await self.runner.delete(owner, name)
+                else:
+                    await self.runner.remove_service(rt.object_name)
                 await self.db.run(lambda s: s.execute(delete(Service).where(Service.id == row.id)))
                 if isinstance(e, APIError):
                     raise
@@ -520,7 +546,11 @@ class ServiceManager(ReplicaControl):
         rt = self.services.get((row.owner, row.name))
         async with self._owner_lock(row.owner), rt.lock if rt else asyncio.Lock():
             if new is not None:
-                removed = await self._change_predictors(caller, row, rt, spec, new)
+                removed = await self._change_predictors(caller, row, rt, spec, new, scale_to_zero)
+            elif scale_to_zero is not None and self.managed and _deployed(rt):
+                specs = spec["predictors"]
+                deployments = await self._deployments_of(rt, specs)
+                await self._apply(self._service_plan(rt, specs, deployments, scale_to_zero))
             if scale_to_zero is not None:
                 spec["scale_to_zero_seconds"] = scale_to_zero
                 if rt is not None:
@@ -533,9 +563,12 @@ class ServiceManager(ReplicaControl):
         self.wakeup.set()
         return await self.get(caller, row.owner, row.name)
 
-    async def _change_predictors(self, caller, row: Service, rt, spec: dict, new: list[dict]):
+    async def _change_predictors(
+        self, caller, row: Service, rt, spec: dict, new: list[dict], scale_to_zero=None
+    ):
         """New predictors (a canary, new weights or replica counts): the new ones are checked
-        and their minimum started before anything changes; returns the predictors to drain."""
+        and their minimum started (a managed backend: the service's new plan applied) before
+        anything changes; returns the predictors to drain."""
         old = {predictor_key(p): p for p in spec["predictors"]}
         for i, p in enumerate(new):
             before = old.get(predictor_key(p))
@@ -552,6 +585,10 @@ class ServiceManager(ReplicaControl):
         if running:
             await self._check_quota(row.owner, new, exclude=row.id)
         deployments = await self._resolve_all(row.owner, added, all_of=new)
+        if self.managed and running and rt is not None:
+            kept = [p for p in new if predictor_key(p) not in deployments]
+            deployments.update(await self._deployments_of(rt, kept))
+            await self._apply(self._service_plan(rt, new, deployments, scale_to_zero))
         removed = []
         if rt is not None:
             fresh = {}
@@ -559,7 +596,7 @@ class ServiceManager(ReplicaControl):
                 key = predictor_key(p)
                 fresh[key] = new_predictor(rt.metrics, key, p)
                 fresh[key].deployment = deployments[key]
-            if running:
+            if running and not self.managed:
                 try:
                     await self._start_minimum(rt, list(fresh.values()))
                 except APIError:
@@ -583,6 +620,10 @@ class ServiceManager(ReplicaControl):
                 p.notify()
             rt.predictors = predictors
         spec["predictors"] = new
+        if self.managed:  # the backend drains them itself
+            for p in removed:
+                self._let_go(rt, p)
+            return []
         return removed
 
     async def _wait_ready(self, p, within: float) -> bool:
@@ -619,7 +660,7 @@ class ServiceManager(ReplicaControl):
         keep, drop = (stable, canary) if rollback else (canary, stable)
         rt = self.services.get((row.owner, row.name))
         kept = rt.predictors.get(predictor_key(keep)) if rt else None
-        if kept is not None and rt.state != STOPPED and not kept.ready():
+        if kept is not None and rt.state != STOPPED and not kept.ready() and not self.managed:
             # it takes every request next: one of its replicas must answer first
             timeout = self.config.cold_start_timeout_seconds
             if not await self._wait_ready(kept, timeout):
@@ -630,6 +671,13 @@ class ServiceManager(ReplicaControl):
                 )
         dropped = None
         async with self._owner_lock(row.owner), rt.lock if rt else asyncio.Lock():
+            if self.managed and _deployed(rt):
+                # the backend moves the traffic once the kept version's revision is ready
+                from .kserve_manifests import promoted, rolled_back
+
+                deployments = await self._deployments_of(rt, spec["predictors"])
+                plan = self._service_plan(rt, spec["predictors"], deployments)
+                await self._apply(rolled_back(plan) if rollback else promoted(plan))
             spec["predictors"] = [{**keep, "weight": 100}]
             if rt is not None:
                 dropped = rt.predictors.get(predictor_key(drop))
@@ -639,7 +687,9 @@ class ServiceManager(ReplicaControl):
                 kept.spec["weight"] = 100
                 rt.predictors = {predictor_key(keep): kept}
             await self._write(row.id, spec=json.dumps(spec))
-        if dropped is not None:
+        if dropped is not None and self.managed:
+            self._let_go(rt, dropped)
+        elif dropped is not None:
             await self._drain_predictor(rt, dropped)
         log.info("service %s/%s: %s kept, %s gone", owner, name, predictor_key(keep), drop)
         self.wakeup.set()
@@ -668,7 +718,10 @@ class ServiceManager(ReplicaControl):
                     p.metrics = rt.metrics.predictor(key)
             await self._set_state(fresh, DEPLOYING, "starting replicas")
             try:
-                await self._start_minimum(fresh, list(fresh.predictors.values()))
+                if self.managed:
+                    await self._apply(self._service_plan(fresh, predictors, deployments))
+                else:
+                    await self._start_minimum(fresh, list(fresh.predictors.values()))
             except BaseException as e:
                 await self._set_state(fresh, STOPPED, f"could not start: {short(e)}")
                 self._register(fresh)
@@ -688,6 +741,14 @@ class ServiceManager(ReplicaControl):
         pairs = [(p, r) for p in rt.predictors.values() for r in list(p.replicas.values())]
         for p in rt.predictors.values():
             p.notify()
+        if self.managed:  # its requests in flight end with it
+            rt.upstream = ""
+            await self.runner.delete(rt.owner, rt.name)
+            for p, r in pairs:
+                p.replicas.pop(r.id, None)
+                rt.metrics.forget_replica(r.id)
+                self._meter_close(rt, r)
+            return
         await self._drain(rt, pairs)
 
     async def stop(self, caller: dict, owner: str, name: str) -> dict:
@@ -707,9 +768,12 @@ class ServiceManager(ReplicaControl):
         object_name = f"{self.prefix}-svc-{store.loads(row.spec, {}).get('uid')}"
         if rt is not None:
             await self._stop_runtime(rt, "deleted")
-        for info in await self.runner.list_replicas(object_name):
-            await self.runner.stop_replica(info.id, 0)
-        await self.runner.remove_service(object_name)
+        if self.managed:
+            await self.runner.delete(row.owner, row.name)
+        else:
+            for info in await self.runner.list_replicas(object_name):
+                await self.runner.stop_replica(info.id, 0)
+            await self.runner.remove_service(object_name)
 
         def remove(session):
             session.execute(delete(ServiceKey).where(ServiceKey.service_id == row.id))
@@ -870,7 +934,14 @@ class ServiceManager(ReplicaControl):
             if not known:
                 raise APIError(404, f"Service {owner}/{name} has no replicas now.")
             replica = known[0]
-        elif replica not in known:
+        if self.managed:
+            try:
+                return await self.runner.logs(row.owner, row.name, replica)
+            except LookupError:
+                raise APIError(
+                    404, f"Service {owner}/{name} has no replica {replica!r}; see its replicas."
+                ) from None
+        if replica not in known:
             object_name = f"{self.prefix}-svc-{store.loads(row.spec, {}).get('uid')}"
             found = {i.id for i in await self.runner.list_replicas(object_name)}
             if replica not in found:
@@ -878,6 +949,136 @@ class ServiceManager(ReplicaControl):
                     404, f"Service {owner}/{name} has no replica {replica!r}; see its replicas."
                 )
         return await self.runner.replica_logs(replica)
+
+    # --- a managed backend (KServe) -------------------------------------------------------
+    @staticmethod
+    def _predictor_plan(p: dict, d: Deployment):
+        """A predictor as a managed backend runs it: its model version's files (the model
+        store's <owner>/<model>/<version> folder), image, flavor, share and bounds."""
+        from .kserve_manifests import IMAGE_FORMAT, PredictorPlan
+
+        where = (p["owner"], p["model"], str(p["version"]))
+        if d.folder and PurePosixPath(d.folder).parts[-3:] != where:
+            raise APIError(
+                500, f"The model store keeps {'/'.join(where)} in {d.folder}, not below its root."
+            )
+        model_format = d.version.get("format") or ""
+        return PredictorPlan(
+            model=p["model"],
+            version=p["version"],
+            format=model_format,
+            image_ref=d.image_ref,
+            owner=p["owner"],
+            weight=p["weight"],
+            cpu=d.flavor.cpu,
+            memory=d.flavor.memory,
+            gpu=d.flavor.gpu,
+            gpu_type=d.flavor.gpu_type,
+            min_replicas=p["min_replicas"],
+            max_replicas=p["max_replicas"],
+            target_in_flight=p["target_in_flight"],
+            predictor=d.version.get("predictor") or "",
+            signature=d.version.get("signature") or {},
+            command=(d.version.get("command") or "") if model_format == IMAGE_FORMAT else "",
+        )
+
+    def _service_plan(self, rt: Runtime, specs: list[dict], deployments: dict, scale_to_zero=None):
+        """The ServicePlan of a service with predictors `specs` (stable first), each resolved
+        in `deployments` (by predictor key)."""
+        from .kserve_manifests import ServicePlan
+
+        return ServicePlan(
+            owner=rt.owner,
+            name=rt.name,
+            predictors=tuple(self._predictor_plan(p, deployments[predictor_key(p)]) for p in specs),
+            model_name=rt.model_name,
+            workspace=rt.workspace,
+            scale_to_zero_seconds=(
+                rt.scale_to_zero_seconds if scale_to_zero is None else scale_to_zero
+            ),
+        )
+
+    async def _deployments_of(self, rt: Runtime, specs: list[dict]) -> dict:
+        """The deployments of predictors of a running service: those known, the others
+        resolved (their files checked again)."""
+        out = {}
+        for p in specs:
+            key = predictor_key(p)
+            live = rt.predictors.get(key)
+            deployment = live.deployment if live else None
+            if deployment is None:
+                deployment = await self._resolve(rt.owner, p, key)
+                if live is not None:
+                    live.deployment = deployment
+            out[key] = deployment
+        return out
+
+    def _let_go(self, rt: Runtime, p) -> None:
+        """Stop following a predictor the managed backend takes away (its replicas' meters
+        and figures end now)."""
+        for replica in p.replicas.values():
+            rt.metrics.forget_replica(replica.id)
+            self._meter_close(rt, replica)
+        p.replicas = {}
+
+    async def _apply(self, plan) -> None:
+        """Bring the service on the managed backend to `plan`; refusals as clear errors."""
+        try:
+            await self.runner.apply(plan)
+        except APIError:
+            raise
+        except ValueError as e:
+            raise APIError(400, f"The cluster cannot run this service: {e}.") from None
+        except Exception as e:  # noqa: BLE001 - the cluster's words, as the answer
+            code = 409 if getattr(e, "status", 0) == 409 else 503
+            raise APIError(code, f"The cluster did not take the service: {short(e)}") from None
+
+    async def _watch_managed(self, rt: Runtime) -> None:
+        """One look at a service on a managed backend: its state and reason, its address
+        (the router's upstream) and each predictor's replicas, as the backend reports them."""
+        if rt.state == STOPPED:
+            return
+        try:
+            status = await self.runner.status(rt.owner, rt.name)
+        except Exception as e:  # noqa: BLE001 - the reason until the cluster answers again
+            reason = f"cannot read its state from the cluster: {short(e)}"
+            if reason != rt.reason:
+                await self._set_state(rt, rt.state, reason)
+            return
+        if rt.state == STOPPED:  # stopped meanwhile
+            return
+        upstream = status["url"] if status["exists"] else ""
+        changed, rt.upstream = upstream != rt.upstream, upstream
+        found = {f"{p['model']}:{p['version']}": p for p in status["predictors"]}
+        for key, p in rt.predictors.items():
+            replicas = {}
+            for r in (found.get(key) or {}).get("replicas", []):
+                replica = p.replicas.get(r["id"])
+                if replica is None:
+                    replica = Replica(r["id"], key)
+                    self._meter_open(rt, p, replica)
+                changed = changed or replica.state != r["state"]
+                replica.state, replica.restarts = r["state"], r["restarts"]
+                replicas[r["id"]] = replica
+            for gone in p.replicas.keys() - replicas.keys():
+                rt.metrics.forget_replica(gone)
+                self._meter_close(rt, p.replicas[gone])
+                changed = True
+            p.replicas = replicas
+        if changed:  # requests waiting for an address
+            for p in rt.predictors.values():
+                p.notify()
+        reason = "" if status["ready"] else status["reason"]
+        if not status["exists"]:
+            state, reason = SERVICE_FAILED, f"{reason}; start the service to make it again"
+        elif status["failed"]:
+            state = SERVICE_FAILED
+        elif status["ready"] or rt.state == RUNNING:
+            state = RUNNING
+        else:
+            state = DEPLOYING
+        if (state, reason) != (rt.state, rt.reason):
+            await self._set_state(rt, state, reason)
 
     # --- the loop -------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -904,7 +1105,9 @@ class ServiceManager(ReplicaControl):
             if "uid" not in spec:
                 continue
             rt = self._runtime(row, spec)
-            for info in await self.runner.list_replicas(rt.object_name):
+            # a managed backend's services are read back by the loop
+            infos = [] if self.managed else await self.runner.list_replicas(rt.object_name)
+            for info in infos:
                 p = rt.predictors.get(info.predictor)
                 if row.state == STOPPED or p is None:
                     await self.runner.stop_replica(info.id, 0)
@@ -946,11 +1149,16 @@ class ServiceManager(ReplicaControl):
             return
         async with rt.lock:
             try:
-                await self.watch(rt)
+                await (self._watch_managed(rt) if self.managed else self.watch(rt))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("watching service %s/%s failed", rt.owner, rt.name)
+
+
+def _deployed(rt: Runtime | None) -> bool:
+    """Whether a service runs on its backend now (so a change is applied there)."""
+    return rt is not None and rt.state != STOPPED
 
 
 def _key_model(key: ServiceKey) -> dict:

@@ -1,7 +1,9 @@
 """The calling path of services: authenticate, pick a predictor and a replica, forward, count.
 
 The router picks a predictor by weight, then its ready replica with the fewest requests in
-flight, forwards the request and streams the answer back.
+flight, forwards the request and streams the answer back. On a managed backend (KServe) it
+sends every request to the service's one address there instead: the backend splits the
+traffic between the predictors, so the requests are counted under the service's first one.
 
 Programs call it with an access key of the service or a platform token; it takes no cookies
 (so it needs no XSRF check), and neither credentials nor cookies reach the replica.
@@ -27,7 +29,7 @@ from hub.service.api import APIError
 
 from .manager import KEY_PREFIX, ServiceManager
 from .service_control import Predictor, Replica, Runtime
-from .store import STOPPED
+from .store import SERVICE_FAILED, STOPPED
 
 ROUTE = r"/inference/(?P<owner>[^/]+)/(?P<name>[^/]+)/(?P<rest>.*)"
 AUTHORIZATION = re.compile(r"^\s*(?:bearer|token)\s+(\S+)\s*$", re.IGNORECASE)
@@ -202,6 +204,42 @@ class InferenceHandler(web.RequestHandler):
                 p.waiting -= 1
                 p.last_request = time.monotonic()
 
+    async def _upstream(self, rt: Runtime) -> tuple[Predictor, str]:
+        """A managed backend's address of the service (with the predictor its requests are
+        counted under); waits while the backend has none yet (up to the cold-start timeout)."""
+        timeout = self.services.config.cold_start_timeout_seconds
+        deadline = time.monotonic() + timeout
+        while True:
+            if rt.state == STOPPED:
+                raise APIError(
+                    503,
+                    f"Service {rt.owner}/{rt.name} is stopped ({rt.reason}); start it with "
+                    "POST .../start.",
+                )
+            candidates = [p for p in rt.predictors.values() if p.weight > 0]
+            if not candidates:
+                raise APIError(
+                    503,
+                    f"Service {rt.owner}/{rt.name} has no predictor taking requests"
+                    + (f": {rt.reason}" if rt.reason else "."),
+                )
+            p = candidates[0]
+            p.last_request = time.monotonic()
+            if rt.state == SERVICE_FAILED:
+                raise APIError(503, f"Service {rt.owner}/{rt.name} failed: {rt.reason}")
+            if rt.upstream:
+                return p, rt.upstream.rstrip("/")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = f" ({rt.reason})" if rt.reason else ""
+                raise APIError(
+                    503, f"Service {rt.owner}/{rt.name} was not ready within {timeout:g} s{why}."
+                )
+            try:
+                await asyncio.wait_for(p.changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
     # --- forwarding -------------------------------------------------------------------------
     async def get(self, owner: str, name: str, rest: str):
         rt = await self._authorize(owner, name)
@@ -212,11 +250,21 @@ class InferenceHandler(web.RequestHandler):
             (k, v) for k, v in self.request.headers.get_all() if k.lower() not in REQUEST_DROPPED
         ]
         body = self.request.body if self.request.method not in ("GET", "HEAD") else None
+        if self.services.managed:
+            p, upstream = await self._upstream(rt)
+            try:
+                await self._forward(rt, p, None, upstream + path, headers, body)
+            except CannotConnect as e:
+                raise APIError(
+                    503, f"Service {owner}/{name} could not be reached in the cluster: {e}"
+                ) from None
+            return
         tried: set[str] = set()
         for _ in range(ATTEMPTS):
             p, replica = await self._choose(rt, tried)
             try:
-                await self._forward(rt, p, replica, path, headers, body)
+                url = f"http://{replica.address}{path}"
+                await self._forward(rt, p, replica, url, headers, body)
                 return
             except CannotConnect:
                 replica.suspect = True  # not routed until its health check answers
@@ -225,10 +273,15 @@ class InferenceHandler(web.RequestHandler):
 
     post = get
 
-    async def _forward(self, rt: Runtime, p: Predictor, replica: Replica, path, headers, body):
+    async def _forward(
+        self, rt: Runtime, p: Predictor, replica: Replica | None, url: str, headers, body
+    ):
+        """Send the request to `url` (a replica's, or the managed backend's address of the
+        service) and stream its answer back; counted in the service's metrics."""
         manager = self.services
         metrics = p.metrics
-        replica.in_flight += 1
+        if replica is not None:
+            replica.in_flight += 1
         metrics.in_flight += 1
         if metrics.in_flight > p.peak:
             p.peak = metrics.in_flight
@@ -238,7 +291,7 @@ class InferenceHandler(web.RequestHandler):
             timeout = aiohttp.ClientTimeout(total=manager.config.request_timeout_seconds)
             async with manager.forwarding.request(
                 self.request.method,
-                f"http://{replica.address}{path}",
+                url,
                 data=body,
                 headers=headers,
                 timeout=timeout,
@@ -276,7 +329,8 @@ class InferenceHandler(web.RequestHandler):
         except StreamClosedError:
             return  # the caller went away
         finally:
-            replica.done()
+            if replica is not None:
+                replica.done()
             metrics.in_flight -= 1
             rt.metrics.observe(p.key, time.perf_counter() - started, error)
         try:

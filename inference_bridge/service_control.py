@@ -139,6 +139,9 @@ class Runtime:
     predictors: dict[str, Predictor]  # stable first
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # a managed backend's (KServe's) address of the whole service, where the router sends
+    # every request: the backend splits them between predictors ("" until it is known)
+    upstream: str = ""
 
 
 def new_predictor(metrics: ServiceMetrics, key: str, spec: dict) -> Predictor:

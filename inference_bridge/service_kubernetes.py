@@ -218,6 +218,18 @@ class ManagedServiceRunner(ABC):
     async def logs(self, owner: str, service: str, replica: str, *, tail_lines: int = 1000) -> str:
         """The last lines of one replica's output; LookupError for an unknown replica."""
 
+    async def replica_stats(self, replica: str) -> ReplicaStats | None:
+        """A replica's CPU and memory use now; None when unknown."""
+        return None
+
+    async def image_present(self, ref: str) -> bool | None:
+        """Whether the backend holds the image (None: it cannot tell; a cluster pulls)."""
+        return None
+
+    async def capacity(self) -> tuple[float, int] | None:
+        """(vCPUs, memory bytes) of the largest machine a replica can run on; None: unknown."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - most runners hold nothing
         """Release clients (services go on running)."""
 

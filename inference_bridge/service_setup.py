@@ -8,18 +8,25 @@ import os
 from jupyterhub.utils import url_path_join
 
 from .manager import ServiceManager
-from .service_runners import ServiceRunner
 
 log = logging.getLogger("workbench.services")
 
 
-def make_runner(platform, config) -> ServiceRunner:
-    """The service runner of the platform's backend: the engine's containers, or Kubernetes."""
+def make_runner(platform, config):
+    """The service runner of the platform's backend: the engine's containers (a
+    ServiceRunner), or KServe on Kubernetes (a ManagedServiceRunner)."""
     settings = platform.settings
     if settings.backend == "kubernetes":
         from .service_kubernetes import KubernetesServiceRunner
 
-        return KubernetesServiceRunner(namespace=settings.kubernetes_namespace or "default")
+        namespace = settings.kubernetes_namespace or "default"
+        return KubernetesServiceRunner(
+            namespace=namespace,
+            models_pvc=config.kubernetes_models_pvc,
+            deployment_mode=config.kubernetes_deployment_mode,
+            router_namespace=config.kubernetes_router_namespace or namespace,
+            router_pods=dict(config.kubernetes_router_pods) or None,
+        )
     from .service_engine import EngineServiceRunner
 
     url = os.environ.get("WORKBENCH_ENGINE_URL") or settings.engine().url

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traitlets import Float, Integer
+from traitlets import Dict, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
 
@@ -45,4 +45,32 @@ class InferenceSettings(Configurable):
         4096,
         help="""Most processes and threads one replica may run (0: the engine's default).
         Default 4096.""",
+    ).tag(config=True)
+    kubernetes_deployment_mode = Enum(
+        ("Serverless", "RawDeployment"),
+        "Serverless",
+        help="""KServe's deployment mode of services (kubernetes backend): "Serverless"
+        (Knative: canaries' traffic split, scaling on requests in flight, scale to zero) or
+        "RawDeployment" (Deployments and HPAs: no canary, no scale to zero). KServe cannot
+        change the mode of a deployed service: stop and start it after a change. Default
+        "Serverless".""",
+    ).tag(config=True)
+    kubernetes_models_pvc = Unicode(
+        "workbench-models",
+        help="""PersistentVolumeClaim (in the services' namespace) holding the model store,
+        the platform's <data_dir>/models folder (kubernetes backend): services mount a
+        version's <owner>/<model>/<version> folder of it read-only. Default
+        "workbench-models".""",
+    ).tag(config=True)
+    kubernetes_router_namespace = Unicode(
+        "",
+        help="""Namespace of the pod the platform API (the services' router) runs in, the hub's
+        (kubernetes backend): each service's NetworkPolicy lets only it, and Knative's
+        gateway, reach the service's pods. Default: kubernetes_namespace.""",
+    ).tag(config=True)
+    kubernetes_router_pods = Dict(
+        value_trait=Unicode(),
+        help="""Labels of the router's pods (the hub's) in kubernetes_router_namespace, as an
+        inline table (kubernetes backend). Default: none set, which means the hub's label
+        component: "hub".""",
     ).tag(config=True)
