@@ -107,6 +107,7 @@ class ServiceManager(ReplicaControl):
         usage=None,
         public_url: str = "",
         prefix: str = "workbench",
+        direct_url: str = "",
     ):
         self.db = db
         self.hub = hub
@@ -119,6 +120,8 @@ class ServiceManager(ReplicaControl):
         self.workspaces = workspaces
         self.usage = usage
         self.public_url = public_url.rstrip("/")
+        # the calling path on the API service's own inference port ("": none)
+        self.direct_url = direct_url.rstrip("/")
         self.prefix = prefix
         self.services: dict[tuple[str, str], Runtime] = {}
         self.by_id: dict[int, Runtime] = {}
@@ -219,6 +222,11 @@ class ServiceManager(ReplicaControl):
             "state": rt.state if rt else row.state,
             "reason": rt.reason if rt else row.reason,
             "url": self.url(row.owner, row.name),
+            "direct_url": (
+                f"{self.direct_url}/{quote(row.owner, safe='')}/{row.name}"
+                if self.direct_url
+                else None
+            ),
             "model_name": spec.get("model_name"),
             "predictors": predictors,
             "scale_to_zero_seconds": spec.get("scale_to_zero_seconds") or 0,

@@ -39,6 +39,9 @@ FAILURES_TO_FAIL = 3  # failures in a row, without a ready replica, that fail a 
 BACKOFF_MAX_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 2.0
+# a new replica's readiness is looked at this often at first, backing off to the most
+PROBE_FIRST_SECONDS = 0.05
+PROBE_MAX_SECONDS = 0.5
 
 
 @dataclass(eq=False)
@@ -259,6 +262,35 @@ class ReplicaControl:
             replica.state, replica.since = STARTING, time.monotonic()
         self._meter_open(rt, p, replica)
         log.info("service %s/%s: replica %s of %s started", rt.owner, rt.name, replica.id, p.key)
+        self._spawn(self._probe_until_ready(rt, p, replica))
+
+    async def _probe_until_ready(self, rt: Runtime, p: Predictor, replica: Replica) -> None:
+        """Look at a new replica's readiness often, so that it takes requests as soon as its
+        model is loaded rather than at the loop's next pass; crashes and the ready timeout
+        stay the loop's to handle."""
+        deadline = replica.since + self.config.ready_timeout_seconds
+        interval = PROBE_FIRST_SECONDS
+        while replica.state == STARTING and replica.id in p.replicas:
+            if time.monotonic() > deadline:
+                return
+            if not replica.address:
+                try:
+                    status = await self.runner.replica_status(replica.id)
+                except Exception:  # noqa: BLE001 - the loop reports it
+                    return
+                if status.state in (EXITED, MISSING):
+                    return
+                replica.address = status.address
+            if replica.address and await self._healthy(replica):
+                if replica.state == STARTING and replica.id in p.replicas:
+                    replica.state, replica.since = READY, time.monotonic()
+                    p.failures, p.last_failure, p.waking = 0, "", False
+                    log.info("service %s/%s: replica %s ready", rt.owner, rt.name, replica.id)
+                    p.notify()
+                    self.wakeup.set()
+                return
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, PROBE_MAX_SECONDS)
 
     async def _launch_logged(self, rt: Runtime, p: Predictor, replica: Replica) -> None:
         """_launch from the loop: a failure counts against the predictor, with its reason."""
