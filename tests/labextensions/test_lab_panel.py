@@ -20,10 +20,10 @@ from playwright.sync_api import Page, expect
 from tests.hub.test_browser import (
     CHROMIUM_ARGS,
     LAB_TIMEOUT_MS,
-    PAGE_TIMEOUT_MS,
     SCREENSHOTS,
     browser,
 )
+from tests.labextensions.lab import lab_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -64,17 +64,8 @@ def erin(hub):
 
 @pytest.fixture(scope="module")
 def page(hub, erin, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    context.set_default_navigation_timeout(LAB_TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", hub.passwords[USER])
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/home")
-    yield page
-    context.close()
+    with lab_page(browser, hub, USER, height=900) as page:
+        yield page
 
 
 def open_panel(page: Page):

@@ -8,6 +8,7 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { saveImage, showSSH, stopInstance, switchFlavor } from './actions';
+import { deployPlugin } from './deploy';
 import { WorkbenchPanel, workbenchIcon } from './panel';
 import { UsageStatus } from './statusbar';
 import { trainingPlugin } from './training';
@@ -106,4 +107,4 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, statusPlugin, trainingPlugin];
+export default [plugin, statusPlugin, trainingPlugin, deployPlugin];

@@ -12,8 +12,9 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
-import uPlot from 'uplot';
 
+import { MetricChart } from './chart';
+import { button, el, formatTime, messageOf } from './dom';
 import { requestAPI, WorkbenchError } from './handler';
 import { describeFlavor, IFlavor } from './models';
 
@@ -143,59 +144,17 @@ function isActive(state: string | undefined): boolean {
   return ACTIVE_STATES.has(state || '');
 }
 
-function jobPath(owner: string, name: string, ...rest: string[]): string {
+export function jobPath(
+  owner: string,
+  name: string,
+  ...rest: string[]
+): string {
   return [
     'training/jobs',
     encodeURIComponent(owner),
     encodeURIComponent(name),
     ...rest
   ].join('/');
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-function button(
-  label: string,
-  action: string,
-  kind = 'accept'
-): HTMLButtonElement {
-  const node = el('button', `jp-Button jp-mod-styled jp-mod-${kind}`, label);
-  node.dataset.action = action;
-  node.type = 'button';
-  return node;
-}
-
-/** "2026-12-02 04:00:05" in local time, or "-". */
-function formatTime(value: string | null | undefined): string {
-  if (!value) {
-    return '-';
-  }
-  const date = new Date(value);
-  if (isNaN(date.getTime())) {
-    return value;
-  }
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
-  );
 }
 
 /** A job name from a file or folder name: lower-case letters, digits and '-'. */
@@ -719,88 +678,6 @@ export class JobForm extends Widget {
   private _metrics: MetricRows;
 }
 
-/** A chart of one metric (uPlot): value by step. */
-class MetricChart {
-  constructor(
-    readonly name: string,
-    parent: HTMLElement
-  ) {
-    this.node = el('div', 'jp-WorkbenchTraining-chart');
-    this.node.dataset.metric = name;
-    const title = el('div', 'jp-WorkbenchTraining-chartTitle', name);
-    this._last = el('span', 'jp-WorkbenchTraining-chartLast');
-    title.appendChild(this._last);
-    this._plotNode = el('div', 'jp-WorkbenchTraining-plot');
-    this.node.append(title, this._plotNode);
-    parent.appendChild(this.node);
-  }
-
-  update(points: IMetricPoint[]): void {
-    const sorted = [...points].sort((a, b) => a.step - b.step);
-    const data: uPlot.AlignedData = [
-      sorted.map(p => p.step),
-      sorted.map(p => p.value)
-    ];
-    const last = sorted[sorted.length - 1];
-    this._last.textContent = last ? ` ${last.value} at step ${last.step}` : '';
-    this.node.dataset.points = String(sorted.length);
-    if (this._plot) {
-      this._plot.setData(data);
-      return;
-    }
-    const style = getComputedStyle(document.body);
-    const color = (name: string, fallback: string) =>
-      style.getPropertyValue(name).trim() || fallback;
-    const axisColor = color('--jp-ui-font-color2', '#666');
-    const gridColor = color('--jp-border-color2', '#ddd');
-    const axis = {
-      stroke: axisColor,
-      grid: { stroke: gridColor, width: 1 },
-      ticks: { stroke: gridColor, width: 1 }
-    };
-    this._plot = new uPlot(
-      {
-        width: this._width(),
-        height: 180,
-        scales: { x: { time: false } },
-        legend: { show: false },
-        cursor: { drag: { x: true, y: false } },
-        series: [
-          { label: 'step' },
-          {
-            label: this.name,
-            stroke: color('--jp-brand-color1', '#1976d2'),
-            width: 2,
-            points: { show: sorted.length < 50 }
-          }
-        ],
-        axes: [axis, axis]
-      },
-      data,
-      this._plotNode
-    );
-  }
-
-  resize(): void {
-    this._plot?.setSize({ width: this._width(), height: 180 });
-  }
-
-  dispose(): void {
-    this._plot?.destroy();
-    this.node.remove();
-  }
-
-  readonly node: HTMLElement;
-
-  private _width(): number {
-    return Math.max(240, (this.node.clientWidth || 400) - 8);
-  }
-
-  private _plot: uPlot | null = null;
-  private _plotNode: HTMLElement;
-  private _last: HTMLElement;
-}
-
 /** What a job view asks of the application. */
 export interface IJobViewActions {
   rerun(version: IJobVersion): void;
@@ -1107,10 +984,12 @@ export class JobView extends Widget {
       }
       let chart = this._charts.get(name);
       if (!chart) {
-        chart = new MetricChart(name, parent);
+        chart = new MetricChart(name, parent, {
+          className: 'jp-WorkbenchTraining-chart'
+        });
         this._charts.set(name, chart);
       }
-      chart.update(points);
+      chart.update(points.map(p => ({ x: p.step, y: p.value })));
     }
   }
 

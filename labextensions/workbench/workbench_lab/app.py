@@ -7,7 +7,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode, default
 
-from . import handlers, training
+from . import deploy, handlers, training
 from .platform import PlatformClient
 
 
@@ -121,5 +121,6 @@ class WorkbenchLabApp(ExtensionApp):
                 (r"/workbench/save", handlers.SaveHandler),
                 (r"/workbench/ssh", handlers.SSHHandler),
                 *training.routes(),
+                *deploy.routes(),
             ]
         )
