@@ -3,38 +3,16 @@ their traffic split, replicas, access keys and metrics."""
 
 from __future__ import annotations
 
-from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from spawner.templating import render_template
+from hub.service.pages import FeaturePage
 
 
-class InferencePageBase(HubOAuthenticated, web.RequestHandler):
-    """A page of the inference feature; its script calls the platform API with the service's
-    cookie and XSRF token."""
+class InferencePageBase(FeaturePage):
+    """A page of the inference feature, linking to the models, services and jobs pages."""
 
-    def page_config(self, **extra) -> dict:
-        """What the page's script needs: who is signed in, where the API and pages are."""
-        base = self.hub_auth.base_url.rstrip("/")
-        return {
-            "user": self.current_user["name"],
-            "api": self.settings["api_prefix"],
-            "xsrf": self.xsrf_token.decode(),
-            "models_page": base + "/models",
-            "services_page": base + "/services",
-            "jobs_page": base + "/jobs",
-            "hub_home": self.hub_auth.hub_prefix + "home",
-            **extra,
-        }
-
-    def render_page(self, name: str, config: dict) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
-        # tojson escapes "<", ">", "&" and "'": nothing in the config ends the script early
-        self.finish(render_template(__file__, name, config=config))
+    module_file = __file__
+    pages = {"models_page": "/models", "services_page": "/services", "jobs_page": "/jobs"}
 
 
 class ModelsPageHandler(InferencePageBase):

@@ -3,16 +3,28 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
+import { ICommandPalette } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { MetricChart } from './chart';
-import { button, el, formatTime, messageOf } from './dom';
+import {
+  button,
+  byNewest,
+  el,
+  factRows,
+  field,
+  formatTime,
+  hasOptions,
+  messageOf,
+  stateBadge,
+  wholeNumber
+} from './dom';
 import { requestAPI } from './handler';
 import { describeFlavor, IFlavor } from './models';
 import { defaultJobName, IJob, jobPath } from './training';
+import { DomWidget, MainAreaTabs, PollingWidget, SidebarPanel } from './widget';
 
 /** The commands of the Deploy panel. */
 namespace CommandIDs {
@@ -309,12 +321,6 @@ export function exampleRequest(
   };
 }
 
-/** The text of an error box: shown with a message, hidden without. */
-function showError(node: HTMLElement, message: string): void {
-  node.textContent = message;
-  node.hidden = !message;
-}
-
 /** What a register form starts from: files of this instance, or a job's output. */
 export type RegisterMode =
   { kind: 'storage'; path: string } | { kind: 'job'; job?: string };
@@ -323,12 +329,12 @@ export type RegisterMode =
  * The register form: files of this instance's storage (from the file browser), or a
  * finished job's output, as a new model or a new version of one of the user's models.
  */
-export class RegisterForm extends Widget {
+export class RegisterForm extends DomWidget {
   constructor(
     mode: RegisterMode,
     private _onDone: (model: IModel | IModelVersion) => void
   ) {
-    super();
+    super('jp-WorkbenchDeploy');
     this.addClass('jp-WorkbenchDeploy-form');
     this.addClass('jp-WorkbenchDeploy-register');
     this.title.label = 'Register model';
@@ -399,45 +405,35 @@ export class RegisterForm extends Widget {
 
   /** Check the fields and register; on success hand the model (or version) on. */
   async submit(): Promise<void> {
-    let body: Record<string, unknown>;
-    try {
-      body = this.value();
-    } catch (error) {
-      this._showError(messageOf(error));
-      return;
-    }
-    const submit = this._q(
-      'button[data-action="register"]'
-    ) as HTMLButtonElement;
-    submit.disabled = true;
-    this._showError('');
-    this._q('.jp-WorkbenchDeploy-hint').textContent =
-      'Registering: the platform copies the files and takes their SHA-256…';
-    try {
-      const name = body.name as string;
-      const existing = this._existing(name);
-      let result: IModel | IModelVersion;
-      if (existing) {
-        delete body.name;
-        delete body.workspace;
-        result = await requestAPI<IModelVersion>(
-          modelPath(existing.owner, existing.name, 'versions'),
-          { method: 'POST', body: JSON.stringify(body) },
-          REGISTER_TIMEOUT_MS
-        );
-      } else {
-        result = await requestAPI<IModel>(
-          'deploy/models',
-          { method: 'POST', body: JSON.stringify(body) },
-          REGISTER_TIMEOUT_MS
-        );
+    const hint = this._q('.jp-WorkbenchDeploy-hint');
+    const done = await this._submit(
+      'register',
+      () => this.value(),
+      async body => {
+        hint.textContent =
+          'Registering: the platform copies the files and takes their SHA-256…';
+        const existing = this._existing(body.name as string);
+        let result: IModel | IModelVersion;
+        if (existing) {
+          delete body.name;
+          delete body.workspace;
+          result = await requestAPI<IModelVersion>(
+            modelPath(existing.owner, existing.name, 'versions'),
+            { method: 'POST', body: JSON.stringify(body) },
+            REGISTER_TIMEOUT_MS
+          );
+        } else {
+          result = await requestAPI<IModel>(
+            'deploy/models',
+            { method: 'POST', body: JSON.stringify(body) },
+            REGISTER_TIMEOUT_MS
+          );
+        }
+        this._onDone(result);
       }
-      this._onDone(result);
-    } catch (error) {
-      this._showError(messageOf(error));
+    );
+    if (!done) {
       this._showTarget();
-    } finally {
-      submit.disabled = false;
     }
   }
 
@@ -459,9 +455,7 @@ export class RegisterForm extends Widget {
         body[field] = text(field);
       }
     }
-    const signature = (
-      this.node.querySelector('[name="signature"]') as HTMLTextAreaElement
-    ).value.trim();
+    const signature = this._textarea('signature').value.trim();
     if (signature) {
       let value: unknown;
       try {
@@ -523,15 +517,7 @@ export class RegisterForm extends Widget {
     ]);
     this._owner = options?.owner || '';
     this._models = models || [];
-    requestAPI<string[]>('training/images', {}, 60_000)
-      .then(names => {
-        this._q('datalist').replaceChildren(
-          ...names.map(name => new Option(name, name))
-        );
-      })
-      .catch(() => {
-        // any image name can still be typed
-      });
+    this._suggestImages();
     let jobs: IJob[] = [];
     try {
       jobs = await requestAPI<IJob[]>('training/jobs');
@@ -542,7 +528,7 @@ export class RegisterForm extends Widget {
     }
     const own = jobs
       .filter(job => !this._owner || job.owner === this._owner)
-      .sort((a, b) => (b.created || '').localeCompare(a.created || ''));
+      .sort(byNewest);
     const select = this._select('job');
     select.replaceChildren(
       ...own.map(job => new Option(`${job.name} (${job.state})`, job.name))
@@ -630,24 +616,6 @@ export class RegisterForm extends Widget {
     this._showTarget();
   }
 
-  private _showError(message: string): void {
-    showError(this._q('.jp-WorkbenchDeploy-error'), message);
-  }
-
-  private _input(name: string): HTMLInputElement {
-    return this.node.querySelector(`input[name="${name}"]`) as HTMLInputElement;
-  }
-
-  private _select(name: string): HTMLSelectElement {
-    return this.node.querySelector(
-      `select[name="${name}"]`
-    ) as HTMLSelectElement;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
   private _loaded = false;
   private _owner = '';
   private _models: IModel[] = [];
@@ -655,12 +623,12 @@ export class RegisterForm extends Widget {
 }
 
 /** The deploy form: a model version as a new service (flavor, replicas). */
-export class DeployForm extends Widget {
+export class DeployForm extends DomWidget {
   constructor(
     readonly version: IModelVersion,
     private _onDone: (service: IService) => void
   ) {
-    super();
+    super('jp-WorkbenchDeploy');
     this.addClass('jp-WorkbenchDeploy-form');
     this.addClass('jp-WorkbenchDeploy-deployForm');
     this.title.label = `Deploy ${version.name} v${version.version}`;
@@ -703,39 +671,24 @@ export class DeployForm extends Widget {
   }
 
   async submit(): Promise<void> {
-    let body: Record<string, unknown>;
-    try {
-      body = this.value();
-    } catch (error) {
-      this._showError(messageOf(error));
-      return;
-    }
-    const deploy = this._q('button[data-action="deploy"]') as HTMLButtonElement;
-    deploy.disabled = true;
-    this._showError('');
-    try {
-      const service = await requestAPI<IService>(
-        'deploy/services',
-        { method: 'POST', body: JSON.stringify(body) },
-        DEPLOY_TIMEOUT_MS
-      );
-      this._onDone(service);
-    } catch (error) {
-      this._showError(messageOf(error));
-    } finally {
-      deploy.disabled = false;
-    }
+    await this._submit(
+      'deploy',
+      () => this.value(),
+      async body => {
+        this._onDone(
+          await requestAPI<IService>(
+            'deploy/services',
+            { method: 'POST', body: JSON.stringify(body) },
+            DEPLOY_TIMEOUT_MS
+          )
+        );
+      }
+    );
   }
 
   value(): Record<string, unknown> {
-    const whole = (name: string, label: string, min: number) => {
-      const raw = this._input(name).value.trim();
-      const value = Number(raw);
-      if (!raw || !Number.isInteger(value) || value < min) {
-        throw new Error(`${label}: give a whole number of at least ${min}.`);
-      }
-      return value;
-    };
+    const whole = (name: string, label: string, min: number) =>
+      wholeNumber(this._input(name).value, label, min);
     const name = this._input('name').value.trim();
     if (!name) {
       throw new Error(
@@ -785,24 +738,6 @@ export class DeployForm extends Widget {
     }
   }
 
-  private _showError(message: string): void {
-    showError(this._q('.jp-WorkbenchDeploy-error'), message);
-  }
-
-  private _input(name: string): HTMLInputElement {
-    return this.node.querySelector(`input[name="${name}"]`) as HTMLInputElement;
-  }
-
-  private _select(name: string): HTMLSelectElement {
-    return this.node.querySelector(
-      `select[name="${name}"]`
-    ) as HTMLSelectElement;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
   private _owner = '';
 }
 
@@ -814,13 +749,13 @@ export interface IDeployActions {
 }
 
 /** One model: its versions (state, format, lineage, metrics, files with SHA-256), Deploy. */
-export class ModelView extends Widget {
+export class ModelView extends PollingWidget {
   constructor(
     readonly owner: string,
     readonly modelName: string,
     private _actions: IDeployActions
   ) {
-    super();
+    super('jp-WorkbenchDeploy');
     this.id = `jp-workbench-model-${owner}-${modelName}`.replace(
       /[^A-Za-z0-9_-]/g,
       '_'
@@ -856,28 +791,19 @@ export class ModelView extends Widget {
     try {
       model = await requestAPI<IModel>(modelPath(this.owner, this.modelName));
     } catch (error) {
-      showError(this._q('.jp-WorkbenchDeploy-error'), messageOf(error));
+      this._showError(messageOf(error));
       return;
     }
-    showError(this._q('.jp-WorkbenchDeploy-error'), '');
+    this._showError('');
     this._q('[data-field="description"]').textContent =
       `${model.description ? model.description + ' · ' : ''}workspace ${model.workspace}`;
     const versions = [...(model.versions || [])].sort(
       (a, b) => b.version - a.version
     );
     this._q('tbody').replaceChildren(...versions.map(v => this._row(v)));
-    if (versions.some(v => v.state === 'copying')) {
-      window.clearTimeout(this._timer);
-      this._timer = window.setTimeout(
-        () => void this.refresh(),
-        ACTIVE_REFRESH_MS
-      );
-    }
-  }
-
-  dispose(): void {
-    window.clearTimeout(this._timer);
-    super.dispose();
+    this._schedule(
+      versions.some(v => v.state === 'copying') ? ACTIVE_REFRESH_MS : 0
+    );
   }
 
   private _row(version: IModelVersion): HTMLElement {
@@ -885,10 +811,7 @@ export class ModelView extends Widget {
     row.dataset.version = String(version.version);
     row.dataset.state = version.state;
     const state = el('td');
-    const pill = el('span', 'jp-WorkbenchDeploy-state', version.state);
-    pill.dataset.state = version.state;
-    pill.dataset.field = 'state';
-    state.appendChild(pill);
+    state.appendChild(stateBadge('jp-WorkbenchDeploy-state', version.state));
     if (version.reason) {
       state.appendChild(el('div', 'jp-WorkbenchDeploy-reason', version.reason));
     }
@@ -924,33 +847,23 @@ export class ModelView extends Widget {
       ['metrics', describeMetrics(version.metrics)]
     ];
     row.append(el('td', '', `v${version.version}`), state);
-    for (const [field, text] of cells) {
-      const cell = el('td', '', text);
-      cell.dataset.field = field;
-      row.appendChild(cell);
-    }
+    row.append(...cells.map(([name, text]) => field('td', '', name, text)));
     row.append(filesCell, el('td', '', formatTime(version.created)), actions);
     return row;
   }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
-  private _timer = 0;
 }
 
 /**
  * One service: its state, URL, predictors with their weights and replicas; start, stop,
  * promote, rollback; a canary's traffic share; a call form; request and latency charts.
  */
-export class ServiceView extends Widget {
+export class ServiceView extends PollingWidget {
   constructor(
     readonly owner: string,
     readonly serviceName: string,
     private _actions: IDeployActions
   ) {
-    super();
+    super('jp-WorkbenchDeploy');
     this.id = ServiceView.widgetId(owner, serviceName);
     this.addClass('jp-WorkbenchDeploy-view');
     this.addClass('jp-WorkbenchDeploy-service');
@@ -1027,7 +940,7 @@ export class ServiceView extends Widget {
     send.onclick = () => void this.call();
     this._q('.jp-WorkbenchDeploy-callActions').prepend(send);
     this._select('call_path').onchange = () => this._prefill(true);
-    this._request().oninput = () => {
+    this._textarea('request').oninput = () => {
       this._edited = true;
     };
     const charts = this._q('.jp-WorkbenchDeploy-charts');
@@ -1098,7 +1011,7 @@ export class ServiceView extends Widget {
     const body: Record<string, unknown> = { method, path: choice.value };
     if (method === 'POST') {
       try {
-        body.body = JSON.parse(this._request().value || '{}');
+        body.body = JSON.parse(this._textarea('request').value || '{}');
       } catch (error) {
         this._showCallStatus(
           `The request is not valid JSON (${messageOf(error)}).`,
@@ -1107,7 +1020,7 @@ export class ServiceView extends Widget {
         return;
       }
     }
-    const send = this._q('button[data-action="call"]') as HTMLButtonElement;
+    const send = this._button('call');
     const answer = this._q('.jp-WorkbenchDeploy-answer');
     send.disabled = true;
     answer.hidden = true;
@@ -1142,7 +1055,6 @@ export class ServiceView extends Widget {
     if (this.isDisposed) {
       return;
     }
-    window.clearTimeout(this._timer);
     this._resizeObserver.disconnect();
     this._requestsChart.dispose();
     this._latencyChart.dispose();
@@ -1158,9 +1070,7 @@ export class ServiceView extends Widget {
     const predictors = service.predictors || [];
     const two = predictors.length === 2;
     const enable = (action: string, on: boolean) => {
-      (
-        this._q(`button[data-action="${action}"]`) as HTMLButtonElement
-      ).disabled = !on;
+      this._button(action).disabled = !on;
     };
     enable('start', service.state === 'stopped' || service.state === 'failed');
     enable('stop', service.state !== 'stopped');
@@ -1184,12 +1094,7 @@ export class ServiceView extends Widget {
       ['Updated', formatTime(service.updated)]
     ];
     this._q('.jp-WorkbenchDeploy-facts tbody').replaceChildren(
-      ...facts.map(([name, value]) => {
-        const row = el('tr');
-        row.dataset.fact = name.toLowerCase();
-        row.append(el('th', '', name), el('td', '', value));
-        return row;
-      })
+      ...factRows(facts)
     );
     this._renderPredictors();
     const canary = this._q('.jp-WorkbenchDeploy-canary');
@@ -1249,11 +1154,7 @@ export class ServiceView extends Widget {
               : '-'
           ]
         ];
-        for (const [field, text] of cells) {
-          const cell = el('td', '', text);
-          cell.dataset.field = field;
-          row.appendChild(cell);
-        }
+        row.append(...cells.map(([name, text]) => field('td', '', name, text)));
         return row;
       })
     );
@@ -1321,16 +1222,25 @@ export class ServiceView extends Widget {
   }
 
   private async _act(action: string): Promise<void> {
-    const node = this._q(
-      `button[data-action="${action}"]`
-    ) as HTMLButtonElement;
+    await this._change(
+      action,
+      servicePath(this.owner, this.serviceName, action),
+      { method: 'POST' },
+      ACTION_TIMEOUT_MS
+    );
+  }
+
+  /** Change the service (its button off meanwhile), show the answer and refresh. */
+  private async _change(
+    action: string,
+    path: string,
+    init: RequestInit,
+    timeout: number
+  ): Promise<void> {
+    const node = this._button(action);
     node.disabled = true;
     try {
-      const service = await requestAPI<IService>(
-        servicePath(this.owner, this.serviceName, action),
-        { method: 'POST' },
-        ACTION_TIMEOUT_MS
-      );
+      const service = await requestAPI<IService>(path, init, timeout);
       if (service && service.name) {
         this._service = service;
         this._showService(service);
@@ -1339,6 +1249,8 @@ export class ServiceView extends Widget {
       this._actions.changed();
     } catch (error) {
       this._showError(messageOf(error));
+    } finally {
+      node.disabled = false;
     }
     await this.refresh();
   }
@@ -1393,10 +1305,6 @@ export class ServiceView extends Widget {
     predictors: IPredictor[],
     action: string
   ): Promise<void> {
-    const node = this._q(
-      `button[data-action="${action}"]`
-    ) as HTMLButtonElement;
-    node.disabled = true;
     const body = {
       predictors: predictors.map(p => {
         const sent: Record<string, unknown> = {
@@ -1416,24 +1324,12 @@ export class ServiceView extends Widget {
         return sent;
       })
     };
-    try {
-      const service = await requestAPI<IService>(
-        servicePath(this.owner, this.serviceName),
-        { method: 'PATCH', body: JSON.stringify(body) },
-        DEPLOY_TIMEOUT_MS
-      );
-      if (service && service.name) {
-        this._service = service;
-        this._showService(service);
-      }
-      this._showError('');
-      this._actions.changed();
-    } catch (error) {
-      this._showError(messageOf(error));
-    } finally {
-      node.disabled = false;
-    }
-    await this.refresh();
+    await this._change(
+      action,
+      servicePath(this.owner, this.serviceName),
+      { method: 'PATCH', body: JSON.stringify(body) },
+      DEPLOY_TIMEOUT_MS
+    );
   }
 
   private _showSplit(canary: number): void {
@@ -1455,11 +1351,7 @@ export class ServiceView extends Widget {
       ['v2/health/ready', 'GET', 'v2 health ready (GET)']
     ];
     const values = choices.map(c => c[0]);
-    if (
-      Array.from(select.options)
-        .map(o => o.value)
-        .join() === values.join()
-    ) {
+    if (hasOptions(select, values)) {
       return;
     }
     const chosen = select.selectedIndex;
@@ -1477,7 +1369,7 @@ export class ServiceView extends Widget {
   /** Put an example request in the box (unless the user wrote one). */
   private _prefill(force: boolean): void {
     const choice = this._select('call_path').selectedOptions[0];
-    const request = this._request();
+    const request = this._textarea('request');
     if (!choice) {
       return;
     }
@@ -1499,56 +1391,24 @@ export class ServiceView extends Widget {
     node.dataset.kind = kind;
   }
 
-  private _schedule(ms: number): void {
-    window.clearTimeout(this._timer);
-    if (ms > 0 && !this.isDisposed) {
-      this._timer = window.setTimeout(() => void this.refresh(), ms);
-    }
-  }
-
-  private _showError(message: string): void {
-    showError(this._q('.jp-WorkbenchDeploy-error'), message);
-  }
-
-  private _request(): HTMLTextAreaElement {
-    return this.node.querySelector(
-      'textarea[name="request"]'
-    ) as HTMLTextAreaElement;
-  }
-
-  private _input(name: string): HTMLInputElement {
-    return this.node.querySelector(`input[name="${name}"]`) as HTMLInputElement;
-  }
-
-  private _select(name: string): HTMLSelectElement {
-    return this.node.querySelector(
-      `select[name="${name}"]`
-    ) as HTMLSelectElement;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
   private _service: IService | null = null;
   private _metrics: IServiceMetrics | null = null;
   private _signature: ITensorSpec[] | undefined = undefined;
   private _edited = false;
   private _sliding = false;
-  private _timer = 0;
   private _requestsChart: MetricChart;
   private _latencyChart: MetricChart;
   private _resizeObserver: ResizeObserver;
 }
 
 /** The sidebar panel: the user's models and services. */
-export class DeployPanel extends Widget {
+export class DeployPanel extends SidebarPanel {
   constructor(
     private _register: () => void,
     private _openModel: (model: IModel) => void,
     private _openService: (service: IService) => void
   ) {
-    super();
+    super('jp-WorkbenchDeploy');
     this.id = 'jp-workbench-deploy';
     this.addClass('jp-WorkbenchDeploy-panel');
     this.title.icon = deployIcon;
@@ -1596,8 +1456,8 @@ export class DeployPanel extends Widget {
         requestAPI<IModel>(modelPath(m.owner, m.name)).catch(() => m)
       )
     );
-    details.sort((a, b) => (b.created || '').localeCompare(a.created || ''));
-    services.sort((a, b) => (b.created || '').localeCompare(a.created || ''));
+    details.sort(byNewest);
+    services.sort(byNewest);
     this._q('.jp-WorkbenchDeploy-models').replaceChildren(
       ...details.map(m => this._modelItem(m))
     );
@@ -1614,33 +1474,23 @@ export class DeployPanel extends Widget {
     );
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onAfterHide(): void {
-    window.clearTimeout(this._timer);
-  }
-
   private _modelItem(model: IModel): HTMLElement {
     const item = el('li', 'jp-WorkbenchDeploy-item');
     item.dataset.model = `${model.owner}/${model.name}`;
     item.title = model.description || `${model.owner}/${model.name}`;
     const top = el('div', 'jp-WorkbenchDeploy-itemTop');
-    const name = el('span', 'jp-WorkbenchDeploy-itemName', model.name);
-    name.dataset.field = 'name';
     const versions = model.versions || [];
     const latest =
       versions.find(v => v.version === model.latest) ||
       versions[versions.length - 1];
     top.append(
-      name,
+      field('span', 'jp-WorkbenchDeploy-itemName', 'name', model.name),
       el('span', 'jp-WorkbenchDeploy-itemVersion', `v${model.latest}`)
     );
     if (latest) {
-      const format = el('span', 'jp-WorkbenchDeploy-state', latest.format);
+      const format = stateBadge('jp-WorkbenchDeploy-state', latest.state);
+      format.textContent = latest.format;
       format.dataset.field = 'format';
-      format.dataset.state = latest.state;
       top.appendChild(format);
     }
     item.appendChild(top);
@@ -1656,14 +1506,13 @@ export class DeployPanel extends Widget {
               : ` · v${latest.version} ${latest.state}`)
         ]
       ];
-      for (const [field, text] of lines) {
-        if (text === '-') {
-          continue;
-        }
-        const line = el('div', 'jp-WorkbenchDeploy-itemLine', text);
-        line.dataset.field = field;
-        item.appendChild(line);
-      }
+      item.append(
+        ...lines
+          .filter(([, text]) => text !== '-')
+          .map(([name, text]) =>
+            field('div', 'jp-WorkbenchDeploy-itemLine', name, text)
+          )
+      );
     }
     item.onclick = () => this._openModel(model);
     return item;
@@ -1675,53 +1524,29 @@ export class DeployPanel extends Widget {
     item.dataset.state = service.state;
     item.title = service.description || `${service.owner}/${service.name}`;
     const top = el('div', 'jp-WorkbenchDeploy-itemTop');
-    const name = el('span', 'jp-WorkbenchDeploy-itemName', service.name);
-    name.dataset.field = 'name';
-    const state = el('span', 'jp-WorkbenchDeploy-state', service.state);
-    state.dataset.state = service.state;
-    state.dataset.field = 'state';
-    top.append(name, state);
-    item.appendChild(top);
-    const url = el('div', 'jp-WorkbenchDeploy-itemLine', service.url);
-    url.dataset.field = 'url';
-    item.appendChild(url);
-    const predictors = el(
-      'div',
-      'jp-WorkbenchDeploy-itemLine',
-      (service.predictors || [])
-        .map(
-          p =>
-            `${predictorKey(p)} ${p.weight}% · ${readyReplicas(p)}/${(p.replicas || []).length} replicas`
-        )
-        .join('; ')
+    top.append(
+      field('span', 'jp-WorkbenchDeploy-itemName', 'name', service.name),
+      stateBadge('jp-WorkbenchDeploy-state', service.state)
     );
-    predictors.dataset.field = 'predictors';
-    item.appendChild(predictors);
+    const predictors = (service.predictors || [])
+      .map(
+        p =>
+          `${predictorKey(p)} ${p.weight}% · ${readyReplicas(p)}/${(p.replicas || []).length} replicas`
+      )
+      .join('; ');
+    item.append(
+      top,
+      field('div', 'jp-WorkbenchDeploy-itemLine', 'url', service.url),
+      field('div', 'jp-WorkbenchDeploy-itemLine', 'predictors', predictors)
+    );
     if (service.reason) {
-      const reason = el('div', 'jp-WorkbenchDeploy-reason', service.reason);
-      reason.dataset.field = 'reason';
-      item.appendChild(reason);
+      item.appendChild(
+        field('div', 'jp-WorkbenchDeploy-reason', 'reason', service.reason)
+      );
     }
     item.onclick = () => this._openService(service);
     return item;
   }
-
-  private _schedule(ms: number): void {
-    window.clearTimeout(this._timer);
-    if (this.isVisible) {
-      this._timer = window.setTimeout(() => void this.refresh(), ms);
-    }
-  }
-
-  private _showError(message: string): void {
-    showError(this._q('.jp-WorkbenchDeploy-error'), message);
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
-  private _timer = 0;
 }
 
 /**
@@ -1741,35 +1566,10 @@ export const deployPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     fileBrowser: IDefaultFileBrowser | null
   ) => {
-    const views = new Map<string, MainAreaWidget<Widget>>();
-
-    const openView = (key: string, make: () => Widget) => {
-      let view = views.get(key);
-      if (!view || view.isDisposed) {
-        const content = make();
-        view = new MainAreaWidget({ content });
-        view.id = `${content.id}-tab`;
-        view.title.label = content.title.label;
-        view.title.icon = deployIcon;
-        view.title.caption = content.title.caption;
-        views.set(key, view);
-        app.shell.add(view, 'main');
-      } else {
-        void (view.content as ModelView | ServiceView).refresh();
-      }
-      app.shell.activateById(view.id);
-    };
-
-    const openForm = (form: Widget) => {
-      const area = new MainAreaWidget({ content: form });
-      area.id = `jp-workbench-deploy-form-${Date.now()}`;
-      area.title.label = form.title.label;
-      area.title.icon = deployIcon;
-      area.title.closable = true;
-      app.shell.add(area, 'main');
-      app.shell.activateById(area.id);
-      return area;
-    };
+    const tabs = new MainAreaTabs(app, deployIcon, 'jp-workbench-deploy-form');
+    const openView = (key: string, make: () => ModelView | ServiceView) =>
+      tabs.open(key, make, view => void view.refresh());
+    const openForm = (form: Widget) => tabs.openForm(form);
 
     const actions: IDeployActions = {
       deploy: version => {

@@ -46,3 +46,67 @@ export function formatTime(value: string | null | undefined): string {
     `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
   );
 }
+
+/** An element that tests and styles find by `data-field`. */
+export function field<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  name: string,
+  text = ''
+): HTMLElementTagNameMap[K] {
+  const node = el(tag, className, text);
+  node.dataset.field = name;
+  return node;
+}
+
+/** A state's badge: its text, with `data-state` for its colour. */
+export function stateBadge(className: string, state: string): HTMLElement {
+  const node = field('span', className, 'state', state);
+  node.dataset.state = state;
+  return node;
+}
+
+/** The text of an error box: shown with a message, hidden without. */
+export function showError(node: HTMLElement, message: string): void {
+  node.textContent = message;
+  node.hidden = !message;
+}
+
+/** Rows of a facts table, each `data-fact` its name in lower case. */
+export function factRows(facts: [string, string][]): HTMLElement[] {
+  return facts.map(([name, value]) => {
+    const row = el('tr');
+    row.dataset.fact = name.toLowerCase();
+    row.append(el('th', '', name), el('td', '', value));
+    return row;
+  });
+}
+
+/** Whether a select offers these values, in this order (so it need not be rebuilt). */
+export function hasOptions(
+  select: HTMLSelectElement,
+  values: string[]
+): boolean {
+  return (
+    Array.from(select.options)
+      .map(o => o.value)
+      .join() === values.join()
+  );
+}
+
+/** Newest first, by `created`. */
+export function byNewest(
+  a: { created?: string },
+  b: { created?: string }
+): number {
+  return (b.created || '').localeCompare(a.created || '');
+}
+
+/** A whole number of at least `min` from a field's text, or an error naming the field. */
+export function wholeNumber(raw: string, label: string, min: number): number {
+  const value = Number(raw.trim());
+  if (!raw.trim() || !Number.isInteger(value) || value < min) {
+    throw new Error(`${label}: give a whole number of at least ${min}.`);
+  }
+  return value;
+}

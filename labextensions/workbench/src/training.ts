@@ -3,20 +3,28 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  CommandToolbarButton,
-  ICommandPalette,
-  MainAreaWidget
-} from '@jupyterlab/apputils';
+import { CommandToolbarButton, ICommandPalette } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { MetricChart } from './chart';
-import { button, el, formatTime, messageOf } from './dom';
+import {
+  button,
+  byNewest,
+  el,
+  factRows,
+  field,
+  formatTime,
+  hasOptions,
+  messageOf,
+  stateBadge,
+  wholeNumber
+} from './dom';
 import { requestAPI, WorkbenchError } from './handler';
 import { describeFlavor, IFlavor } from './models';
+import { DomWidget, MainAreaTabs, PollingWidget, SidebarPanel } from './widget';
 
 /** The commands of the training panel. */
 namespace CommandIDs {
@@ -364,12 +372,12 @@ export type FormMode =
  * The submit form: a file, notebook or folder of this instance as a new job, or a job's
  * version re-run with edits. Errors stay in the form with the platform's message.
  */
-export class JobForm extends Widget {
+export class JobForm extends DomWidget {
   constructor(
     readonly mode: FormMode,
     private _onDone: (result: IJob | IJobVersion) => void
   ) {
-    super();
+    super('jp-WorkbenchTraining');
     this.addClass('jp-WorkbenchTraining-form');
     const rerun = mode.kind === 'rerun';
     this.node.innerHTML = `
@@ -447,54 +455,38 @@ export class JobForm extends Widget {
 
   /** Check the fields and send them; on success hand the answer on. */
   async submit(): Promise<void> {
-    let body: ISubmission;
-    try {
-      body = this.value();
-    } catch (error) {
-      this._showError(messageOf(error));
-      return;
-    }
-    const submit = this._q('button[data-action="submit"]') as HTMLButtonElement;
-    submit.disabled = true;
-    this._showError('');
-    try {
-      let result: IJob | IJobVersion;
-      if (this.mode.kind === 'rerun') {
-        const version = this.mode.version;
-        delete body.path;
-        delete body.name;
-        delete body.description;
-        result = await requestAPI<IJobVersion>(
-          jobPath(version.owner, version.name, 'versions'),
-          { method: 'POST', body: JSON.stringify(body) },
-          180_000
-        );
-      } else {
-        result = await requestAPI<IJob>(
-          'training/jobs',
-          { method: 'POST', body: JSON.stringify(body) },
-          180_000
-        );
+    await this._submit(
+      'submit',
+      () => this.value(),
+      async body => {
+        let result: IJob | IJobVersion;
+        if (this.mode.kind === 'rerun') {
+          const version = this.mode.version;
+          delete body.path;
+          delete body.name;
+          delete body.description;
+          result = await requestAPI<IJobVersion>(
+            jobPath(version.owner, version.name, 'versions'),
+            { method: 'POST', body: JSON.stringify(body) },
+            180_000
+          );
+        } else {
+          result = await requestAPI<IJob>(
+            'training/jobs',
+            { method: 'POST', body: JSON.stringify(body) },
+            180_000
+          );
+        }
+        this._onDone(result);
       }
-      this._onDone(result);
-    } catch (error) {
-      this._showError(messageOf(error));
-    } finally {
-      submit.disabled = false;
-    }
+    );
   }
 
   /** The form's fields as the API takes them; throws with a message on wrong values. */
   value(): ISubmission {
     const text = (name: string) => this._input(name).value.trim();
-    const whole = (name: string, label: string, min: number) => {
-      const raw = text(name);
-      const value = Number(raw);
-      if (!raw || !Number.isInteger(value) || value < min) {
-        throw new Error(`${label}: give a whole number of at least ${min}.`);
-      }
-      return value;
-    };
+    const whole = (name: string, label: string, min: number) =>
+      wholeNumber(text(name), label, min);
     const body: ISubmission = {
       path: text('path'),
       name: text('name'),
@@ -507,11 +499,7 @@ export class JobForm extends Widget {
       processes_per_node: whole('processes_per_node', 'Processes per node', 1),
       max_restarts: whole('max_restarts', 'Max restarts', 0),
       hyperparameters: parseHyperparameters(
-        (
-          this.node.querySelector(
-            '[name="hyperparameters"]'
-          ) as HTMLTextAreaElement
-        ).value
+        this._textarea('hyperparameters').value
       ),
       metrics: this._metrics.value()
     };
@@ -564,16 +552,7 @@ export class JobForm extends Widget {
       new Option('this instance’s flavor', ''),
       ...flavors.map(f => new Option(describeFlavor(f), f.name))
     );
-    // the images to suggest: the engine may be slow to list them, so they come later
-    requestAPI<string[]>('training/images', {}, 60_000)
-      .then(names => {
-        this._q('datalist').replaceChildren(
-          ...names.map(name => new Option(name, name))
-        );
-      })
-      .catch(() => {
-        // any image name can still be typed
-      });
+    this._suggestImages();
     if (options) {
       this._input('image').value = options.image || '';
       flavorSelect.value = options.flavor || '';
@@ -608,9 +587,9 @@ export class JobForm extends Widget {
     this._input('max_run_minutes').value = String(
       (spec.max_run_seconds ?? 0) / 60
     );
-    (
-      this.node.querySelector('[name="hyperparameters"]') as HTMLTextAreaElement
-    ).value = formatHyperparameters(spec.hyperparameters);
+    this._textarea('hyperparameters').value = formatHyperparameters(
+      spec.hyperparameters
+    );
     this._metrics.set(spec.metrics);
     this._showKind(spec.source?.kind);
   }
@@ -654,26 +633,6 @@ export class JobForm extends Widget {
     this._q('.jp-WorkbenchTraining-title').textContent = text;
   }
 
-  private _showError(message: string): void {
-    const node = this._q('.jp-WorkbenchTraining-error');
-    node.textContent = message;
-    node.hidden = !message;
-  }
-
-  private _input(name: string): HTMLInputElement {
-    return this.node.querySelector(`input[name="${name}"]`) as HTMLInputElement;
-  }
-
-  private _select(name: string): HTMLSelectElement {
-    return this.node.querySelector(
-      `select[name="${name}"]`
-    ) as HTMLSelectElement;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
   private _loaded = false;
   private _metrics: MetricRows;
 }
@@ -689,14 +648,14 @@ export interface IJobViewActions {
  * One job: its versions, the chosen version's state, nodes, metric charts and log (followed
  * while it runs), Stop, Re-run with edits and Open output folder.
  */
-export class JobView extends Widget {
+export class JobView extends PollingWidget {
   constructor(
     readonly owner: string,
     readonly jobName: string,
     private _actions: IJobViewActions,
     version?: number
   ) {
-    super();
+    super('jp-WorkbenchTraining');
     this.id = JobView.widgetId(owner, jobName);
     this.addClass('jp-WorkbenchTraining-job');
     this.title.label = jobName;
@@ -805,11 +764,7 @@ export class JobView extends Widget {
     }
     const select = this._select('version');
     const numbers = versions.map(v => String(v.version));
-    if (
-      Array.from(select.options)
-        .map(o => o.value)
-        .join() !== numbers.join()
-    ) {
+    if (!hasOptions(select, numbers)) {
       select.replaceChildren(
         ...versions.map(v => new Option(`${v.version}`, String(v.version)))
       );
@@ -826,11 +781,7 @@ export class JobView extends Widget {
     const ranks = (current.nodes.length ? current.nodes : [{ rank: 0 }]).map(
       n => String(n.rank)
     );
-    if (
-      Array.from(nodes.options)
-        .map(o => o.value)
-        .join() !== ranks.join()
-    ) {
+    if (!hasOptions(nodes, ranks)) {
       const chosen = nodes.value || '0';
       nodes.replaceChildren(...ranks.map(r => new Option(r, r)));
       nodes.value = ranks.includes(chosen) ? chosen : '0';
@@ -855,7 +806,7 @@ export class JobView extends Widget {
     if (!current) {
       return;
     }
-    const stop = this._q('button[data-action="stop"]') as HTMLButtonElement;
+    const stop = this._button('stop');
     stop.disabled = true;
     try {
       const version = await requestAPI<IJobVersion>(
@@ -884,7 +835,6 @@ export class JobView extends Widget {
       return;
     }
     this._abort?.abort();
-    window.clearTimeout(this._timer);
     window.clearTimeout(this._retry);
     this._resizeObserver.disconnect();
     for (const chart of this._charts.values()) {
@@ -903,7 +853,7 @@ export class JobView extends Widget {
         ? `queue position ${version.queue_position}${version.reason ? ': ' + version.reason : ''}`
         : version.reason;
     this._q('[data-field="reason"]').textContent = reason || '';
-    (this._q('button[data-action="stop"]') as HTMLButtonElement).disabled =
+    this._button('stop').disabled =
       !isActive(version.state) || version.state === 'stopping';
     const spec = version.spec || {};
     const facts: [string, string][] = [
@@ -943,14 +893,8 @@ export class JobView extends Widget {
       ['Finished', formatTime(version.finished)],
       ['Output', version.output_path || '-']
     ];
-    const body = this._q('.jp-WorkbenchTraining-facts tbody');
-    body.replaceChildren(
-      ...facts.map(([name, value]) => {
-        const row = el('tr');
-        row.append(el('th', '', name), el('td', '', value));
-        row.dataset.fact = name.toLowerCase();
-        return row;
-      })
+    this._q('.jp-WorkbenchTraining-facts tbody').replaceChildren(
+      ...factRows(facts)
     );
   }
 
@@ -1076,35 +1020,11 @@ export class JobView extends Widget {
     }
   }
 
-  private _schedule(ms: number): void {
-    window.clearTimeout(this._timer);
-    if (ms > 0 && !this.isDisposed) {
-      this._timer = window.setTimeout(() => void this.refresh(), ms);
-    }
-  }
-
-  private _showError(message: string): void {
-    const node = this._q('.jp-WorkbenchTraining-error');
-    node.textContent = message;
-    node.hidden = !message;
-  }
-
-  private _select(name: string): HTMLSelectElement {
-    return this.node.querySelector(
-      `select[name="${name}"]`
-    ) as HTMLSelectElement;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
   private _version: number | null;
   private _current: IJobVersion | null = null;
   private _charts = new Map<string, MetricChart>();
   private _abort: AbortController | null = null;
   private _following = false;
-  private _timer = 0;
   private _retry = 0;
   private _log: HTMLElement;
   private _logText: Text;
@@ -1112,12 +1032,12 @@ export class JobView extends Widget {
 }
 
 /** The sidebar panel: the user's jobs with their state, and a button to submit one. */
-export class TrainingPanel extends Widget {
+export class TrainingPanel extends SidebarPanel {
   constructor(
-    private _submit: () => void,
+    private _onSubmit: () => void,
     private _open: (job: IJob) => void
   ) {
-    super();
+    super('jp-WorkbenchTraining');
     this.id = 'jp-workbench-training';
     this.addClass('jp-WorkbenchTraining-panel');
     this.title.icon = trainingIcon;
@@ -1134,7 +1054,7 @@ export class TrainingPanel extends Widget {
     const submit = button('Submit a job…', 'submit');
     submit.title =
       'Submit the open notebook or file (or any path) as a training job';
-    submit.onclick = () => this._submit();
+    submit.onclick = () => this._onSubmit();
     const refresh = button('Refresh', 'refresh', 'reject');
     refresh.onclick = () => void this.refresh();
     this._q('.jp-WorkbenchTraining-panelActions').append(submit, refresh);
@@ -1152,7 +1072,7 @@ export class TrainingPanel extends Widget {
       this._schedule(IDLE_REFRESH_MS);
       return;
     }
-    jobs.sort((a, b) => (b.created || '').localeCompare(a.created || ''));
+    jobs.sort(byNewest);
     const list = this._q('.jp-WorkbenchTraining-jobs');
     list.replaceChildren(...jobs.map(job => this._item(job)));
     this._q('.jp-WorkbenchTraining-empty').hidden = jobs.length > 0;
@@ -1163,59 +1083,26 @@ export class TrainingPanel extends Widget {
     );
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onAfterHide(): void {
-    window.clearTimeout(this._timer);
-  }
-
   private _item(job: IJob): HTMLElement {
     const item = el('li', 'jp-WorkbenchTraining-jobItem');
     item.dataset.job = `${job.owner}/${job.name}`;
     item.dataset.state = job.state;
     item.title = job.description || `${job.owner}/${job.name}`;
     const top = el('div', 'jp-WorkbenchTraining-jobTop');
-    const name = el('span', 'jp-WorkbenchTraining-jobName', job.name);
-    name.dataset.field = 'name';
-    const version = el(
-      'span',
-      'jp-WorkbenchTraining-jobVersion',
-      `v${job.latest}`
+    top.append(
+      field('span', 'jp-WorkbenchTraining-jobName', 'name', job.name),
+      el('span', 'jp-WorkbenchTraining-jobVersion', `v${job.latest}`),
+      stateBadge('jp-WorkbenchTraining-state', job.state)
     );
-    const state = el('span', 'jp-WorkbenchTraining-state', job.state);
-    state.dataset.state = job.state;
-    state.dataset.field = 'state';
-    top.append(name, version, state);
     item.appendChild(top);
     if (job.reason) {
-      const reason = el('div', 'jp-WorkbenchTraining-jobReason', job.reason);
-      reason.dataset.field = 'reason';
-      item.appendChild(reason);
+      item.appendChild(
+        field('div', 'jp-WorkbenchTraining-jobReason', 'reason', job.reason)
+      );
     }
     item.onclick = () => this._open(job);
     return item;
   }
-
-  private _schedule(ms: number): void {
-    window.clearTimeout(this._timer);
-    if (this.isVisible) {
-      this._timer = window.setTimeout(() => void this.refresh(), ms);
-    }
-  }
-
-  private _showError(message: string): void {
-    const node = this._q('.jp-WorkbenchTraining-error');
-    node.textContent = message;
-    node.hidden = !message;
-  }
-
-  private _q(selector: string): HTMLElement {
-    return this.node.querySelector(selector) as HTMLElement;
-  }
-
-  private _timer = 0;
 }
 
 /** A document widget's path and a way to save it, where the widget is one. */
@@ -1248,7 +1135,11 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null
   ) => {
-    const views = new Map<string, MainAreaWidget<JobView>>();
+    const tabs = new MainAreaTabs(
+      app,
+      trainingIcon,
+      'jp-workbench-training-form'
+    );
     let lastDocument = '';
     let options: Promise<ITrainingOptions> | null = null;
 
@@ -1262,24 +1153,16 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
       trackDocument(args.newValue)
     );
 
-    const openJob = (owner: string, name: string, version?: number) => {
-      const key = `${owner}/${name}`;
-      let view = views.get(key);
-      if (!view || view.isDisposed) {
-        const content = new JobView(owner, name, actions, version);
-        view = new MainAreaWidget({ content });
-        view.id = `${content.id}-tab`;
-        view.title.label = content.title.label;
-        view.title.icon = trainingIcon;
-        view.title.caption = content.title.caption;
-        views.set(key, view);
-        app.shell.add(view, 'main');
-      } else if (version !== undefined) {
-        view.content.showVersion(version);
-      }
-      app.shell.activateById(view.id);
-      return view;
-    };
+    const openJob = (owner: string, name: string, version?: number) =>
+      tabs.open(
+        `${owner}/${name}`,
+        () => new JobView(owner, name, actions, version),
+        view => {
+          if (version !== undefined) {
+            view.showVersion(version);
+          }
+        }
+      );
 
     const openForm = (mode: FormMode) => {
       const form = new JobForm(mode, result => {
@@ -1291,13 +1174,7 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
         openJob(result.owner, result.name, version);
         void panel.refresh();
       });
-      const area = new MainAreaWidget({ content: form });
-      area.id = `jp-workbench-training-form-${Date.now()}`;
-      area.title.label = form.title.label;
-      area.title.icon = trainingIcon;
-      area.title.closable = true;
-      app.shell.add(area, 'main');
-      app.shell.activateById(area.id);
+      const area = tabs.openForm(form);
     };
 
     const actions: IJobViewActions = {
