@@ -72,8 +72,9 @@ class ModelVersion(Base):
 class Service(Base):
     """An online service: predictors (model versions with traffic weights) and their replicas."""
 
-    __tablename__ = "services"
-    __table_args__ = (UniqueConstraint("owner", "name", name="uq_services_owner_name"),)
+    # not "services": JupyterHub's own table of that name may share the database (PostgreSQL)
+    __tablename__ = "inference_services"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_inference_services_owner_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(255), index=True)
@@ -91,12 +92,14 @@ class Service(Base):
 class ServiceKey(Base):
     """An access key of a service: only its SHA-256 and first characters are kept."""
 
-    __tablename__ = "service_keys"
-    __table_args__ = (UniqueConstraint("service_id", "name", name="uq_service_keys_name"),)
+    __tablename__ = "inference_service_keys"
+    __table_args__ = (
+        UniqueConstraint("service_id", "name", name="uq_inference_service_keys_name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_id: Mapped[int] = mapped_column(
-        ForeignKey("services.id", ondelete="CASCADE"), index=True
+        ForeignKey("inference_services.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(16))

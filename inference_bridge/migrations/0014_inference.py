@@ -53,8 +53,9 @@ def upgrade():
         sa.UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
     )
     op.create_index("ix_model_versions_model_id", "model_versions", ["model_id"])
+    # not "services": JupyterHub's own table of that name shares a PostgreSQL database
     _owned(
-        "services",
+        "inference_services",
         sa.Column("public", sa.Boolean, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
@@ -62,14 +63,14 @@ def upgrade():
         sa.Column("created", sa.DateTime, nullable=False),
         sa.Column("updated", sa.DateTime, nullable=False),
     )
-    op.create_index("ix_services_state", "services", ["state"])
+    op.create_index("ix_inference_services_state", "inference_services", ["state"])
     op.create_table(
-        "service_keys",
+        "inference_service_keys",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
             "service_id",
             sa.Integer,
-            sa.ForeignKey("services.id", ondelete="CASCADE"),
+            sa.ForeignKey("inference_services.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("name", sa.String(64), nullable=False),
@@ -77,13 +78,15 @@ def upgrade():
         sa.Column("hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created", sa.DateTime, nullable=False),
         sa.Column("last_used", sa.DateTime, nullable=True),
-        sa.UniqueConstraint("service_id", "name", name="uq_service_keys_name"),
+        sa.UniqueConstraint("service_id", "name", name="uq_inference_service_keys_name"),
     )
-    op.create_index("ix_service_keys_service_id", "service_keys", ["service_id"])
+    op.create_index(
+        "ix_inference_service_keys_service_id", "inference_service_keys", ["service_id"]
+    )
 
 
 def downgrade():
-    op.drop_table("service_keys")
-    op.drop_table("services")
+    op.drop_table("inference_service_keys")
+    op.drop_table("inference_services")
     op.drop_table("model_versions")
     op.drop_table("models")
