@@ -127,6 +127,14 @@ def test_hub_keeps_users_and_instances_in_postgresql(tmp_path, postgres, engine,
             assert [(n, json.loads(o)["flavor"]) for n, o in spawners] == [("pg1", "cpu.tiny")]
             [(versions,)] = rows("SELECT count(*) FROM workbench_alembic_version")
             assert versions >= 1
+            # every feature's tables beside JupyterHub's own (which has a "services" table)
+            tables = {
+                name
+                for (name,) in rows(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+            }
+            assert {"services", "inference_services", "models", "jobs"} <= tables
             assert rows("SELECT name, fingerprint FROM ssh_keys WHERE \"user\" = 'dana'") == [
                 ("pgkey", key["fingerprint"])
             ]
