@@ -264,6 +264,12 @@ class ReplicaControl:
         log.info("service %s/%s: replica %s of %s started", rt.owner, rt.name, replica.id, p.key)
         self._spawn(self._probe_until_ready(rt, p, replica))
 
+    def _ready(self, rt: Runtime, p: Predictor, replica: Replica, now: float) -> None:
+        """A starting replica answered its readiness check: it takes requests from now on."""
+        replica.state, replica.since = READY, now
+        p.failures, p.last_failure, p.waking = 0, "", False
+        log.info("service %s/%s: replica %s ready", rt.owner, rt.name, replica.id)
+
     async def _probe_until_ready(self, rt: Runtime, p: Predictor, replica: Replica) -> None:
         """Look at a new replica's readiness often, so that it takes requests as soon as its
         model is loaded rather than at the loop's next pass; crashes and the ready timeout
@@ -283,9 +289,7 @@ class ReplicaControl:
                 replica.address = status.address
             if replica.address and await self._healthy(replica):
                 if replica.state == STARTING and replica.id in p.replicas:
-                    replica.state, replica.since = READY, time.monotonic()
-                    p.failures, p.last_failure, p.waking = 0, "", False
-                    log.info("service %s/%s: replica %s ready", rt.owner, rt.name, replica.id)
+                    self._ready(rt, p, replica, time.monotonic())
                     p.notify()
                     self.wakeup.set()
                 return
@@ -390,9 +394,7 @@ class ReplicaControl:
                 if r.suspect:
                     r.suspect = False
                 if r.state == STARTING:
-                    r.state, r.since = READY, now
-                    p.failures, p.last_failure, p.waking = 0, "", False
-                    log.info("service %s/%s: replica %s ready", rt.owner, rt.name, r.id)
+                    self._ready(rt, p, r, now)
                 p.notify()
             elif r.state == STARTING and now - r.since > self.config.ready_timeout_seconds:
                 limit = self.config.ready_timeout_seconds
