@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from docker.types import DeviceRequest
+
+from spawner.engine_calls import EngineCalls
 
 from .service_runners import (
     EXITED,
@@ -33,7 +33,7 @@ API_VERSION = "1.41"
 SHM_BYTES = 256 * 1024**2
 
 
-class EngineServiceRunner(ServiceRunner):
+class EngineServiceRunner(EngineCalls, ServiceRunner):
     """Runs each replica as a container with its flavor's limits, the model's folder mounted
     read-only, no capabilities, a non-root user and a pids limit.
 
@@ -57,52 +57,26 @@ class EngineServiceRunner(ServiceRunner):
         threads: int = 8,
         api_version: str = API_VERSION,
     ):
-        self.api = docker.APIClient(base_url=url, version=api_version, timeout=120)
+        super().__init__(
+            url, threads=threads, thread_name="workbench-services", api_version=api_version
+        )
         self.host = host
         self.pids_limit = pids_limit
         self.isolate = isolate
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="workbench-services")
-        self._podman: bool | None = None
         # replica -> (cpu nanoseconds, monotonic seconds) of its last stats sample
         self._cpu_samples: dict[str, tuple[int, float]] = {}
-
-    async def _call(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     @staticmethod
     def network_name(service_object: str) -> str:
         return f"{service_object}-net"
 
-    async def _is_podman(self) -> bool:
-        if self._podman is None:
-            version = await self._call(self.api.version)
-            self._podman = any(
-                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
-            )
-        return self._podman
-
     async def _ensure_network(self, plan: ReplicaPlan) -> str:
         """The service's network: made at its first replica, shared by the others (asked
         for at every start: one that was removed behind the platform's back is made again)."""
-        name = self.network_name(plan.service_object)
-        options = {"isolate": "true"} if self.isolate and await self._is_podman() else {}
         labels = {LABEL_SERVICE: plan.service_object}
-        try:
-            await self._call(
-                self.api.create_network,
-                name,
-                driver="bridge",
-                options=options,
-                labels=labels,
-                check_duplicate=True,
-            )
-        except docker.errors.APIError as e:
-            # made before (another replica, an earlier run): Docker answers 409, Podman 4 a
-            # 500 saying it already exists
-            if e.status_code != 409 and "already exists" not in str(e.explanation or e):
-                raise
-        return name
+        return await self._make_network(
+            self.network_name(plan.service_object), labels, self.isolate
+        )
 
     async def start_replica(self, plan: ReplicaPlan) -> str:
         network = await self._ensure_network(plan)

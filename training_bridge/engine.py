@@ -8,10 +8,11 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from docker.types import DeviceRequest
+
+from spawner.engine_calls import EngineCalls
 
 from .plan import (
     CHECKPOINT_DIR,
@@ -31,7 +32,7 @@ RANK_LABEL = "ai-workbench.job-node"
 SHM_BYTES = 256 * 1024**2  # /dev/shm for DataLoader workers and collectives
 
 
-class EngineJobRunner(JobRunner):
+class EngineJobRunner(EngineCalls, JobRunner):
     """Runs each node of a job version as a container with the flavor's limits.
 
     url: the engine's API; isolate: give each job a network isolated from instances' and
@@ -49,49 +50,20 @@ class EngineJobRunner(JobRunner):
         pids_limit: int = 4096,
         threads: int = 8,
     ):
-        self.api = docker.APIClient(base_url=url, timeout=120)
+        super().__init__(url, threads=threads, thread_name="workbench-jobs")
         # log streams block for as long as a node runs: a client of their own
         self.url = url
         self.isolate = isolate
         self.files = dict(files or {})
         self.pids_limit = pids_limit
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="workbench-jobs")
-        self._podman: bool | None = None
-
-    async def _call(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     @staticmethod
     def network_name(plan: JobPlan) -> str:
         return f"{plan.object_name}-net"
 
-    async def _is_podman(self) -> bool:
-        if self._podman is None:
-            version = await self._call(self.api.version)
-            self._podman = any(
-                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
-            )
-        return self._podman
-
     async def _ensure_network(self, plan: JobPlan) -> str:
         """The job's network: made at its first start, kept across restarts (one call)."""
-        name = self.network_name(plan)
-        options = {"isolate": "true"} if self.isolate and await self._is_podman() else {}
-        try:
-            await self._call(
-                self.api.create_network,
-                name,
-                driver="bridge",
-                options=options,
-                labels=plan.labels(),
-                check_duplicate=True,
-            )
-        except docker.errors.APIError as e:
-            # it exists (a restart): Docker answers 409, Podman 4 a 500 saying so
-            if e.status_code != 409 and "already exists" not in str(e.explanation or e):
-                raise
-        return name
+        return await self._make_network(self.network_name(plan), plan.labels(), self.isolate)
 
     async def input_volume(self, owner: str, instance: str) -> str:
         """The engine volume of an instance's storage, found by the labels it was made with."""
