@@ -10,11 +10,11 @@ from markupsafe import Markup
 
 
 @functools.cache
-def _environment(folder: str) -> jinja2.Environment:
+def _environment(folder: str, shared: tuple[str, ...] = ()) -> jinja2.Environment:
     # autoescape everything: every value put into a page is escaped unless it is Markup
     # (an already rendered part); a name missing from the context is an error, not ""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.FileSystemLoader([folder, *shared]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -22,8 +22,12 @@ def _environment(folder: str) -> jinja2.Environment:
     )
 
 
-def render_template(module_file: str, name: str, **context) -> Markup:
+def render_template(
+    module_file: str, name: str, *, shared: tuple[str, ...] = (), **context
+) -> Markup:
     """The template `name` of the templates/ folder beside `module_file` (a module's
-    __file__), rendered with `context`; Markup, so another template embeds it unescaped."""
+    __file__), rendered with `context`; Markup, so another template embeds it unescaped.
+    `shared`: folders of templates it may include, looked in after its own."""
     folder = Path(module_file).resolve().parent / "templates"
-    return Markup(_environment(str(folder)).get_template(name).render(**context))
+    environment = _environment(str(folder), tuple(str(f) for f in shared))
+    return Markup(environment.get_template(name).render(**context))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from spawner.templating import render_template
+
+# templates every feature's pages may include (feature_common.html: style, API call, helpers)
+SHARED = (Path(__file__).resolve().parent / "templates",)
 
 
 class FeaturePage(HubOAuthenticated, web.RequestHandler):
@@ -38,4 +42,4 @@ class FeaturePage(HubOAuthenticated, web.RequestHandler):
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
         # tojson escapes "<", ">", "&" and "'": nothing in the config ends the script early
-        self.finish(render_template(self.module_file, name, config=config))
+        self.finish(render_template(self.module_file, name, shared=SHARED, config=config))

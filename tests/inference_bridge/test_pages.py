@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from workbench import WorkbenchError
 
 import inference_bridge.pages
+from hub.service.pages import SHARED
 from spawner.templating import render_template
 from tests.hub.test_browser import (  # noqa: F401 - browser is the shared fixture
     browser,
@@ -62,7 +63,7 @@ PAGE_CONFIG = {
 @pytest.mark.parametrize("template", ["models.html", "services.html"])
 def test_the_pages_keep_their_config_as_text(template):
     config = {**PAGE_CONFIG, "user": "</script><script>alert(1)</script>"}
-    text = render_template(inference_bridge.pages.__file__, template, config=config)
+    text = render_template(inference_bridge.pages.__file__, template, shared=SHARED, config=config)
     assert "<script>alert(1)" not in text
     found = re.search(r"var config = (.*);\n", text).group(1)
     assert json.loads(found) == config
