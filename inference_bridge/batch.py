@@ -28,8 +28,14 @@ from hub.service.api import APIError
 from spawner.options import InvalidOptions
 from training_bridge import store as job_store
 from training_bridge.files import FilesError, relative_path
-from training_bridge.plan import OUTPUT_DIR, InputChannel
-from training_bridge.spec import SpecError, check_description, check_name, job_kind
+from training_bridge.plan import OUTPUT_DIR, InputChannel, dataset_target
+from training_bridge.spec import (
+    SpecError,
+    check_dataset_input,
+    check_description,
+    check_name,
+    job_kind,
+)
 
 log = logging.getLogger("workbench.inference.batch")
 
@@ -133,14 +139,23 @@ class BatchRuns:
         return value
 
     @staticmethod
+    def _dataset_input(value: dict) -> dict:
+        """{"dataset", "version"}: a published dataset version's files as the input."""
+        try:
+            return check_dataset_input("inputs", value)
+        except SpecError as e:
+            raise APIError(400, str(e)) from None
+
+    @staticmethod
     def _inputs(value) -> tuple[str, str]:
         """(instance, path) of the input folder: a folder of one of the caller's instances'
         storage, relative to it ("" for all of it)."""
         if not isinstance(value, dict) or set(value) - {"instance", "path"}:
             raise APIError(
                 400,
-                'inputs must be {"instance": "my-notebook", "path": "data/batch"}: a folder of '
-                "one of your instances' storage.",
+                'inputs must be {"instance": "my-notebook", "path": "data/batch"}, a folder of '
+                'one of your instances\' storage, or {"dataset": "flowers", "version": 2}, a '
+                "published version of a dataset.",
             )
         instance = value.get("instance")
         problem = instance_name_problem(instance)
@@ -226,12 +241,18 @@ class BatchRuns:
             raise APIError(400, str(e)) from None
         model_name = self._model_name(caller, body.get("model"))
         version = self._version(body.get("version"))
-        instance, path = self._inputs(body.get("inputs"))
+        inputs = body.get("inputs")
+        dataset = None
+        if isinstance(inputs, dict) and "dataset" in inputs:
+            dataset = self._dataset_input(inputs)
+            instance, path = "", ""
+        else:
+            instance, path = self._inputs(inputs)
         flavor = body.get("flavor")
         if flavor is not None and not isinstance(flavor, str):
             raise APIError(400, "flavor must be a flavor's name (see GET /flavors).")
         servers = await self.jobs.hub.servers(owner) or {}
-        if instance not in servers:
+        if dataset is None and instance not in servers:
             raise APIError(400, f"inputs.instance: you have no instance {instance!r}.")
         existing = await self.jobs.db.run(lambda s: job_store.find_job(s, owner, name))
         if existing is not None:
@@ -254,21 +275,28 @@ class BatchRuns:
             )
         store_path = self._store_path(folder)
         image_name = model.get("image")
-        await self._check_folder(owner, instance, path, image_name)
-        channel = InputChannel(name=INPUT_CHANNEL, instance=instance, path=path)
+        if dataset is None:
+            await self._check_folder(owner, instance, path, image_name)
+            input_path = InputChannel(name=INPUT_CHANNEL, instance=instance, path=path)
+            input_path = input_path.container_path
+            channel = {"instance": instance, "path": path or "."}
+        else:
+            # a version's folder: its files below data/, beside its manifest
+            input_path = f"{dataset_target(INPUT_CHANNEL)}/data"
+            channel = dataset
         about = {
             "model": model_name,
             "model_owner": owner,
             "model_version": version,
-            "inputs": {"instance": instance, "path": path},
+            "inputs": channel if dataset else {"instance": instance, "path": path},
         }
         job_body = {
             "source": {"kind": "folder", "archive": _code_archive(about)},
-            "command": shlex.join(batch_command(channel.container_path)),
+            "command": shlex.join(batch_command(input_path)),
             "runtime": "plain",
             "image": image_name,
             "flavor": flavor,
-            "inputs": {INPUT_CHANNEL: {"instance": instance, "path": path or "."}},
+            "inputs": {INPUT_CHANNEL: channel},
             "metrics": [PROGRESS_RULE],
             "max_run_seconds": body.get("max_run_seconds") or 0,
         }

@@ -18,6 +18,16 @@ WORKER_PORT = 2222
 LABEL_PREFIX = "ai-workbench"
 
 
+def channel_env(name: str) -> str:
+    """The variable that tells a node where input channel `name` is."""
+    return "WORKBENCH_INPUT_" + name.upper().replace("-", "_")
+
+
+def dataset_target(name: str) -> str:
+    """Where a dataset input channel (a published version's folder) is in each node."""
+    return f"{INPUTS_DIR}/{name}"
+
+
 @dataclass(frozen=True)
 class InputChannel:
     """A named read-only input: a folder of the owner's storage."""
@@ -36,7 +46,7 @@ class InputChannel:
 
     @property
     def env_name(self) -> str:
-        return "WORKBENCH_INPUT_" + self.name.upper().replace("-", "_")
+        return channel_env(self.name)
 
     @property
     def container_path(self) -> str:

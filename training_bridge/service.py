@@ -34,7 +34,7 @@ from spawner.quotas import GIB
 from . import store
 from .files import FilesError, JobFolders, check_archive, decode_archive
 from .metrics import EventFileWatcher, LogMetricParser, MetricPoint, compile_metric_rules
-from .plan import OOM_LINE, InputChannel, JobPlan, Mount
+from .plan import OOM_LINE, InputChannel, JobPlan, Mount, channel_env, dataset_target
 from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
 from .spec import (
     SpecError,
@@ -149,6 +149,9 @@ class JobService:
         # the platform's stores versions may mount read-only (spec "mounts"), by name; a name
         # not here is the folder of that name in the platform's data (see store_root)
         self.stores: dict[str, Path] = {}
+        # async (user, "name" | "owner/name", version) -> {"dataset": "owner/name", "store",
+        # "path"} for dataset inputs: set by the datasets feature (None: not enabled)
+        self.dataset_inputs = None
         self.runs: dict[int, Run] = {}
         self.wakeup = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
@@ -358,7 +361,24 @@ class JobService:
         instances = {n for n in servers if n}
         spec = check_spec(body, previous=previous, names=names, instances=instances)
         await self._resolve(user, spec, await self._instance_options(user, body, servers))
+        await self._resolve_datasets(user, spec)
         return spec, raw
+
+    async def _resolve_datasets(self, user: str, spec: dict) -> None:
+        """Each dataset input, checked against what the submitter may see, with the store
+        folder of its published version (mounted read-only in every node)."""
+        for name, channel in spec["inputs"].items():
+            if "dataset" not in channel:
+                continue
+            if self.dataset_inputs is None:
+                raise SpecError(f"Input {name!r}: datasets are not enabled on this platform.")
+            found = await self.dataset_inputs(user, channel["dataset"], channel["version"])
+            spec["inputs"][name] = {
+                "dataset": found["dataset"],
+                "version": channel["version"],
+                "store": found["store"],
+                "path": found["path"],
+            }
 
     async def create(self, caller: dict, body: dict, *, platform: dict | None = None) -> dict:
         """Version 1 of a new job. `platform`: the spec's platform-only fields (kind, mounts,
@@ -694,6 +714,13 @@ class JobService:
             base = base.relative_to(self.folders.root)
         command = job_command(spec["source"], _argv(spec["command"]), spec["hyperparameters"])
         prefix = self.settings.container_prefix
+        # dataset inputs: their versions' store folders, mounted read-only like a batch
+        # run's model
+        datasets = {
+            n: {"store": c["store"], "path": c["path"], "target": dataset_target(n)}
+            for n, c in spec["inputs"].items()
+            if "dataset" in c
+        }
         return JobPlan(
             owner=job.owner,
             job=job.name,
@@ -711,13 +738,18 @@ class JobService:
             inputs=tuple(
                 InputChannel(name=n, instance=c["instance"], path=c["path"])
                 for n, c in spec["inputs"].items()
+                if "instance" in c
             ),
             max_run_seconds=spec["max_run_seconds"],
             code_source=str(base / "code"),
             output_source=str(base / "output"),
             checkpoint_source=str(base / "checkpoints"),
-            environment={**self.environment, **spec.get("environment", {})},
-            mounts=tuple(self._mount(m) for m in spec.get("mounts") or ()),
+            environment={
+                **self.environment,
+                **spec.get("environment", {}),
+                **{channel_env(n): dataset_target(n) for n in datasets},
+            },
+            mounts=tuple(self._mount(m) for m in [*spec.get("mounts", ()), *datasets.values()]),
             workspace=job.workspace,
             flavor=flavor.name,
         )

@@ -109,14 +109,35 @@ def check_hyperparameters(value) -> dict:
     return dict(value)
 
 
+def check_dataset_input(name: str, channel: dict) -> dict:
+    """{"dataset": "name" | "owner/name", "version": N}: a published dataset version (the
+    platform resolves and checks it against what the submitter may see)."""
+    ref, version = channel.get("dataset"), channel.get("version")
+    parts = ref.split("/") if isinstance(ref, str) else []
+    if not 1 <= len(parts) <= 2 or not all(0 < len(p) <= 255 for p in parts):
+        raise SpecError(f'Input {name!r}: dataset must be "name" or "owner/name".')
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 10**9:
+        raise SpecError(
+            f"Input {name!r}: version must be the number of a published version of dataset "
+            f"{ref!r} (see GET /datasets/<owner>/<name>/versions)."
+        )
+    # "store" and "path" are what the platform resolved for an earlier version (a re-run
+    # resolves them again)
+    if set(channel) - {"dataset", "version", "store", "path"}:
+        raise SpecError(f'Input {name!r}: a dataset input has only "dataset" and "version".')
+    return {"dataset": ref, "version": version}
+
+
 def check_inputs(value, instances: set[str]) -> dict:
-    """name -> {"instance", "path"}: folders of the caller's own instances' storage."""
+    """name -> {"instance", "path"}: folders of the caller's own instances' storage; or
+    name -> {"dataset", "version"}: published dataset versions (see check_dataset_input)."""
     if value is None:
         return {}
     if not isinstance(value, dict) or len(value) > MAX_INPUTS:
         raise SpecError(
             f"inputs must be an object of at most {MAX_INPUTS} channels: "
-            '{"data": {"instance": "my-notebook", "path": "datasets/mnist"}}.'
+            '{"data": {"instance": "my-notebook", "path": "datasets/mnist"}} or '
+            '{"data": {"dataset": "flowers", "version": 2}}.'
         )
     out = {}
     for name, channel in value.items():
@@ -124,6 +145,9 @@ def check_inputs(value, instances: set[str]) -> dict:
             raise SpecError(f"Input name {name!r}: use lower-case letters, digits and '_'.")
         if not isinstance(channel, dict):
             raise SpecError(f'Input {name!r} must be {{"instance": ..., "path": ...}}.')
+        if "dataset" in channel:
+            out[name] = check_dataset_input(name, channel)
+            continue
         instance = channel.get("instance")
         problem = instance_name_problem(instance)
         if problem:
