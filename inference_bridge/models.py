@@ -46,7 +46,7 @@ from .model_spec import (
     check_request,
     default_image,
 )
-from .storage_copy import StorageCopyError
+from .storage_copy import StorageCopyError, copy_image
 from .store import COPYING, READY, Model, ModelVersion
 
 log = logging.getLogger("workbench.models")
@@ -351,24 +351,10 @@ class ModelRegistry:
             instance = source["instance"]
             if instance not in servers:
                 raise APIError(400, f"You have no instance {instance!r} (source.instance).")
-            prepared["copy_image"] = await self._copy_image(owner, servers[instance])
+            prepared["copy_image"] = await copy_image(
+                self.policy, self.image_checker, owner, servers[instance]
+            )
         return prepared
-
-    async def _copy_image(self, owner: str, server: dict) -> str:
-        """The image that copies from an instance's storage: the instance's own where the
-        engine still holds it, else the platform's default image."""
-        names = [(server.get("user_options") or {}).get("image"), self.policy.default_image]
-        for name in names:
-            if not isinstance(name, str) or not name:
-                continue
-            await self.policy.prefetch(owner, name)
-            try:
-                ref = self.policy.image(name, owner).ref
-            except InvalidOptions:
-                continue
-            if self.image_checker is None or await self.image_checker(ref) is not False:
-                return ref
-        raise APIError(409, "No image to copy with is on this machine; build the default image.")
 
     async def _job_version(self, owner: str, source: dict) -> tuple[int, dict]:
         """(the version number, its metrics' last values) of a succeeded version of the

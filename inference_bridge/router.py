@@ -7,6 +7,8 @@ traffic between the predictors, so the requests are counted under the service's 
 
 Programs call it with an access key of the service or a platform token; it takes no cookies
 (so it needs no XSRF check), and neither credentials nor cookies reach the replica.
+
+The platform's own requests (auto-labelling a dataset) take the same way through `call()`.
 """
 
 from __future__ import annotations
@@ -155,90 +157,10 @@ class InferenceHandler(web.RequestHandler):
 
     # --- where to ---------------------------------------------------------------------------
     async def _choose(self, rt: Runtime, tried: set[str]) -> tuple[Predictor, Replica]:
-        """A predictor by weight (one with a ready replica, if any has), then its ready replica
-        with the fewest requests in flight; waits while a predictor scales from zero or its
-        replicas start (up to the cold-start timeout)."""
-        manager = self.services
-        timeout = manager.config.cold_start_timeout_seconds
-        deadline = None
-        while True:
-            if rt.state == STOPPED:
-                raise APIError(
-                    503,
-                    f"Service {rt.owner}/{rt.name} is stopped ({rt.reason}); start it with "
-                    "POST .../start.",
-                )
-            candidates = [p for p in rt.predictors.values() if p.weight > 0]
-            if not candidates:
-                raise APIError(
-                    503,
-                    f"Service {rt.owner}/{rt.name} has no predictor taking requests"
-                    + (f": {rt.reason}" if rt.reason else "."),
-                )
-            ready = [p for p in candidates if any(r.id not in tried for r in p.ready())]
-            pool = ready or candidates
-            if len(pool) == 1:
-                p = pool[0]
-            else:
-                p = random.choices(pool, [q.weight for q in pool])[0]
-            p.last_request = time.monotonic()
-            replicas = [r for r in p.ready() if r.id not in tried]
-            if replicas:
-                return p, min(replicas, key=lambda r: (r.in_flight, random.random()))
-            if deadline is None:
-                deadline = time.monotonic() + timeout
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                why = f" (last: {p.last_failure})" if p.last_failure else ""
-                raise APIError(
-                    503, f"No replica of {p.key} became ready within {timeout:g} s{why}."
-                )
-            p.waking = True
-            p.waiting += 1
-            manager.wakeup.set()
-            try:
-                await asyncio.wait_for(p.changed.wait(), remaining)
-            except TimeoutError:
-                pass
-            finally:
-                p.waiting -= 1
-                p.last_request = time.monotonic()
+        return await choose(self.services, rt, tried)
 
     async def _upstream(self, rt: Runtime) -> tuple[Predictor, str]:
-        """A managed backend's address of the service (with the predictor its requests are
-        counted under); waits while the backend has none yet (up to the cold-start timeout)."""
-        timeout = self.services.config.cold_start_timeout_seconds
-        deadline = time.monotonic() + timeout
-        while True:
-            if rt.state == STOPPED:
-                raise APIError(
-                    503,
-                    f"Service {rt.owner}/{rt.name} is stopped ({rt.reason}); start it with "
-                    "POST .../start.",
-                )
-            candidates = [p for p in rt.predictors.values() if p.weight > 0]
-            if not candidates:
-                raise APIError(
-                    503,
-                    f"Service {rt.owner}/{rt.name} has no predictor taking requests"
-                    + (f": {rt.reason}" if rt.reason else "."),
-                )
-            p = candidates[0]
-            p.last_request = time.monotonic()
-            if rt.state == SERVICE_FAILED:
-                raise APIError(503, f"Service {rt.owner}/{rt.name} failed: {rt.reason}")
-            if rt.upstream:
-                return p, rt.upstream.rstrip("/")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                why = f" ({rt.reason})" if rt.reason else ""
-                raise APIError(
-                    503, f"Service {rt.owner}/{rt.name} was not ready within {timeout:g} s{why}."
-                )
-            try:
-                await asyncio.wait_for(p.changed.wait(), remaining)
-            except TimeoutError:
-                pass
+        return await upstream(self.services, rt)
 
     # --- forwarding -------------------------------------------------------------------------
     async def get(self, owner: str, name: str, rest: str):
@@ -337,6 +259,167 @@ class InferenceHandler(web.RequestHandler):
             await self.finish()
         except StreamClosedError:
             pass
+
+
+# --- where to, for the handler and the platform's own calls ------------------------------
+async def choose(
+    manager: ServiceManager, rt: Runtime, tried: set[str]
+) -> tuple[Predictor, Replica]:
+    """A predictor by weight (one with a ready replica, if any has), then its ready replica
+    with the fewest requests in flight; waits while a predictor scales from zero or its
+    replicas start (up to the cold-start timeout)."""
+    timeout = manager.config.cold_start_timeout_seconds
+    deadline = None
+    while True:
+        if rt.state == STOPPED:
+            raise APIError(
+                503,
+                f"Service {rt.owner}/{rt.name} is stopped ({rt.reason}); start it with "
+                "POST .../start.",
+            )
+        candidates = [p for p in rt.predictors.values() if p.weight > 0]
+        if not candidates:
+            raise APIError(
+                503,
+                f"Service {rt.owner}/{rt.name} has no predictor taking requests"
+                + (f": {rt.reason}" if rt.reason else "."),
+            )
+        ready = [p for p in candidates if any(r.id not in tried for r in p.ready())]
+        pool = ready or candidates
+        if len(pool) == 1:
+            p = pool[0]
+        else:
+            p = random.choices(pool, [q.weight for q in pool])[0]
+        p.last_request = time.monotonic()
+        replicas = [r for r in p.ready() if r.id not in tried]
+        if replicas:
+            return p, min(replicas, key=lambda r: (r.in_flight, random.random()))
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            why = f" (last: {p.last_failure})" if p.last_failure else ""
+            raise APIError(503, f"No replica of {p.key} became ready within {timeout:g} s{why}.")
+        p.waking = True
+        p.waiting += 1
+        manager.wakeup.set()
+        try:
+            await asyncio.wait_for(p.changed.wait(), remaining)
+        except TimeoutError:
+            pass
+        finally:
+            p.waiting -= 1
+            p.last_request = time.monotonic()
+
+
+async def upstream(manager: ServiceManager, rt: Runtime) -> tuple[Predictor, str]:
+    """A managed backend's address of the service (with the predictor its requests are
+    counted under); waits while the backend has none yet (up to the cold-start timeout)."""
+    timeout = manager.config.cold_start_timeout_seconds
+    deadline = time.monotonic() + timeout
+    while True:
+        if rt.state == STOPPED:
+            raise APIError(
+                503,
+                f"Service {rt.owner}/{rt.name} is stopped ({rt.reason}); start it with "
+                "POST .../start.",
+            )
+        candidates = [p for p in rt.predictors.values() if p.weight > 0]
+        if not candidates:
+            raise APIError(
+                503,
+                f"Service {rt.owner}/{rt.name} has no predictor taking requests"
+                + (f": {rt.reason}" if rt.reason else "."),
+            )
+        p = candidates[0]
+        p.last_request = time.monotonic()
+        if rt.state == SERVICE_FAILED:
+            raise APIError(503, f"Service {rt.owner}/{rt.name} failed: {rt.reason}")
+        if rt.upstream:
+            return p, rt.upstream.rstrip("/")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            why = f" ({rt.reason})" if rt.reason else ""
+            raise APIError(
+                503, f"Service {rt.owner}/{rt.name} was not ready within {timeout:g} s{why}."
+            )
+        try:
+            await asyncio.wait_for(p.changed.wait(), remaining)
+        except TimeoutError:
+            pass
+
+
+async def call(
+    manager: ServiceManager,
+    rt: Runtime,
+    rest: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+) -> tuple[int, bytes]:
+    """A request of the platform's own to a service (auto-labelling), sent where a caller's
+    would go and counted in the service's metrics: (status, the answer's body). Whether the
+    user it acts for may call the service is checked before (manager.may_call)."""
+    path = "/" + quote(rest, safe=PATH_SAFE)
+    headers = dict(headers or {})
+    if manager.managed:
+        p, base = await upstream(manager, rt)
+        try:
+            return await _send(manager, rt, p, None, method, base + path, body, headers)
+        except CannotConnect as e:
+            raise APIError(
+                503, f"Service {rt.owner}/{rt.name} could not be reached in the cluster: {e}"
+            ) from None
+    tried: set[str] = set()
+    for _ in range(ATTEMPTS):
+        p, replica = await choose(manager, rt, tried)
+        url = f"http://{replica.address}{path}"
+        try:
+            return await _send(manager, rt, p, replica, method, url, body, headers)
+        except CannotConnect:
+            replica.suspect = True  # not routed until its health check answers
+            tried.add(replica.id)
+    raise APIError(503, f"No replica of service {rt.owner}/{rt.name} could be reached.")
+
+
+async def _send(
+    manager: ServiceManager,
+    rt: Runtime,
+    p: Predictor,
+    replica: Replica | None,
+    method,
+    url,
+    body,
+    headers,
+) -> tuple[int, bytes]:
+    metrics = p.metrics
+    if replica is not None:
+        replica.in_flight += 1
+    metrics.in_flight += 1
+    if metrics.in_flight > p.peak:
+        p.peak = metrics.in_flight
+    started = time.perf_counter()
+    error = True
+    try:
+        timeout = aiohttp.ClientTimeout(total=manager.config.request_timeout_seconds)
+        async with manager.forwarding.request(
+            method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        ) as answer:
+            data = await answer.read()
+            error = answer.status >= 500
+            return answer.status, data
+    except aiohttp.ClientConnectorError as e:
+        raise CannotConnect(str(e)) from None
+    except TimeoutError:
+        limit = manager.config.request_timeout_seconds
+        raise APIError(504, f"The replica did not answer within {limit:g} s.") from None
+    except aiohttp.ClientError as e:
+        raise APIError(502, f"The replica's answer broke off: {e}") from None
+    finally:
+        if replica is not None:
+            replica.done()
+        metrics.in_flight -= 1
+        rt.metrics.observe(p.key, time.perf_counter() - started, error)
 
 
 default_pages = [(ROUTE, InferenceHandler)]

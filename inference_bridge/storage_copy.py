@@ -40,6 +40,27 @@ if [ -d "$src" ]; then cp -a -- "$src/." {DEST_DIR}/; else cp -a -- "$src" {DEST
 LABEL = "ai-workbench.model-copy"
 
 
+async def copy_image(policy, image_checker, owner: str, server: dict) -> str:
+    """The image that copies from an instance's storage: the instance's own where the engine
+    still holds it, else the platform's default image. image_checker: async ref -> whether
+    the engine holds it (None: not asked). APIError 409 when there is none."""
+    from hub.service.api import APIError
+    from spawner.options import InvalidOptions
+
+    names = [(server.get("user_options") or {}).get("image"), policy.default_image]
+    for name in names:
+        if not isinstance(name, str) or not name:
+            continue
+        await policy.prefetch(owner, name)
+        try:
+            ref = policy.image(name, owner).ref
+        except InvalidOptions:
+            continue
+        if image_checker is None or await image_checker(ref) is not False:
+            return ref
+    raise APIError(409, "No image to copy with is on this machine; build the default image.")
+
+
 class StorageCopyError(Exception):
     """The copy is refused for a reason the user can fix; the message says which."""
 
@@ -98,10 +119,18 @@ class EngineStorageCopier:
             return False
 
     async def copy(
-        self, owner: str, instance: str, image_ref: str, path: str, dest: Path, limit: int
+        self,
+        owner: str,
+        instance: str,
+        image_ref: str,
+        path: str,
+        dest: Path,
+        limit: int,
+        too_big: str = "a model may be: leave data and checkpoints out of its folder.",
     ) -> None:
         """Copy `path` of the instance's storage into the staging folder `dest` (a folder's
-        contents, or the file itself); StorageCopyError for what the user can fix."""
+        contents, or the file itself); StorageCopyError for what the user can fix. too_big:
+        the end of the message when it is over `limit` bytes ("...larger than N MiB <too_big>")."""
         volume = await self.volume(owner, instance)
         name = f"{self.prefix}-model-copy-{secrets.token_hex(4)}"
         api = self.api
@@ -166,7 +195,7 @@ class EngineStorageCopier:
         if code == TOO_BIG:
             raise StorageCopyError(
                 f"{path!r} of instance {instance!r} is larger than the {limit // 1024**2} MiB "
-                "a model may be: leave data and checkpoints out of its folder."
+                f"{too_big}"
             )
         raise StorageCopyError(
             f"Copying {path!r} of instance {instance!r} failed (exit code {code}): "

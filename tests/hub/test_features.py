@@ -139,12 +139,14 @@ def test_installed_features():
         "ssh",
         "jobs",
         "inference",
+        "datasets",
     }
     # each comes after what it requires
     assert names.index("images") < names.index("quotas") < names.index("instances")
     assert names.index("instances") < names.index("workspaces")
     assert max(names.index(n) for n in ("quotas", "usage", "workspaces")) < names.index("jobs")
     assert names.index("jobs") < names.index("inference")
+    assert names.index("jobs") < names.index("datasets")
 
 
 def test_a_new_feature_plugs_in(notes, tmp_path, monkeypatch):

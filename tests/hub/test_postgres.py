@@ -134,7 +134,7 @@ def test_hub_keeps_users_and_instances_in_postgresql(tmp_path, postgres, engine,
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
                 )
             }
-            assert {"services", "inference_services", "models", "jobs"} <= tables
+            assert {"services", "inference_services", "models", "jobs", "dataset_samples"} <= tables
             assert rows("SELECT name, fingerprint FROM ssh_keys WHERE \"user\" = 'dana'") == [
                 ("pgkey", key["fingerprint"])
             ]

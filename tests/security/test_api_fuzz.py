@@ -153,6 +153,7 @@ def test_every_route_is_described(tmp_path, monkeypatch):
     samples |= {"workspace": "team", "key_id": "3"}
     samples |= {"owner": "alice", "version": "1", "path": "output/model.pt"}
     samples |= {"key_name": "ci", "rest": "v2/models/mnist/infer"}
+    samples |= {"label": "cat", "sample": "7", "task": "team-1", "run": "2"}
 
     def handler_of(url: str):
         for rule in rules:

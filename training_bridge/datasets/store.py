@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -68,7 +69,7 @@ class Dataset(Base):
     # JSON: [{"name": "cat", "color": "#e6194b", "key": "c"}]
     labels: Mapped[str] = mapped_column(Text, default="[]")
     # bytes of the files the dataset's samples hold (each distinct file counted once)
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -91,7 +92,7 @@ class Sample(Base):
     # the sample's path in the dataset (POSIX, relative): "images/cat-001.jpg", "texts/000001.txt"
     key: Mapped[str] = mapped_column(String(512))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     media_type: Mapped[str] = mapped_column(String(64), default="")
     width: Mapped[int] = mapped_column(Integer, default=0)
     height: Mapped[int] = mapped_column(Integer, default=0)
@@ -131,7 +132,7 @@ class DatasetVersion(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64), default="")
     samples: Mapped[int] = mapped_column(Integer, default=0)
     labelled: Mapped[int] = mapped_column(Integer, default=0)
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     # JSON: the label set when published
     labels: Mapped[str] = mapped_column(Text, default="[]")
     state: Mapped[str] = mapped_column(String(16), default=PENDING)

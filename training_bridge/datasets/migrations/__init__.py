@@ -1,0 +1,1 @@
+"""Alembic revisions of the datasets feature's tables (a branch off the first revision)."""
