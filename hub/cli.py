@@ -1,5 +1,5 @@
 """The `workbench` command: run the platform, build images, manage instances, jobs, models,
-services and batch runs."""
+services, batch runs and datasets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from workbench import WorkbenchClient, WorkbenchError
 from workbench.resources.batch import parse_inputs
+from workbench.resources.datasets import FORMATS, TYPES, DatasetInputError, split_name
 from workbench.resources.jobs import (
     JobSourceError,
     parse_assignments,
@@ -1404,6 +1405,597 @@ def _inference_parsers(sub):
         p.set_defaults(func=cmd_batch)
 
 
+# --- datasets (through the platform API) --------------------------------------------------
+
+
+def _dataset_name(text: str) -> tuple[str | None, str]:
+    """(owner, name) of NAME or OWNER/NAME; exit 2 when malformed."""
+    owner, name = split_name(text)
+    if not name or owner == "" or "/" in name:
+        _fail(f"{text!r} is not a dataset's NAME or OWNER/NAME", 2)
+    return owner, name
+
+
+def _dataset(client, text: str):
+    owner, name = _dataset_name(text)
+    return client.datasets.get(name, owner)
+
+
+def _csv_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=1))
+
+
+def _print_datasets(datasets: list[dict]):
+    rows = [
+        [
+            d["name"],
+            d.get("owner", ""),
+            d.get("type", ""),
+            d.get("samples", 0),
+            _size(d.get("size") or 0),
+            d.get("workspace", ""),
+            _when(d.get("updated")),
+            d.get("description") or "",
+        ]
+        for d in datasets
+    ]
+    headers = ["NAME", "OWNER", "TYPE", "SAMPLES", "SIZE", "WORKSPACE", "UPDATED", "DESCRIPTION"]
+    print(format_table(headers, rows, right=(3, 4)))
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def _print_labels(labels: list[dict]):
+    if not labels:
+        print("No labels yet: add one with `workbench datasets label add DATASET LABEL`.")
+        return
+    rows = [[label["name"], label.get("color", ""), label.get("key", "")] for label in labels]
+    print(format_table(["LABEL", "COLOR", "KEY"], rows))
+
+
+def _print_stats(stats: dict):
+    fields = ("samples", "labelled", "unlabelled", "prelabelled", "to_review", "accepted")
+    rows = [[field, stats.get(field, 0)] for field in (*fields, "rejected")]
+    print(format_table(["SAMPLES", "COUNT"], rows, right=(1,)))
+    per_label = stats.get("per_label") or {}
+    if per_label:
+        print()
+        rows = [[label, count] for label, count in sorted(per_label.items())]
+        print(format_table(["LABEL", "ANNOTATIONS"], rows, right=(1,)))
+
+
+def _print_versions(versions: list[dict]):
+    rows = [
+        [
+            v["version"],
+            v.get("state", ""),
+            v.get("samples", 0),
+            v.get("labelled", ""),
+            v.get("train_ratio", ""),
+            _when(v.get("created")),
+            v.get("reason") or v.get("description") or "",
+        ]
+        for v in versions
+    ]
+    headers = ["VERSION", "STATE", "SAMPLES", "LABELLED", "TRAIN", "CREATED", "DESCRIPTION"]
+    print(format_table(headers, rows, right=(0, 2, 3)))
+
+
+def _print_dataset(data: dict):
+    description = f": {data['description']}" if data.get("description") else ""
+    where = f"workspace {data.get('workspace')}"
+    print(f"Dataset {data['name']} of {data['owner']}, {where}{description}")
+    multi = ", several labels a sample" if data.get("multi_label") else ""
+    print(f"  type:     {data.get('type')}{multi}")
+    print(f"  samples:  {data.get('samples', 0)} ({_size(data.get('size') or 0)})")
+    stats = data.get("stats") or {}
+    if stats:
+        counts = ", ".join(
+            f"{stats.get(k, 0)} {k.replace('_', ' ')}"
+            for k in ("labelled", "unlabelled", "prelabelled", "to_review")
+        )
+        print(f"  status:   {counts}")
+    print()
+    _print_labels(data.get("labels") or [])
+    versions = data.get("versions") or []
+    if versions:
+        print()
+        _print_versions(sorted(versions, key=lambda v: v["version"]))
+
+
+def _annotation_text(annotations: list[dict]) -> str:
+    parts = []
+    for a in annotations or []:
+        where = a.get("box") or a.get("span")
+        text = a.get("label", "?")
+        if where:
+            text += str(list(where))
+        if a.get("confidence") is not None:
+            text += f" {a['confidence']:.2f}"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _print_samples(samples: list[dict]):
+    rows = [
+        [
+            s["id"],
+            s.get("key", ""),
+            s.get("status", ""),
+            s.get("review") or "",
+            s.get("assignee") or "",
+            _annotation_text(s.get("annotations") or []),
+        ]
+        for s in samples
+    ]
+    print(format_table(["ID", "KEY", "STATUS", "REVIEW", "ASSIGNEE", "ANNOTATIONS"], rows, (0,)))
+
+
+def _print_diff(diff: dict, version: int, against: int):
+    added, removed = diff.get("added") or [], diff.get("removed") or []
+    relabelled = diff.get("relabelled") or []
+    print(
+        f"Version {version} against {against}: {len(added)} added, {len(removed)} removed, "
+        f"{len(relabelled)} relabelled."
+    )
+    for key in added:
+        print(f"+ {key}")
+    for key in removed:
+        print(f"- {key}")
+    for change in relabelled:
+        before = _annotation_text(change.get("before") or []) or "(none)"
+        after = _annotation_text(change.get("after") or []) or "(none)"
+        print(f"~ {change['key']}: {before} -> {after}")
+
+
+def _print_tasks(tasks: list[dict]):
+    rows = []
+    for t in tasks:
+        progress = t.get("progress") or {}
+        assigned = sum(p.get("assigned", 0) for p in progress.values())
+        labelled = sum(p.get("labelled", 0) for p in progress.values())
+        accepted = sum(p.get("accepted", 0) for p in progress.values())
+        rows.append(
+            [
+                t["name"],
+                t.get("state", ""),
+                ", ".join(t.get("labellers") or []),
+                ", ".join(t.get("reviewers") or []),
+                f"{labelled}/{assigned}",
+                accepted,
+            ]
+        )
+    headers = ["TASK", "STATE", "LABELLERS", "REVIEWERS", "LABELLED", "ACCEPTED"]
+    print(format_table(headers, rows, right=(4, 5)))
+
+
+def _print_task(task: dict):
+    print(f"Task {task['name']} ({task.get('state', '')})")
+    rows = [
+        [
+            member,
+            p.get("assigned", 0),
+            p.get("labelled", 0),
+            p.get("to_review", 0),
+            p.get("accepted", 0),
+            p.get("rejected", 0),
+        ]
+        for member, p in sorted((task.get("progress") or {}).items())
+    ]
+    headers = ["MEMBER", "ASSIGNED", "LABELLED", "TO REVIEW", "ACCEPTED", "REJECTED"]
+    print(format_table(headers, rows, right=(1, 2, 3, 4, 5)))
+
+
+def _run_line(run) -> str:
+    reason = f": {run['reason']}" if run.get("reason") else ""
+    return (
+        f"run {run['id']} ({run.get('state')}{reason}): {run.get('done', 0)} of "
+        f"{run.get('total', 0)} samples, {run.get('accepted', 0)} accepted"
+    )
+
+
+def _check_paths(paths) -> None:
+    """Exit 2 naming a local path that does not exist, before any request."""
+    for path in paths:
+        if not os.path.exists(os.path.expanduser(path)):
+            _fail(f"No such file or folder: {path}", 2)
+
+
+def cmd_datasets(args):
+    """Dataset commands."""
+    action = args.action
+    # what is checked before any request
+    labels = None
+    if action == "create":
+        if args.folder is not None and not os.path.isdir(os.path.expanduser(args.folder)):
+            _fail(f"No such folder: {args.folder}", 2)
+        labels = [*(args.label or []), *_csv_list(args.labels)]
+    if action == "upload":
+        if args.key and len(args.paths) > 1:
+            _fail("--key names one file: give a single PATH with it", 2)
+        _check_paths(args.paths)
+    if action == "import":
+        if (args.path is None) == (args.instance is None):
+            _fail("give a local PATH, or --instance INSTANCE with --source-path", 2)
+        if args.path is not None:
+            _check_paths([args.path])
+        elif not args.source_path:
+            _fail("--instance needs --source-path: the folder in its storage", 2)
+    if action != "list":
+        _dataset_name(args.name)
+    client = _client(args)
+    try:
+        _dataset_action(client, args, labels)
+    except DatasetInputError as e:
+        _fail(e.message, 2)
+
+
+def _dataset_action(client, args, labels):
+    action = args.action
+    if action == "list":
+        datasets = client.datasets.list(args.workspace, all=args.all)
+        if args.json:
+            _print_json(datasets)
+        else:
+            _print_datasets(datasets)
+        return
+    if action == "create":
+        owner, name = _dataset_name(args.name)
+        if owner:
+            _fail("a new dataset is yours: give its NAME without an owner", 2)
+        dataset = client.datasets.create(
+            name,
+            args.type,
+            labels=labels,
+            folder=args.folder,
+            multi_label=args.multi_label,
+            description=args.description or "",
+            workspace=args.workspace,
+        )
+        if args.json:
+            _print_json(dataset.data)
+            return
+        labels = f"{len(dataset.labels)} label{'' if len(dataset.labels) == 1 else 's'}"
+        print(
+            f"Created dataset {dataset.name} ({dataset.type}) with "
+            f"{dataset.data.get('samples', 0)} samples and {labels}."
+        )
+        if not args.folder:
+            print(f"Add samples: workbench datasets upload {dataset.name} FOLDER")
+        return
+    dataset = _dataset(client, args.name)
+    what = f"{dataset.owner}/{dataset.name}"
+    if action == "show":
+        if args.json:
+            _print_json(dataset.data)
+        else:
+            _print_dataset(dataset.data)
+    elif action == "upload":
+        totals = {"added": 0, "replaced": 0, "unchanged": 0, "samples": 0}
+        for path in args.paths:
+            answer = dataset.upload(path, key=args.key)
+            for field in ("added", "replaced", "unchanged"):
+                totals[field] += answer.get(field, 0)
+            totals["samples"] = answer["samples"]
+        replaced = f", {totals['replaced']} replaced" if totals["replaced"] else ""
+        print(
+            f"Uploaded to {what}: {totals['added']} added{replaced}, {totals['unchanged']} "
+            f"unchanged; {totals['samples']} samples in all."
+        )
+    elif action == "import":
+        source = args.path
+        if args.instance:
+            source = {"instance": args.instance, "path": args.source_path}
+        answer = dataset.import_(source, args.format) or {}
+        print(
+            f"Imported {args.format} into {what}: {answer.get('added', 0)} added, "
+            f"{answer.get('annotated', 0)} annotated; {answer.get('samples', 0)} samples in all."
+        )
+    elif action == "samples":
+        samples = list(
+            dataset.samples(
+                status=args.status,
+                label=args.label,
+                review=args.review,
+                assignee=args.assignee,
+                task=args.task,
+                limit=args.limit,
+            )
+        )
+        if args.json:
+            _print_json(samples)
+        elif samples:
+            _print_samples(samples)
+        else:
+            print("No samples match.")
+    elif action == "stats":
+        stats = dataset.stats()
+        if args.json:
+            _print_json(stats)
+        else:
+            _print_stats(stats)
+    elif action == "publish":
+        version = dataset.publish(
+            description=args.description, train_ratio=args.train_ratio, seed=args.seed
+        )
+        if args.json:
+            _print_json(version.data)
+            return
+        data = version.data
+        print(
+            f"Published {what} version {version.version} ({version.state}): "
+            f"{data.get('samples', 0)} samples, {data.get('labelled', 0)} labelled."
+        )
+        print(f'Train on it: inputs {{"dataset": "{what}", "version": {version.version}}}')
+    elif action == "versions":
+        versions = dataset.versions()
+        if args.json:
+            _print_json(versions)
+        elif versions:
+            _print_versions(versions)
+        else:
+            print(f"{what} has no versions yet: `workbench datasets publish {args.name}`.")
+    elif action == "diff":
+        diff = dataset.diff(args.version, args.against)
+        if args.json:
+            _print_json(diff)
+        else:
+            _print_diff(diff, args.version, args.against)
+    elif action == "export":
+        target = dataset.export(args.format, args.version, args.to)
+        which = "as it is now" if args.version is None else f"version {args.version}"
+        size = os.path.getsize(target)
+        print(f"Exported {what} {which} as {args.format} to {target} ({_size(size)}).")
+    elif action == "delete":
+        if args.version is None:
+            dataset.delete()
+            print(f"Deleted dataset {what} with its samples and versions.")
+        else:
+            dataset.delete_version(args.version)
+            print(f"Deleted version {args.version} of dataset {what}.")
+    elif action == "autolabel":
+        _autolabel(dataset, args)
+
+
+def _autolabel(dataset, args):
+    if not args.service:
+        runs = dataset.autolabel_runs()
+        if args.json:
+            _print_json(runs)
+        elif runs:
+            for run in runs:
+                print(_run_line(run))
+        else:
+            print("No auto-labelling runs yet: give --service OWNER/NAME to start one.")
+        return
+    run = dataset.autolabel(args.service, threshold=args.threshold, limit=args.limit)
+    print(f"Started auto-labelling {_run_line(run.data)}.")
+    if not args.wait:
+        print(f"See it: workbench datasets autolabel {args.name}")
+        return
+    shown = {}
+
+    def show(current):
+        line = _run_line(current.data)
+        if shown.get("line") != line:
+            print(line, flush=True)
+            shown["line"] = line
+
+    data = run.wait(on_progress=show)
+    if data.get("state") != "done":
+        sys.exit(1)
+
+
+def cmd_dataset_labels(args):
+    """The label set of a dataset."""
+    client = _client(args)
+    dataset = _dataset(client, args.name)
+    action = args.label_action
+    if action == "list":
+        _print_labels(dataset.labels)
+        return
+    if action == "add":
+        labels = dataset.add_label(args.label, color=args.color, key=args.key)
+        print(f"Added label {args.label} to {dataset.name}.")
+    elif action == "rename":
+        labels = dataset.update_label(args.label, name=args.new_name)
+        print(f"Renamed label {args.label} of {dataset.name} to {args.new_name}.")
+    elif action == "update":
+        if args.color is None and args.key is None:
+            _fail("nothing to change: give --color or --key", 2)
+        labels = dataset.update_label(args.label, color=args.color, key=args.key)
+        print(f"Changed label {args.label} of {dataset.name}.")
+    else:
+        labels = dataset.delete_label(args.label, force=args.force)
+        print(f"Deleted label {args.label} of {dataset.name}.")
+    _print_labels(labels)
+
+
+def cmd_dataset_tasks(args):
+    """Labelling tasks of a dataset."""
+    action = args.task_action
+    selection = None
+    if action == "create":
+        if not _csv_list(args.labellers):
+            _fail("--labellers needs at least one user name", 2)
+        if args.ids and args.status:
+            _fail("give --ids or --status, not both", 2)
+        if args.ids:
+            try:
+                selection = [int(i) for i in _csv_list(args.ids)]
+            except ValueError:
+                _fail(f"--ids {args.ids!r} is not a comma-separated list of sample ids", 2)
+        elif args.status:
+            selection = args.status
+    client = _client(args)
+    dataset = _dataset(client, args.name)
+    if action == "list":
+        tasks = dataset.tasks()
+        if args.json:
+            _print_json(tasks)
+        elif tasks:
+            _print_tasks(tasks)
+        else:
+            print(f"{dataset.name} has no labelling tasks.")
+    elif action == "show":
+        task = dataset.task(args.task)
+        if args.json:
+            _print_json(task)
+        else:
+            _print_task(task)
+    elif action == "create":
+        task = dataset.create_task(
+            args.task,
+            _csv_list(args.labellers),
+            _csv_list(args.reviewers),
+            samples=selection,
+            description=args.description,
+        )
+        assigned = sum(p.get("assigned", 0) for p in (task.get("progress") or {}).values())
+        print(f"Created task {task['name']} of {dataset.name}: {assigned} samples dealt out.")
+    elif action == "delete":
+        dataset.delete_task(args.task)
+        print(f"Deleted task {args.task} of {dataset.name}; its samples keep their labels.")
+
+
+def _dataset_parsers(sub):
+    """`workbench datasets ...`: list, create, show, upload, import, label, samples, stats,
+    publish, versions, diff, export, delete, tasks, autolabel."""
+    url_help = "platform URL (default: the one `workbench login` saved)"
+    name_help = "the dataset: NAME (yours) or OWNER/NAME"
+    datasets = sub.add_parser(
+        "datasets", help="datasets: upload, label, review, publish versions, export"
+    ).add_subparsers(dest="action", required=True)
+    p = datasets.add_parser("list", help="your datasets, your workspaces' and your tasks'")
+    p.add_argument("--workspace", help="only this workspace's datasets")
+    p.add_argument("--all", action="store_true", help="everyone's datasets (administrators)")
+    p = datasets.add_parser("create", help="make a dataset, from a local folder of files")
+    p.add_argument("name")
+    p.add_argument("--type", required=True, choices=TYPES, help="what its samples are")
+    p.add_argument("--label", action="append", help="a label (repeat for more); or --labels a,b,c")
+    p.add_argument("--labels", help="labels, comma-separated")
+    p.add_argument("--folder", help="a local folder whose files become the samples")
+    p.add_argument(
+        "--multi-label", action="store_true", help="classification: several labels a sample"
+    )
+    p.add_argument("--description")
+    p.add_argument("--workspace", help="the workspace it belongs to (default: default)")
+    p = datasets.add_parser("show", help="a dataset's type, labels, counts and versions")
+    p.add_argument("name", help=name_help)
+    p = datasets.add_parser("upload", help="add local files, folders or archives as samples")
+    p.add_argument("name", help=name_help)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a folder, file, .zip or .tar(.gz)")
+    p.add_argument("--key", help="one file: its path in the dataset (default: its name)")
+    p = datasets.add_parser("import", help="add samples with annotations in a format")
+    p.add_argument("name", help=name_help)
+    p.add_argument("path", nargs="?", help="a local folder or archive")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--instance", help="copy from this instance's storage instead")
+    p.add_argument("--source-path", help="with --instance: the folder in its storage")
+    p = datasets.add_parser("samples", help="list samples, filtered")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--status", choices=["unlabelled", "labelled", "prelabelled"])
+    p.add_argument("--label", help="only samples with this label")
+    p.add_argument("--review", choices=["to_review", "accepted", "rejected"])
+    p.add_argument("--assignee", help="only samples assigned to this user")
+    p.add_argument("--task", help="only samples of this labelling task")
+    p.add_argument("--limit", type=int, default=50, help="at most so many (default 50)")
+    p = datasets.add_parser("stats", help="samples by status and annotations by label")
+    p.add_argument("name", help=name_help)
+    p = datasets.add_parser("publish", help="publish the samples as a new version")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--description")
+    p.add_argument("--train-ratio", type=float, help="share in the train split (default 0.8)")
+    p.add_argument("--seed", type=int, help="seed of the split (same seed, same split)")
+    p = datasets.add_parser("versions", help="a dataset's published versions")
+    p.add_argument("name", help=name_help)
+    p = datasets.add_parser("diff", help="what changed between two versions")
+    p.add_argument("name", help=name_help)
+    p.add_argument("version", type=int)
+    p.add_argument("against", type=int, help="the version to compare with")
+    p = datasets.add_parser("export", help="write the samples or a version as a zip")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--version", type=int, help="a published version (default: as it is now)")
+    p.add_argument("--to", help="the zip file, or a folder to put it in (default: here)")
+    p = datasets.add_parser("delete", help="delete a dataset, or one --version")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--version", type=int, help="only this version")
+    p = datasets.add_parser("autolabel", help="pre-label with a deployed service; list runs")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--service", help="the service: NAME or OWNER/NAME (none: list the runs)")
+    p.add_argument("--threshold", type=float, help="confidence at which a pre-label is kept")
+    p.add_argument("--limit", type=int, help="at most so many samples")
+    p.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    for action, p in datasets.choices.items():
+        if action not in ("upload", "import", "export", "delete"):
+            p.add_argument("--json", action="store_true", help="the answer as JSON")
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_datasets)
+
+    labels = datasets.add_parser(
+        "label", help="a dataset's labels: list, add, rename, update, delete"
+    ).add_subparsers(dest="label_action", required=True)
+    p = labels.add_parser("list", help="the label set")
+    p.add_argument("name", help=name_help)
+    p = labels.add_parser("add", help="add a label")
+    p.add_argument("name", help=name_help)
+    p.add_argument("label")
+    p.add_argument("--color", help="#rrggbb (default: the next of the palette)")
+    p.add_argument("--key", help="its keyboard shortcut: one of a-z, 0-9")
+    p = labels.add_parser("rename", help="rename a label (its annotations follow)")
+    p.add_argument("name", help=name_help)
+    p.add_argument("label")
+    p.add_argument("new_name", metavar="new-name")
+    p = labels.add_parser("update", help="change a label's color or key")
+    p.add_argument("name", help=name_help)
+    p.add_argument("label")
+    p.add_argument("--color", help="#rrggbb")
+    p.add_argument("--key", help="one of a-z, 0-9")
+    p = labels.add_parser("delete", help="delete a label")
+    p.add_argument("name", help=name_help)
+    p.add_argument("label")
+    p.add_argument("--force", action="store_true", help="remove the annotations that use it")
+    for p in labels.choices.values():
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_dataset_labels)
+
+    tasks = datasets.add_parser(
+        "tasks", help="labelling tasks: list, show, create, delete"
+    ).add_subparsers(dest="task_action", required=True)
+    p = tasks.add_parser("list", help="a dataset's tasks and their progress")
+    p.add_argument("name", help=name_help)
+    p.add_argument("--json", action="store_true", help="the answer as JSON")
+    p = tasks.add_parser("show", help="a task's progress per member")
+    p.add_argument("name", help=name_help)
+    p.add_argument("task")
+    p.add_argument("--json", action="store_true", help="the answer as JSON")
+    p = tasks.add_parser("create", help="deal samples out to labellers, with reviewers")
+    p.add_argument("name", help=name_help)
+    p.add_argument("task")
+    p.add_argument("--labellers", required=True, help="user names, comma-separated")
+    p.add_argument("--reviewers", help="user names, comma-separated")
+    p.add_argument("--status", choices=["unlabelled", "labelled", "prelabelled"])
+    p.add_argument("--ids", help="these sample ids, comma-separated")
+    p.add_argument("--description")
+    p = tasks.add_parser("delete", help="end a task; its samples keep their labels")
+    p.add_argument("name", help=name_help)
+    p.add_argument("task")
+    for p in tasks.choices.values():
+        p.add_argument("--url", help=url_help)
+        p.set_defaults(func=cmd_dataset_tasks)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
     parser.add_argument(
@@ -1527,6 +2119,7 @@ def main(argv=None):
 
     _job_parsers(sub)
     _inference_parsers(sub)
+    _dataset_parsers(sub)
 
     args = parser.parse_args(argv)
     try:

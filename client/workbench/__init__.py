@@ -12,6 +12,8 @@ the platform is and holds its token):
     service = model.deploy("mnist", flavor="cpu.small", replicas=(1, 2), wait=True)
     service.predict([[0.1, 0.2, 0.3, 0.4]])
     workbench.batch.run(model, inputs="my-notebook:data/batch").wait()
+    pets = workbench.datasets.create("pets", "image_classification", folder="~/pets")
+    path = pets.publish().local_path()
 
 Inside a training job, workbench.training has the helpers a script uses (checkpoints,
 metrics, hyperparameters).

@@ -15,6 +15,7 @@ from . import config as _config
 from .errors import WorkbenchError
 from .resources.audit import Audit
 from .resources.batch import Batch
+from .resources.datasets import Datasets
 from .resources.flavors import Flavors
 from .resources.hub import HubAPI
 from .resources.images import Images
@@ -59,6 +60,7 @@ NAMESPACES = {
     "models": Models,
     "services": Services,
     "batch": Batch,
+    "datasets": Datasets,
     "hub_api": HubAPI,
 }
 
@@ -123,6 +125,7 @@ class AsyncWorkbenchClient:
     workspaces: Workspaces
     jobs: Jobs
     models: Models
+    datasets: Datasets
     services: Services
     batch: Batch
     hub_api: HubAPI
