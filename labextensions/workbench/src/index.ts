@@ -3,12 +3,25 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
-import { saveImage, showSSH, stopInstance, switchFlavor } from './actions';
+import {
+  notifyError,
+  saveImage,
+  showSSH,
+  stopInstance,
+  switchFlavor
+} from './actions';
 import { deployPlugin } from './deploy';
+import { createFromFolder } from './labelling/create';
+import { LabellingView } from './labelling/view';
 import { WorkbenchPanel, workbenchIcon } from './panel';
 import { UsageStatus } from './statusbar';
 import { trainingPlugin } from './training';
@@ -20,6 +33,12 @@ namespace CommandIDs {
   export const stop = 'workbench:stop-instance';
   export const save = 'workbench:save-image';
   export const ssh = 'workbench:ssh-details';
+}
+
+/** The commands of dataset labelling. */
+namespace LabellingCommandIDs {
+  export const open = 'workbench:open-labelling';
+  export const fromFolder = 'workbench:label-folder';
 }
 
 const CATEGORY = 'Workbench';
@@ -43,7 +62,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       switchFlavor: () => void app.commands.execute(CommandIDs.switchFlavor),
       stop: () => void app.commands.execute(CommandIDs.stop),
       save: () => void app.commands.execute(CommandIDs.save),
-      ssh: () => void app.commands.execute(CommandIDs.ssh)
+      ssh: () => void app.commands.execute(CommandIDs.ssh),
+      // after the layout is restored: a view opened before would not be saved in it
+      label: (owner, name) =>
+        void app.restored.then(() =>
+          app.commands.execute(LabellingCommandIDs.open, { owner, name })
+        )
     });
     app.shell.add(panel, 'left', { rank: 50 });
     if (restorer) {
@@ -107,4 +131,102 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, statusPlugin, trainingPlugin, deployPlugin];
+const labellingPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ai-workbench-lab:labelling',
+  description:
+    'Dataset labelling: a keyboard-first view of a dataset, and folders made into datasets.',
+  autoStart: true,
+  optional: [ICommandPalette, ILayoutRestorer, IDefaultFileBrowser],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    fileBrowser: IDefaultFileBrowser | null
+  ) => {
+    const tracker = new WidgetTracker<MainAreaWidget<LabellingView>>({
+      namespace: 'workbench-labelling'
+    });
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: LabellingCommandIDs.open,
+        args: widget => ({
+          owner: widget.content.owner,
+          name: widget.content.name
+        }),
+        name: widget => `${widget.content.owner}/${widget.content.name}`
+      });
+    }
+
+    app.commands.addCommand(LabellingCommandIDs.open, {
+      label: args =>
+        args['name'] ? `Label ${args['name']}` : 'Label a Dataset',
+      caption: 'Label the samples of a dataset, keyboard first',
+      execute: async args => {
+        const owner = String(args['owner'] || '');
+        const name = String(args['name'] || '');
+        if (!owner || !name) {
+          return;
+        }
+        const open = tracker.find(
+          w => w.content.owner === owner && w.content.name === name
+        );
+        if (open) {
+          app.shell.activateById(open.id);
+          return open;
+        }
+        const content = new LabellingView(owner, name);
+        const widget = new MainAreaWidget({ content });
+        widget.id = `${content.id}-tab`;
+        widget.title.label = content.title.label;
+        widget.title.caption = content.title.caption;
+        widget.title.closable = true;
+        await tracker.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+    app.commands.addCommand(LabellingCommandIDs.fromFolder, {
+      label: 'Label as Dataset…',
+      caption: 'Make a dataset of this folder’s images or texts and label them',
+      execute: async args => {
+        let path = typeof args['path'] === 'string' ? args['path'] : '';
+        if (!path && fileBrowser) {
+          const selected = fileBrowser.selectedItems().next();
+          path = selected.done ? '' : selected.value.path;
+        }
+        try {
+          const made = await createFromFolder(path);
+          if (made) {
+            await app.restored;
+            await app.commands.execute(LabellingCommandIDs.open, {
+              owner: made.dataset.owner,
+              name: made.dataset.name
+            });
+          }
+        } catch (error) {
+          notifyError('Cannot make a dataset of this folder', error);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: LabellingCommandIDs.fromFolder,
+      selector: '.jp-DirListing-item[data-isdir="true"]',
+      rank: 61
+    });
+    if (palette) {
+      palette.addItem({
+        command: LabellingCommandIDs.fromFolder,
+        category: CATEGORY
+      });
+    }
+  }
+};
+
+export default [
+  plugin,
+  statusPlugin,
+  trainingPlugin,
+  deployPlugin,
+  labellingPlugin
+];

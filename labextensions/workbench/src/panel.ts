@@ -2,6 +2,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { notifyError } from './actions';
+import { DatasetsSection } from './datasets';
 import { requestAPI } from './handler';
 import {
   describeFlavor,
@@ -31,6 +32,8 @@ export interface IPanelActions {
   stop(): void;
   save(): void;
   ssh(): void;
+  /** Open a dataset's labelling view. */
+  label(owner: string, name: string): void;
 }
 
 /** The sidebar panel: this instance, its live usage and its actions. */
@@ -90,6 +93,10 @@ export class WorkbenchPanel extends Widget {
         button.onclick = handlers[button.dataset.action!];
       });
     this._poller.changed.connect((_, usage) => this._showUsage(usage));
+    this._datasets = new DatasetsSection((owner, name) =>
+      actions.label(owner, name)
+    );
+    this.node.append(this._datasets.node);
   }
 
   /** Reload the instance's model from the platform (through the server extension). */
@@ -107,6 +114,7 @@ export class WorkbenchPanel extends Widget {
       }
     }
     this._refreshSaveSupport();
+    void this._datasets.refresh();
   }
 
   /** Show a save's progress under the buttons. */
@@ -224,6 +232,7 @@ export class WorkbenchPanel extends Widget {
     return this.node.querySelector(selector) as HTMLElement;
   }
 
+  private _datasets: DatasetsSection;
   private _notified = false;
   private _timer = 0;
 }

@@ -1,2 +1,3 @@
 import './base.css';
+import './labelling.css';
 import 'uplot/dist/uPlot.min.css';

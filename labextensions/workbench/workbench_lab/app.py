@@ -7,7 +7,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode, default
 
-from . import deploy, handlers, training
+from . import datasets, deploy, handlers, training
 from .platform import PlatformClient
 
 
@@ -122,5 +122,6 @@ class WorkbenchLabApp(ExtensionApp):
                 (r"/workbench/ssh", handlers.SSHHandler),
                 *training.routes(),
                 *deploy.routes(),
+                *datasets.routes(),
             ]
         )
