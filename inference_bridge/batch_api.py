@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from hub.service.api import APIHandler, needs_scope
+from hub.service.api import APIHandler, OwnedCollection, needs_scope
 
 from .batch import BatchRuns
 
@@ -26,16 +26,12 @@ class BatchAPIHandler(APIHandler):
         return runs
 
 
-class BatchRunsHandler(BatchAPIHandler):
+class BatchRunsHandler(OwnedCollection, BatchAPIHandler):
     """GET /batch lists the caller's (and their workspaces') batch runs; POST /batch starts
     one (a job version; stop, logs and files through /jobs/{owner}/{name}/versions/{v})."""
 
     # a batch run is a training job's version: the jobs' audit events
     audit_events = {"POST": ("createModelArtsTrainJob", "job")}
-
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        return f"{self.actor()}/{body.get('name', '')}"
 
     def audit_event(self):
         # the same name again is the run's next version
@@ -46,8 +42,7 @@ class BatchRunsHandler(BatchAPIHandler):
     @web.authenticated
     @needs_scope("jobs:read")
     async def get(self):
-        workspace = self.get_query_argument("workspace", "").strip() or None
-        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        workspace, all_users = self.listing_query()
         self.write_json(await self.batch.list(self.current_user, workspace, all_users))
 
     @web.authenticated

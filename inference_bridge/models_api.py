@@ -9,7 +9,7 @@ from urllib.parse import quote
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIError, APIHandler, needs_scope
+from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope
 
 from .models import ModelRegistry
 
@@ -33,20 +33,15 @@ class ModelsAPIHandler(APIHandler):
         return "/".join([f"{self.settings['api_prefix']}/models", *map(str, parts)])
 
 
-class ModelsHandler(ModelsAPIHandler):
+class ModelsHandler(OwnedCollection, ModelsAPIHandler):
     """GET /models lists visible models; POST /models registers one (its version 1)."""
 
     audit_events = {"POST": ("addModel", "model")}
 
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        return f"{self.actor()}/{body.get('name', '')}"
-
     @web.authenticated
     @needs_scope("models:read")
     async def get(self):
-        workspace = self.get_query_argument("workspace", "").strip() or None
-        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        workspace, all_users = self.listing_query()
         self.write_json(await self.registry.list(self.current_user, workspace, all_users))
 
     @web.authenticated

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from hub.service.api import APIError, APIHandler, needs_scope
+from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope
 
 from .manager import ServiceManager
 from .router import default_pages  # noqa: F401 - the calling path, below the service's prefix
@@ -26,20 +26,15 @@ class ServicesAPIHandler(APIHandler):
         return "/".join(p for p in (kwargs.get("owner"), kwargs.get("name")) if p)
 
 
-class ServicesHandler(ServicesAPIHandler):
+class ServicesHandler(OwnedCollection, ServicesAPIHandler):
     """GET /services lists visible services; POST /services deploys one."""
 
     audit_events = {"POST": ("addService", "service")}
 
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        return f"{self.actor()}/{body.get('name', '')}"
-
     @web.authenticated
     @needs_scope("services:read")
     async def get(self):
-        workspace = self.get_query_argument("workspace", "").strip() or None
-        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        workspace, all_users = self.listing_query()
         self.write_json(await self.services.list(self.current_user, workspace, all_users))
 
     @web.authenticated

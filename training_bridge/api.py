@@ -9,7 +9,7 @@ from urllib.parse import quote
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIError, APIHandler, needs_scope
+from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope
 
 from .service import JobService
 
@@ -30,20 +30,15 @@ class JobsAPIHandler(APIHandler):
         return "/".join(p for p in parts if p)
 
 
-class JobsHandler(JobsAPIHandler):
+class JobsHandler(OwnedCollection, JobsAPIHandler):
     """GET /jobs lists visible jobs; POST /jobs submits a new one (its version 1)."""
 
     audit_events = {"POST": ("createModelArtsTrainJob", "job")}
 
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        return f"{self.actor()}/{body.get('name', '')}"
-
     @web.authenticated
     @needs_scope("jobs:read")
     async def get(self):
-        workspace = self.get_query_argument("workspace", "").strip() or None
-        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        workspace, all_users = self.listing_query()
         self.write_json(await self.jobs.list(self.current_user, workspace, all_users))
 
     @web.authenticated

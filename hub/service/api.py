@@ -239,6 +239,20 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return await coro
 
 
+class OwnedCollection:
+    """Mixin of the handler of a collection of owned, named things (jobs, models, datasets):
+    GET lists them, filtered by ?workspace=NAME (and ?all=1 for administrators); POST makes
+    one named in its body, audited as <caller>/<name>."""
+
+    def audit_resource_id(self):
+        return f"{self.actor()}/{(self.audit_details or {}).get('name', '')}"
+
+    def listing_query(self) -> tuple[str | None, bool]:
+        """(workspace or None, all users) of a listing's query."""
+        workspace = self.get_query_argument("workspace", "").strip() or None
+        return workspace, self.get_query_argument("all", "0") in ("1", "true")
+
+
 def needs_scope(name: str):
     """Decorate a handler method: it runs only for a caller whose token grants the platform
     scope `name` ("instances:read"; "{action}" is filled from the path, as in

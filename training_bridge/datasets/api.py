@@ -9,7 +9,7 @@ from urllib.parse import quote
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIError, APIHandler, needs_scope, parse_json_body
+from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope, parse_json_body
 
 from .datasets import DatasetService
 
@@ -144,20 +144,15 @@ class BodyHandler(DatasetsAPIHandler):
         self._cleanup()
 
 
-class DatasetsHandler(DatasetsAPIHandler):
+class DatasetsHandler(OwnedCollection, DatasetsAPIHandler):
     """GET /datasets lists the visible datasets; POST /datasets makes one."""
 
     audit_events = {"POST": ("createDataset", "dataset")}
 
-    def audit_resource_id(self):
-        body = self.audit_details or {}
-        return f"{self.actor()}/{body.get('name', '')}"
-
     @web.authenticated
     @needs_scope("datasets:read")
     async def get(self):
-        workspace = self.get_query_argument("workspace", "").strip() or None
-        all_users = self.get_query_argument("all", "0") in ("1", "true")
+        workspace, all_users = self.listing_query()
         self.write_json(await self.service.list(self.current_user, workspace, all_users))
 
     @web.authenticated
