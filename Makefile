@@ -108,6 +108,8 @@ bench: system venv node images
 	$(BIN)/workbench images build pytorch
 	$(BIN)/python benchmarks/bench_jobs.py
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_datasets.py
+	$(BIN)/python benchmarks/bench_labelling.py
 
 clean:
 	rm -rf $(VENV) node_modules .run/cache $(LABEXT)/node_modules $(LABEXT)/dist
