@@ -37,6 +37,8 @@ class BlobStore:
         self.fs, root = fsspec.core.url_to_fs(url)
         self.root = root.rstrip("/")
         self.local = "file" in _protocols(self.fs)
+        # the folders of a local store already made (blobs are removed, folders stay)
+        self._made: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<BlobStore {self.url}>"
@@ -52,23 +54,35 @@ class BlobStore:
         return Path(self.path(sha)) if self.local else None
 
     # --- blocking -------------------------------------------------------------------------
+    def _folder(self, folder: str) -> None:
+        """Make a folder of the store once (a local store remembers those it made)."""
+        if folder in self._made:
+            return
+        self.fs.makedirs(folder, exist_ok=True)
+        if self.local:
+            self._made.add(folder)
+
     def _temporary(self) -> str:
         folder = f"{self.root}/{TEMPORARY}"
-        self.fs.makedirs(folder, exist_ok=True)
+        self._folder(folder)
         return f"{folder}/{secrets.token_hex(12)}"
 
     def _place(self, temporary: str, sha: str) -> None:
         """Move a whole temporary copy to its address (dropped when the content is there)."""
         target = self.path(sha)
+        if self.local:
+            if os.path.exists(target):
+                os.unlink(temporary)
+                return
+            self._folder(f"{self.root}/{sha[:2]}")
+            os.chmod(temporary, 0o444)
+            os.replace(temporary, target)
+            return
         if self.fs.exists(target):
             self.fs.rm(temporary)
             return
         self.fs.makedirs(f"{self.root}/{sha[:2]}", exist_ok=True)
-        if self.local:
-            os.chmod(temporary, 0o444)
-            os.replace(temporary, target)
-        else:
-            self.fs.mv(temporary, target)
+        self.fs.mv(temporary, target)
 
     def put_stream_blocking(self, source, on_hashed=None) -> tuple[str, int]:
         """Store what a binary file object reads: (sha256, size). on_hashed(sha) is called
@@ -92,17 +106,38 @@ class BlobStore:
         return sha, size
 
     def put_file_blocking(
-        self, path: Path, *, move: bool = False, on_hashed=None
+        self, path: Path, *, move: bool = False, on_hashed=None, digest=None
     ) -> tuple[str, int]:
         """Store a local file: (sha256, size). move: the file is the caller's to give up
-        (a local store then takes it in one rename where it can, instead of copying)."""
+        (a local store then takes it in one rename where it can, instead of copying);
+        digest: its (sha256, size) where the caller hashed it as it wrote it (and no one
+        else could write to it since)."""
+        if move and self.local and digest is not None:
+            # a whole file already hashed: one rename to its address where it can
+            sha, size = digest
+            if on_hashed is not None:
+                on_hashed(sha)
+            target = self.path(sha)
+            if os.path.exists(target):
+                os.unlink(path)
+                return sha, size
+            self._folder(f"{self.root}/{sha[:2]}")
+            os.chmod(path, 0o444)
+            try:
+                os.replace(path, target)
+                return sha, size
+            except OSError:  # another file system: through a temporary copy below
+                pass
         if move and self.local:
-            digest, size = hashlib.sha256(), 0
-            with open(path, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-            sha = digest.hexdigest()
+            if digest is not None:
+                sha, size = digest
+            else:
+                hashed, size = hashlib.sha256(), 0
+                with open(path, "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        hashed.update(chunk)
+                        size += len(chunk)
+                sha = hashed.hexdigest()
             temporary = self._temporary()
             try:
                 os.replace(path, temporary)

@@ -1105,7 +1105,7 @@ class DatasetService:
             if kind is not None:
                 prefix = check_key(key, "key") if key else ""
                 folder = body.parent / "files"
-                keys = await asyncio.to_thread(
+                digests = await asyncio.to_thread(
                     unpack,
                     body,
                     kind,
@@ -1114,8 +1114,13 @@ class DatasetService:
                     max_files=int(self.settings.max_samples),
                 )
                 entries = [
-                    {"key": f"{prefix}/{k}" if prefix else k, "path": folder / k, "move": True}
-                    for k in keys
+                    {
+                        "key": f"{prefix}/{k}" if prefix else k,
+                        "path": folder / k,
+                        "move": True,
+                        "digest": digest,
+                    }
+                    for k, digest in digests.items()
                 ]
             elif not key:
                 raise UploadError(
@@ -1333,7 +1338,10 @@ class DatasetService:
                     sha, size = self.blobs.put_bytes_blocking(data, on_hashed=pin)
                 else:
                     sha, size = self.blobs.put_file_blocking(
-                        path, move=bool(entry.get("move")), on_hashed=pin
+                        path,
+                        move=bool(entry.get("move")),
+                        on_hashed=pin,
+                        digest=entry.get("digest"),
                     )
             except UploadError as e:
                 raise UploadError(f"Sample {key!r} {e}") from None

@@ -5,6 +5,7 @@ and texts decoded as UTF-8. Blocking functions: they run in worker threads."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -94,6 +95,10 @@ class _Unpacker:
         self.max_files = max_files
         self.total = 0
         self.keys: list[str] = []
+        # key -> (sha256, size): hashed as they are written, so the store need not read
+        # them again
+        self.digests: dict[str, tuple[str, int]] = {}
+        self._folders: set[Path] = set()
 
     def name(self, raw: str, folder: bool = False) -> str:
         if folder and raw.strip().rstrip("/") in ("", "."):
@@ -106,8 +111,8 @@ class _Unpacker:
             "may be in it."
         )
 
-    def write(self, name: str, source) -> None:
-        key = self.name(name)
+    def write(self, key: str, source) -> None:
+        """Write one member (its key already checked), hashing it on the way."""
         if is_junk(key):
             while source.read(CHUNK):
                 pass
@@ -116,7 +121,9 @@ class _Unpacker:
             raise UploadError(f"The archive holds more than {self.max_files} files.")
         path = self.dest / key
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
             raise UploadError(f"The archive holds {key!r} twice.") from None
@@ -124,16 +131,20 @@ class _Unpacker:
             raise UploadError(
                 f"The archive holds {key!r} below a file of the same name as its folder."
             ) from None
+        digest, size = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out:
             while chunk := source.read(CHUNK):
+                size += len(chunk)
                 self.total += len(chunk)
                 if self.total > self.max_bytes:
                     raise UploadError(
                         f"The archive unpacks to more than {_size(self.max_bytes)}, the most "
                         "a dataset may hold: send fewer files."
                     )
+                digest.update(chunk)
                 out.write(chunk)
         self.keys.append(key)
+        self.digests[key] = (digest.hexdigest(), size)
 
     def tar(self, archive: Path) -> None:
         try:
@@ -147,7 +158,7 @@ class _Unpacker:
                     if not member.isfile():
                         self.refuse_type(name, "a device, pipe or other special file")
                     source = tar.extractfile(member)
-                    self.write(member.name, source)
+                    self.write(name, source)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
             raise UploadError(f"The body is not a readable tar or tar.gz archive ({e}).") from None
 
@@ -166,16 +177,18 @@ class _Unpacker:
                     if info.flag_bits & 0x1:
                         raise UploadError(f"{name!r} in the zip is encrypted: send it unencrypted.")
                     with zf.open(info) as source:
-                        self.write(info.filename, source)
+                        self.write(name, source)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as e:
             raise UploadError(f"The body is not a readable zip archive ({e}).") from None
         except (EOFError, zlib.error, OSError) as e:
             raise UploadError(f"The body is not a readable zip archive ({e}).") from None
 
 
-def unpack(archive: Path, kind: str, dest: Path, *, max_bytes: int, max_files: int) -> list[str]:
-    """Unpack a zip or tar(.gz) archive into the empty folder dest; the keys of the files
-    it held (hidden files and archivers' folders left out), in archive order."""
+def unpack(
+    archive: Path, kind: str, dest: Path, *, max_bytes: int, max_files: int
+) -> dict[str, tuple[str, int]]:
+    """Unpack a zip or tar(.gz) archive into the empty folder dest; key -> (sha256, size) of
+    the files it held (hidden files and archivers' folders left out), in archive order."""
     unpacker = _Unpacker(dest, max_bytes, max_files)
     if kind == "zip":
         unpacker.zip(archive)
@@ -183,7 +196,7 @@ def unpack(archive: Path, kind: str, dest: Path, *, max_bytes: int, max_files: i
         unpacker.tar(archive)
     if not unpacker.keys:
         raise UploadError("The archive holds no files.")
-    return unpacker.keys
+    return unpacker.digests
 
 
 def check_tree(root: Path) -> None:
