@@ -501,3 +501,25 @@ def test_batch_over_a_thousand_files(images, tmp_path):
     got = np.array([lines[i]["output"][0] for i in good], np.float32)
     np.testing.assert_allclose(got, rows[good] @ W + B, rtol=1e-5, atol=1e-5)
     print(f"batch: 1,000 inputs in {seconds:.1f} s (container start included)")
+
+
+def test_a_datasets_images_and_texts_are_batch_inputs(tmp_path):
+    """A published dataset version's data/ folder: each image goes as base64 and each text
+    file as text, keyed by its path (what auto-labelling sends a service); other files are
+    an error line of their own."""
+    import base64
+
+    from workbench.serving.batch import input_files, read_items
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "cat.png").write_bytes(b"\x89PNG-bytes")
+    (tmp_path / "note.txt").write_text("great phone", encoding="utf-8")
+    (tmp_path / "notes.doc").write_bytes(b"?")
+    items = list(read_items(tmp_path, input_files(tmp_path), model=None))
+    assert [i.key for i in items] == ["img/cat.png", "note.txt", "notes.doc"]
+    png, text, other = items
+    [instance] = png.body["instances"]
+    assert base64.b64decode(instance["b64"]) == b"\x89PNG-bytes"
+    assert instance["key"] == "img/cat.png" and png.batchable
+    assert text.body == {"instances": [{"text": "great phone", "key": "note.txt"}]}
+    assert other.body is None and "not an input file" in other.error

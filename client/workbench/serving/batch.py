@@ -3,7 +3,10 @@
 Every file below --inputs, in sorted order, is one input (a .jsonl file: one per line): .json
 holds a v1 body ({"instances": [...]}), a v2 body ({"inputs": [{"name", ...}]}) or a bare list
 (the instances); .npy an array (its first axis the instances; one instance where it has one
-axis fewer than the signature's input). Each gives one line of --output, in the same order:
+axis fewer than the signature's input); an image {"instances": [{"b64": <its bytes in
+base64>, "key": <its path>}]} and a .txt file {"instances": [{"text": ..., "key": ...}]}, as
+a dataset's samples (a published version's data/ folder) go to a custom predictor. Each
+gives one line of --output, in the same order:
 {"input": "<relative path>[#<line>]", "output": <v1 predictions | v2 outputs>, "error": null},
 or the error and a null output; an input that fails stops nothing. Consecutive v1 inputs are
 predicted together (up to --batch at a time) and split again. Progress goes to stdout as
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import sys
@@ -29,6 +33,10 @@ from .spec import ModelLoadError
 log = logging.getLogger("workbench.serving.batch")
 
 SUFFIXES = (".json", ".jsonl", ".npy")
+# a dataset's samples (a published version's data/ folder): one instance each, as the
+# platform's auto-labelling sends them to a service
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+TEXT_SUFFIX = ".txt"
 
 
 @dataclass
@@ -111,8 +119,15 @@ def read_items(root: Path, files: list[Path], model) -> Iterator[Item]:
                         yield Item(f"{key}#{n}", as_body(_json(line), model))
                     except ValueError as e:
                         yield Item(f"{key}#{n}", error=str(e))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                data = base64.b64encode(path.read_bytes()).decode()
+                yield Item(key, {"instances": [{"b64": data, "key": key}]})
+            elif path.suffix.lower() == TEXT_SUFFIX:
+                text = path.read_text(encoding="utf-8")
+                yield Item(key, {"instances": [{"text": text, "key": key}]})
             else:
-                yield Item(key, error=f"not an input file: expected {', '.join(SUFFIXES)}")
+                kinds = ", ".join((*SUFFIXES, "images", TEXT_SUFFIX))
+                yield Item(key, error=f"not an input file: expected {kinds}")
         except (OSError, ValueError) as e:
             yield Item(key, error=str(e))
 

@@ -6,6 +6,7 @@ pre-label, a run stops when asked, and services the caller may not call are refu
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -21,6 +22,7 @@ BY = f"model:{OWNER}/al-svc"
 # that the image itself came (base64 of a PNG); "slow" names make the request take a while
 PREDICTOR = """\
 import base64
+import json
 import time
 
 PNG = b"\\x89PNG\\r\\n\\x1a\\n"
@@ -253,3 +255,47 @@ def test_only_those_who_may_call_the_service_can_run_it(al):
     with pytest.raises(WorkbenchError) as e:
         stranger.api("POST", f"datasets/{STRANGER}/mine/autolabel", {"service": f"{OWNER}/al-svc"})
     assert e.value.status == 404
+
+
+def test_a_published_version_is_a_batch_runs_input(al):
+    """The labeller model over a published version's images as a batch run: one line per
+    sample (its path below the version's data/ folder), with the model's answer."""
+    owner = al[OWNER]
+    files = ["cat-0.91.png", "dog-0.42.png", "img/cat-0.7.png"]
+    dataset(owner, OWNER, "al-batch", files)
+    version = owner.api("POST", f"datasets/{OWNER}/al-batch/versions", {"train_ratio": 1})
+    assert version["state"] == "ready", version
+    body = {"name": "al-score", "model": "labeller", "version": 1, "flavor": "cpu.tiny"}
+    run = owner.api("POST", "batch", body | {"inputs": {"dataset": "al-batch", "version": 1}})
+    assert run["spec"]["inputs"]["data"]["dataset"] == f"{OWNER}/al-batch"
+    deadline = time.monotonic() + 300
+    while (state := owner.api("GET", f"batch/{OWNER}/al-score")["versions"][0])["state"] not in (
+        "succeeded",
+        "failed",
+        "stopped",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+    assert state["state"] == "succeeded", state
+    url = f"{owner.api_url}/jobs/{OWNER}/al-score/versions/1/files/output/predictions.jsonl"
+    r = owner.session.get(url, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert [line["input"] for line in lines] == sorted(files)
+    assert all(line["error"] is None for line in lines), lines
+    answers = {line["input"]: line["output"] for line in lines}
+    assert answers["cat-0.91.png"] == [{"label": "cat", "confidence": 0.91}]
+    assert answers["img/cat-0.7.png"] == [{"label": "cat", "confidence": 0.7}]
+    # another user cannot score a dataset they cannot see
+    with pytest.raises(WorkbenchError) as e:
+        al[STRANGER].api(
+            "POST",
+            "batch",
+            body
+            | {
+                "model": f"{OWNER}/labeller",
+                "inputs": {"dataset": f"{OWNER}/al-batch", "version": 1},
+            },
+        )
+    assert e.value.status in (400, 403, 404), e.value.message
+    owner.api("DELETE", f"jobs/{OWNER}/al-score")
