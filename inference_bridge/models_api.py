@@ -76,8 +76,7 @@ class ModelHandler(ModelsAPIHandler):
     @needs_scope("models:write")
     async def delete(self, owner, name):
         await self.registry.delete(self.current_user, owner, name)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class VersionsHandler(ModelsAPIHandler):
@@ -114,8 +113,7 @@ class VersionHandler(ModelsAPIHandler):
     @needs_scope("models:write")
     async def delete(self, owner, name, version):
         await self.registry.delete_version(self.current_user, owner, name, int(version))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class FilesHandler(ModelsAPIHandler):

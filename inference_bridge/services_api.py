@@ -78,8 +78,7 @@ class ServiceHandler(ServicesAPIHandler):
     @needs_scope("services:write")
     async def delete(self, owner, name):
         await self.services.delete(self.current_user, owner, name)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class PromoteHandler(ServicesAPIHandler):
@@ -145,8 +144,7 @@ class KeyHandler(ServicesAPIHandler):
     async def delete(self, owner, name, key_name):
         self.audit_details = {"key": key_name[:64]}
         await self.services.delete_key(self.current_user, owner, name, key_name)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class MetricsHandler(ServicesAPIHandler):

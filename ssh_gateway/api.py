@@ -115,8 +115,7 @@ class KeyHandler(KeyAPIHandler):
         if not await self.db.run(lambda s: keys.delete_key(s, user, key_id)):
             raise web.HTTPError(404, f"No key {key_id!r}; list keys with GET .../keys.")
         log.info("ssh key %s deleted for %s", key_id, user)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class InstanceSSHHandler(APIHandler):

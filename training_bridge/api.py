@@ -78,8 +78,7 @@ class JobHandler(JobsAPIHandler):
     @needs_scope("jobs:manage")
     async def delete(self, owner, name):
         await self.jobs.delete(self.current_user, owner, name)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class VersionsHandler(JobsAPIHandler):
@@ -114,8 +113,7 @@ class VersionHandler(JobsAPIHandler):
     @needs_scope("jobs:manage")
     async def delete(self, owner, name, version):
         await self.jobs.delete_version(self.current_user, owner, name, int(version))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class StopHandler(JobsAPIHandler):

@@ -88,8 +88,7 @@ class SavedImageHandler(ImageAPIHandler):
     @needs_scope("images:manage")
     async def delete(self, user, name, tag):
         await self.run(self.images.delete(user, name, tag))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class SharesHandler(ImageAPIHandler):

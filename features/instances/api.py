@@ -86,8 +86,7 @@ class InstanceHandler(APIHandler):
     @needs_scope("instances:delete")
     async def delete(self, user, name):
         await self.run(self.manager.delete(user, name))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class InstanceActionHandler(APIHandler):

@@ -139,8 +139,7 @@ class WorkspaceHandler(WorkspaceAPIHandler):
             await self.db.run(lambda s: workspaces.delete(s, workspace))
         except workspaces.WorkspaceError as e:
             raise web.HTTPError(400, str(e)) from None
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class MembersHandler(WorkspaceAPIHandler):

@@ -128,6 +128,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     audit_reason = ""
     denied = False  # refused for lack of permission (answered 403, or 404 to hide it)
 
+    def no_content(self):
+        """Answer 204: done, nothing to say (a deletion)."""
+        self.set_status(204)
+        self.finish()
+
     def audit_event(self) -> tuple[str, str] | None:
         """(event name, resource type) of this request, or None if it is not audited."""
         return self.audit_events.get(self.request.method)

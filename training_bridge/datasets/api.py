@@ -187,8 +187,7 @@ class DatasetHandler(DatasetsAPIHandler):
     @needs_scope("datasets:write")
     async def delete(self, owner, name):
         await self.service.delete(self.current_user, owner, name)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class LabelsHandler(DatasetsAPIHandler):

@@ -72,8 +72,7 @@ class TaskHandler(TasksAPIHandler):
     @needs_scope("datasets:write")
     async def delete(self, owner, name, task):
         await self.tasks.delete(self.current_user, owner, name, task)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class ReviewHandler(TasksAPIHandler):

@@ -100,8 +100,7 @@ class VersionHandler(VersionsAPIHandler):
     @needs_scope("datasets:write")
     async def delete(self, owner, name, version):
         await self.versions.delete(self.current_user, owner, name, int(version))
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class ManifestHandler(VersionsAPIHandler):
