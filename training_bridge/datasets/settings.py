@@ -14,8 +14,8 @@ class DatasetSettings(Configurable):
         help="""Where samples' files are kept, content-addressed (fsspec URL): "" for
         file://<data_dir>/datasets/blobs on this machine, or for example
         "s3://bucket/prefix" (with s3fs installed) on clusters. Published versions are
-        always materialized on this machine. Default "".
-        Example: c.DatasetSettings.store_url = "s3://datasets/workbench" """,
+        always materialized on this machine. Default "" (for example
+        "s3://datasets/workbench" on a cluster).""",
     ).tag(config=True)
     max_dataset_gib = Float(
         50.0,
