@@ -52,7 +52,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -64,10 +63,9 @@ if str(REPO) not in sys.path:
 from PIL import Image  # noqa: E402
 from workbench.resources import datasets as sdk  # noqa: E402
 
-from benchmarks.bench_jobs import _remove_objects  # noqa: E402
+from benchmarks.bench_jobs import _remove_objects, run_main  # noqa: E402
 from hub.db import Database, upgrade  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
-from spawner.engine import CONTAINERS_CONF  # noqa: E402
 from tests.platform import Hub  # noqa: E402
 from training_bridge.datasets import formats  # noqa: E402
 from training_bridge.datasets.blobs import BlobStore  # noqa: E402
@@ -519,10 +517,6 @@ def print_report(rep: dict) -> None:
     print("=" * 78)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def benchmark(args, root: Path) -> dict:
     config = REPO / "workbench.toml"
     settings, _ = load_settings(config if config.exists() else None)
@@ -574,24 +568,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    os.environ.setdefault("CONTAINERS_CONF", CONTAINERS_CONF)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    with tempfile.TemporaryDirectory(prefix="bench-datasets-") as tmp:
-        try:
-            rep = benchmark(args, Path(tmp))
-        except KeyboardInterrupt:
-            log.warning("interrupted; cleaned up")
-            return 130
-    print_report(rep)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
-        log.info("results written to %s", args.json)
-    return 0
+    return run_main(parse_args(argv), benchmark, print_report, "datasets")
 
 
 if __name__ == "__main__":

@@ -708,14 +708,15 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run_main(args, benchmark, print_report, prefix: str) -> int:
+    """What every benchmark's main() does around its measure: logs, Ctrl-C and SIGTERM
+    ending it through its clean-up, a temporary folder, the report and --json."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the client's line per request
     os.environ.setdefault("CONTAINERS_CONF", CONTAINERS_CONF)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{prefix}-") as tmp:
         try:
             rep = benchmark(args, Path(tmp))
         except KeyboardInterrupt:
@@ -726,6 +727,10 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
         log.info("results written to %s", args.json)
     return 0
+
+
+def main(argv=None) -> int:
+    return run_main(parse_args(argv), benchmark, print_report, "jobs")
 
 
 if __name__ == "__main__":

@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import signal
 import statistics
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,11 +50,11 @@ if str(REPO) not in sys.path:
 from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from benchmarks.bench_jobs import _remove_objects, percentile  # noqa: E402
+from benchmarks.bench_jobs import _remove_objects, percentile, run_main  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.build import ImageBuilder  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
-from spawner.engine import CONTAINERS_CONF, podman_env  # noqa: E402
+from spawner.engine import podman_env  # noqa: E402
 from tests.platform import Hub  # noqa: E402
 
 log = logging.getLogger("bench_labelling")
@@ -265,10 +263,6 @@ def print_report(rep: dict) -> None:
     print("=" * 78)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def benchmark(args, root: Path) -> dict:
     config = REPO / "workbench.toml"
     settings, _ = load_settings(config if config.exists() else None)
@@ -341,23 +335,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    os.environ.setdefault("CONTAINERS_CONF", CONTAINERS_CONF)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    with tempfile.TemporaryDirectory(prefix="bench-labelling-") as tmp:
-        try:
-            rep = benchmark(args, Path(tmp))
-        except KeyboardInterrupt:
-            log.warning("interrupted; cleaned up")
-            return 130
-    print_report(rep)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
-        log.info("results written to %s", args.json)
-    return 0
+    return run_main(parse_args(argv), benchmark, print_report, "labelling")
 
 
 if __name__ == "__main__":
