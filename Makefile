@@ -107,6 +107,7 @@ bench: system venv node images
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/workbench images build pytorch
 	$(BIN)/python benchmarks/bench_jobs.py
+	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_datasets.py
 	$(BIN)/python benchmarks/bench_labelling.py

@@ -14,6 +14,7 @@ from pathlib import Path
 from workbench import WorkbenchClient, WorkbenchError
 from workbench.resources.batch import parse_inputs
 from workbench.resources.datasets import FORMATS, TYPES, DatasetInputError, split_name
+from workbench.resources.experiments import SearchInputError, format_value, parse_params
 from workbench.resources.jobs import (
     JobSourceError,
     parse_assignments,
@@ -769,7 +770,7 @@ def _job_parsers(sub):
     """`workbench jobs ...`: submit, list, show, logs, stop, rerun, delete, metrics, files,
     download."""
     jobs = sub.add_parser(
-        "jobs", help="training jobs: submit, follow, stop, re-run"
+        "jobs", help="training jobs: submit, follow, stop, re-run; hyperparameter searches"
     ).add_subparsers(dest="action", required=True)
 
     def settings(p, rerun: bool = False):
@@ -850,6 +851,234 @@ def _job_parsers(sub):
             p.add_argument("--version", type=int, help="the version (default: the latest)")
         p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
         p.set_defaults(func=cmd_jobs)
+    _search_parsers(jobs)
+
+
+# --- hyperparameter searches and run comparisons (through the platform API) -----------------
+
+
+def _search_request(args) -> dict:
+    """search()'s settings from the command line; exit 2 on a malformed --param, --space,
+    --fixed, --metric or --input, before any request."""
+    if not args.path and not args.job:
+        _fail("give PATH (the code to search with) or --job NAME (one of your jobs)", 2)
+    space = _json_argument(args.space, "--space") if args.space else {}
+    if not isinstance(space, dict):
+        _fail(
+            '--space is not a JSON object of name -> range (for example {"x": '
+            '{"type": "float", "low": -1, "high": 1}})',
+            2,
+        )
+    try:
+        space.update(parse_params(args.param or []))
+    except ValueError as e:
+        _fail(str(e), 2)
+    if not space:
+        _fail(
+            "give the parameters to search: --param NAME=float:LOW:HIGH (repeatable) or "
+            "--space JSON",
+            2,
+        )
+    settings = _job_changes(argparse.Namespace(**{**vars(args), "param": args.fixed}))
+    return {
+        **{k: v for k, v in settings.items() if v is not None},
+        "job": args.job,
+        "kind": args.kind,
+        "workspace": args.workspace,
+        "space": space,
+        "objective": args.objective,
+        "direction": "maximize" if args.maximize else "minimize",
+        "trials": args.trials,
+        "parallel": args.parallel,
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "seed": args.seed,
+    }
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{name}={format_value(value)}" for name, value in params.items())
+
+
+def _print_trials(search: dict, trials: list[dict]):
+    """A search's summary, its trials (the best marked *), and the best trial."""
+    objective = search.get("objective") or {}
+    metric = objective.get("metric", "value")
+    reason = f": {search['reason']}" if search.get("reason") else ""
+    print(
+        f"Search {search['id']} of {search['owner']} over job {search['job']} "
+        f"({search['state']}{reason}); {objective.get('direction', 'minimize')} {metric}, "
+        f"{len(trials)} of {search.get('trials_planned')} trials"
+    )
+    rows = [
+        [
+            f"{t['number']}{' *' if t.get('best') else ''}",
+            "-" if t.get("version") is None else t["version"],
+            t["state"],
+            format_value(t.get("value")) or "-",
+            t.get("steps", 0),
+            _params_text(t.get("params") or {}),
+            t.get("reason") or "",
+        ]
+        for t in sorted(trials, key=lambda t: t["number"])
+    ]
+    headers = ["TRIAL", "VERSION", "STATE", metric.upper(), "STEPS", "PARAMETERS", "REASON"]
+    print(format_table(headers, rows, right=(1, 3, 4)))
+    best = next((t for t in trials if t.get("best")), None)
+    if best is not None:
+        print(
+            f"Best: trial {best['number']} (version {best['version']} of {search['job']}): "
+            f"{metric} {format_value(best['value'])} with {_params_text(best['params'])}"
+        )
+    else:
+        print("Best: no trial has completed yet.")
+
+
+def _print_searches(searches: list[dict]):
+    rows = []
+    for s in searches:
+        counts = s.get("counts") or {}
+        ended = sum(n for state, n in counts.items() if state not in ("waiting", "running"))
+        best = s.get("best") or {}
+        objective = s.get("objective") or {}
+        rows.append(
+            [
+                s["id"],
+                s["job"],
+                s.get("owner", ""),
+                s["state"],
+                f"{ended}/{s.get('trials_planned', '')}",
+                f"{objective.get('direction', '')[:3]} {objective.get('metric', '')}",
+                format_value(best.get("value")) or "-",
+                _when(s.get("created")),
+                s.get("reason") or "",
+            ]
+        )
+    headers = ["ID", "JOB", "OWNER", "STATE", "ENDED", "OBJECTIVE", "BEST", "CREATED", "REASON"]
+    print(format_table(headers, rows, right=(0, 4, 6)))
+
+
+def _print_comparison(comparison):
+    """Runs side by side: a column per parameter and final metric; '*' marks those that
+    differ between the runs."""
+    differs = comparison.differs
+    columns = comparison.columns()
+    headers = [
+        ("RUN" if c == "run" else "STATE" if c == "state" else c) + (" *" if differs.get(c) else "")
+        for c in columns
+    ]
+    rows = [[format_value(row.get(c)) or "-" for c in columns] for row in comparison.table()]
+    print(format_table(headers, rows))
+    if any(differs.values()):
+        print("* differs between the runs")
+
+
+def cmd_searches(args):
+    """Hyperparameter search and comparison commands."""
+    action = args.action
+    request = _search_request(args) if action == "search" else {}
+    client = _client(args)
+    if action == "search":
+        try:
+            search = client.experiments.search(args.path, **request)
+        except (JobSourceError, SearchInputError) as e:
+            _fail(e.message, 2)
+        data = search.data
+        print(
+            f"Started search {search.id}: {data.get('trials_planned')} trials of job "
+            f"{search.job}, {data.get('parallel')} at once, "
+            f"{data['objective']['direction']} {data['objective']['metric']}."
+        )
+        if not args.wait:
+            print(f"Follow it: workbench jobs trials {search.id}")
+            return
+        search.wait(progress=True)
+        print()
+        _print_trials(search.data, search.data.get("trials") or [])
+        if search.state != "completed":
+            sys.exit(1)
+    elif action == "searches":
+        _print_searches(client.experiments.searches(args.workspace, job=args.job, all=args.all))
+    elif action == "trials":
+        search = client.experiments.get(args.search_id)
+        _print_trials(search.data, search.data.get("trials") or [])
+    elif action == "search-stop":
+        search = client.experiments.get(args.search_id)
+        if search.done:
+            print(f"Search {search.id} had already ended ({search.state}).")
+            return
+        search.stop()
+        print(f"{'Stopped' if search.done else 'Stopping'} search {search.id}.")
+        print(search.progress_line())
+    elif action == "compare":
+        if not args.runs and args.search is None:
+            _fail("give runs (NAME/VERSION or OWNER/NAME/VERSION) or --search ID", 2)
+        try:
+            comparison = client.experiments.compare(args.runs or None, search=args.search)
+        except SearchInputError as e:
+            _fail(e.message, 2)
+        if args.json:
+            _print_json(comparison.data)
+        else:
+            _print_comparison(comparison)
+
+
+def _search_parsers(jobs):
+    """`workbench jobs search|searches|trials|search-stop|compare`."""
+    p = jobs.add_parser("search", help="run a hyperparameter search: trials as job versions")
+    p.add_argument("path", nargs="?", help="a .py file, notebook or folder (else --job)")
+    p.add_argument("--job", help="the job's name (default: from PATH); without PATH one of yours")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=RANGE",
+        help="a parameter to search, repeatable: NAME=float:LOW:HIGH[:log], "
+        "NAME=int:LOW:HIGH[:STEP], NAME=choice:A,B,C",
+    )
+    p.add_argument("--space", help="the parameters to search as JSON (or @FILE), as the API")
+    p.add_argument("--objective", default="loss", help="the metric to optimise (default loss)")
+    p.add_argument("--maximize", action="store_true", help="maximise it (default: minimise)")
+    p.add_argument("--trials", type=int, default=8, help="how many trials (default 8)")
+    p.add_argument("--parallel", type=int, default=1, help="trials at once (default 1)")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random", "grid"])
+    p.add_argument("--pruner", default="median", choices=["median", "none"])
+    p.add_argument("--seed", type=int, help="the sampler's seed (default: random)")
+    p.add_argument(
+        "--fixed",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a hyperparameter the same in every trial, repeatable",
+    )
+    p.add_argument("--command", help="what to run (folders: required; files: python FILE)")
+    p.add_argument("--kind", choices=["file", "notebook", "folder"], help="what PATH is")
+    p.add_argument("--runtime", help="plain (default), pytorch, tensorflow or mindspore")
+    p.add_argument("--image", help="image name (default: the platform's)")
+    p.add_argument("--flavor", help="flavor of each node (default: the platform's)")
+    p.add_argument("--nodes", type=int, help="nodes of each trial (default 1)")
+    p.add_argument("--processes-per-node", type=int, help="processes per node (default 1)")
+    p.add_argument("--metric", action="append", metavar="NAME=REGEX", help="a log metric rule")
+    p.add_argument("--input", action="append", metavar="NAME=INSTANCE:PATH", help="an input")
+    p.add_argument("--max-run-seconds", type=int, help="stop each trial after this long")
+    p.add_argument("--max-restarts", type=int, help="restarts after a failure (default 0)")
+    p.add_argument("--workspace", help="the workspace of a new job (default: default)")
+    p.add_argument("--description")
+    p.add_argument("--wait", action="store_true", help="show progress until it ends, then trials")
+    p = jobs.add_parser("searches", help="your searches and your workspaces'")
+    p.add_argument("--workspace", help="only this workspace's searches")
+    p.add_argument("--job", help="only this job's searches")
+    p.add_argument("--all", action="store_true", help="everyone's (administrators)")
+    p = jobs.add_parser("trials", help="a search's trials and its best")
+    p.add_argument("search_id", type=int, metavar="SEARCH_ID")
+    p = jobs.add_parser("search-stop", help="stop a search and its running trials")
+    p.add_argument("search_id", type=int, metavar="SEARCH_ID")
+    p = jobs.add_parser("compare", help="runs side by side: parameters and final metrics")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="NAME/VERSION or OWNER/NAME/VERSION")
+    p.add_argument("--search", type=int, metavar="SEARCH_ID", help="a search's trials' runs")
+    p.add_argument("--json", action="store_true", help="the whole comparison, curves too")
+    for action in ("search", "searches", "trials", "search-stop", "compare"):
+        p = jobs.choices[action]
+        p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+        p.set_defaults(func=cmd_searches)
 
 
 # --- models, services and batch runs (through the platform API) ----------------------------

@@ -12,7 +12,12 @@ class InferencePageBase(FeaturePage):
     """A page of the inference feature, linking to the models, services and jobs pages."""
 
     module_file = __file__
-    pages = {"models_page": "/models", "services_page": "/services", "jobs_page": "/jobs"}
+    pages = {
+        "models_page": "/models",
+        "services_page": "/services",
+        "jobs_page": "/jobs",
+        "experiments_page": "/experiments",
+    }
 
 
 class ModelsPageHandler(InferencePageBase):

@@ -11,7 +11,7 @@ class JobsPageBase(FeaturePage):
     """A page of the jobs feature, linking to the jobs pages."""
 
     module_file = __file__
-    pages = {"pages": "/jobs"}
+    pages = {"pages": "/jobs", "experiments_page": "/experiments"}
 
 
 class JobsPageHandler(JobsPageBase):

@@ -14,6 +14,9 @@ the platform is and holds its token):
     workbench.batch.run(model, inputs="my-notebook:data/batch").wait()
     pets = workbench.datasets.create("pets", "image_classification", folder="~/pets")
     path = pets.publish().local_path()
+    search = workbench.search("train.py", space={"lr": "float:1e-4:1:log"}, objective="loss")
+    best = search.wait(progress=True).best_trial; workbench.compare(search)
+    workbench.tensorboard(search)         # in a notebook: TensorBoard over its trials' runs
 
 Inside a training job, workbench.training has the helpers a script uses (checkpoints,
 metrics, hyperparameters).
@@ -45,7 +48,9 @@ __all__ = [
 __version__ = "0.1.0"
 
 # what `workbench.<name>` reaches on the default client: every resource, and a few calls
-DEFAULT_CLIENT_ATTRIBUTES = frozenset({*NAMESPACES, "whoami", "api", "hub"})
+DEFAULT_CLIENT_ATTRIBUTES = frozenset(
+    {*NAMESPACES, "whoami", "api", "hub", "search", "compare", "tensorboard"}
+)
 
 _default: WorkbenchClient | None = None
 _default_lock = threading.Lock()

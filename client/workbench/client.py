@@ -16,6 +16,7 @@ from .errors import WorkbenchError
 from .resources.audit import Audit
 from .resources.batch import Batch
 from .resources.datasets import Datasets
+from .resources.experiments import Comparison, Experiments, Search
 from .resources.flavors import Flavors
 from .resources.hub import HubAPI
 from .resources.images import Images
@@ -25,6 +26,7 @@ from .resources.keys import Keys
 from .resources.models import Models
 from .resources.quotas import Quotas
 from .resources.services import Services
+from .resources.tensorboards import TensorBoard, Tensorboards
 from .resources.usage import Usage
 from .resources.workspaces import Workspaces
 
@@ -61,7 +63,9 @@ NAMESPACES = {
     "services": Services,
     "batch": Batch,
     "datasets": Datasets,
+    "experiments": Experiments,
     "hub_api": HubAPI,
+    "tensorboards": Tensorboards,
 }
 
 
@@ -76,8 +80,10 @@ class AsyncWorkbenchClient:
     own, asked once with whoami()).
 
     The resources are namespaces: client.instances, .images, .flavors, .keys, .audit,
-    .usage, .quotas, .workspaces, .jobs, .models, .services, .batch, and .hub_api (JupyterHub's
-    API, for services). Every call raises WorkbenchError on a refusal or when no answer comes.
+    .usage, .quotas, .workspaces, .jobs, .models, .services, .batch, .datasets, .experiments,
+    .tensorboards, and .hub_api (JupyterHub's API, for services); client.search() and
+    client.compare() call client.experiments, client.tensorboard() client.tensorboards.open().
+    Every call raises WorkbenchError on a refusal or when no answer comes.
 
         async with AsyncWorkbenchClient() as client:
             for instance in await client.instances.list():
@@ -128,7 +134,9 @@ class AsyncWorkbenchClient:
     datasets: Datasets
     services: Services
     batch: Batch
+    experiments: Experiments
     hub_api: HubAPI
+    tensorboards: Tensorboards
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.api_url}>"
@@ -377,6 +385,20 @@ class AsyncWorkbenchClient:
     async def user_path(self, user: str | None = None) -> str:
         """users/<user> for API paths, the name quoted."""
         return f"users/{quote(await self.user_name(user), safe='')}"
+
+    # --- the calls `workbench.<name>` offers besides the namespaces ------------------------
+
+    async def search(self, source=None, **settings) -> Search:
+        """Start a hyperparameter search: client.experiments.search()."""
+        return await self.experiments.search(source, **settings)
+
+    async def compare(self, runs=None, **kwargs) -> Comparison:
+        """Runs side by side: client.experiments.compare()."""
+        return await self.experiments.compare(runs, **kwargs)
+
+    async def tensorboard(self, runs=None, **kwargs) -> TensorBoard:
+        """Open TensorBoard over runs or a search: client.tensorboards.open()."""
+        return await self.tensorboards.open(runs, **kwargs)
 
     # --- tokens ---------------------------------------------------------------------------
 

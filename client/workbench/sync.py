@@ -224,6 +224,18 @@ class WorkbenchClient:
         """Sign in with a password; sets and returns a new API token for this client."""
         return run(self.aio.login(username, password, **kwargs))
 
+    def search(self, source=None, **settings):
+        """Start a hyperparameter search: client.experiments.search(); the Search."""
+        return self.experiments.search(source, **settings)
+
+    def compare(self, runs=None, **kwargs):
+        """Runs side by side: client.experiments.compare(); the Comparison."""
+        return self.experiments.compare(runs, **kwargs)
+
+    def tensorboard(self, runs=None, **kwargs):
+        """Open TensorBoard over runs or a search: client.tensorboards.open()."""
+        return self.tensorboards.open(runs, **kwargs)
+
     # --- the flat names (aliases of the namespaces' methods) ------------------------------
 
     def instance(self, name: str, user: str | None = None) -> dict:

@@ -140,6 +140,7 @@ def test_installed_features():
         "jobs",
         "inference",
         "datasets",
+        "experiments",
     }
     # each comes after what it requires
     assert names.index("images") < names.index("quotas") < names.index("instances")
@@ -147,6 +148,7 @@ def test_installed_features():
     assert max(names.index(n) for n in ("quotas", "usage", "workspaces")) < names.index("jobs")
     assert names.index("jobs") < names.index("inference")
     assert names.index("jobs") < names.index("datasets")
+    assert names.index("jobs") < names.index("experiments")
 
 
 def test_a_new_feature_plugs_in(notes, tmp_path, monkeypatch):

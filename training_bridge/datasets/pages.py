@@ -14,7 +14,12 @@ class DatasetsPageHandler(FeaturePage):
     auto-labelling runs."""
 
     module_file = __file__
-    pages = {"datasets_page": "/datasets", "jobs_page": "/jobs", "models_page": "/models"}
+    pages = {
+        "datasets_page": "/datasets",
+        "jobs_page": "/jobs",
+        "models_page": "/models",
+        "experiments_page": "/experiments",
+    }
 
     @web.authenticated
     def get(self):

@@ -20,11 +20,12 @@ import {
   switchFlavor
 } from './actions';
 import { deployPlugin } from './deploy';
+import { experimentsExtension } from './experiments';
 import { createFromFolder } from './labelling/create';
 import { LabellingView } from './labelling/view';
 import { WorkbenchPanel, workbenchIcon } from './panel';
 import { UsageStatus } from './statusbar';
-import { trainingPlugin } from './training';
+import { extendTraining, trainingPlugin } from './training';
 import { UsagePoller } from './usage';
 
 namespace CommandIDs {
@@ -42,6 +43,9 @@ namespace LabellingCommandIDs {
 }
 
 const CATEGORY = 'Workbench';
+
+// searches, comparisons and TensorBoard in the Training panel
+extendTraining(experimentsExtension);
 
 /** One poller serves the panel and the status bar. */
 const poller = new UsagePoller();

@@ -642,6 +642,48 @@ export interface IJobViewActions {
   rerun(version: IJobVersion): void;
   openOutput(version: IJobVersion): Promise<void>;
   changed(): void;
+  /** More buttons of the view (the features that extend the panel add them). */
+  more?(view: JobView): HTMLElement[];
+}
+
+/** What the Training plugin lends the features that add to it (experiments). */
+export interface ITrainingHost {
+  readonly app: JupyterFrontEnd;
+  readonly palette: ICommandPalette | null;
+  /** The main area's tabs of the panel's views and forms. */
+  readonly tabs: MainAreaTabs;
+  /** Open a job's view (at a version). */
+  openJob(owner: string, name: string, version?: number): void;
+  /** Reload the panel's lists. */
+  refresh(): void;
+  /** The open notebook's or file's path (saved first when changed), else the last one open. */
+  documentPath(): Promise<string>;
+}
+
+/** A part of the sidebar panel below its jobs, reloaded with them. */
+export interface ITrainingSection {
+  readonly node: HTMLElement;
+  /** Reload; true while something in it is active (the panel then refreshes often). */
+  refresh(): Promise<boolean>;
+}
+
+/** A feature that adds to the Training panel: its sections, buttons and job view buttons. */
+export interface ITrainingExtension {
+  /** Set up once, when the Training plugin starts (commands, palette items). */
+  activate?(host: ITrainingHost): void;
+  /** Buttons of the panel, after "Submit a job…". */
+  panelActions?(host: ITrainingHost): HTMLElement[];
+  /** Sections of the panel, below the jobs. */
+  panelSections?(host: ITrainingHost): ITrainingSection[];
+  /** Buttons of each job view. */
+  jobActions?(view: JobView, host: ITrainingHost): HTMLElement[];
+}
+
+const trainingExtensions: ITrainingExtension[] = [];
+
+/** Add a feature to the Training panel (before the application starts its plugins). */
+export function extendTraining(extension: ITrainingExtension): void {
+  trainingExtensions.push(extension);
 }
 
 /**
@@ -705,6 +747,7 @@ export class JobView extends PollingWidget {
       stop,
       rerun,
       output,
+      ...(this._actions.more?.(this) ?? []),
       refresh
     );
     this._select('version').onchange = () => {
@@ -728,6 +771,11 @@ export class JobView extends PollingWidget {
   /** The version shown. */
   get version(): number | null {
     return this._version;
+  }
+
+  /** The shown version's model, once loaded. */
+  get current(): IJobVersion | null {
+    return this._current;
   }
 
   /** Show a version (a new one after a re-run): its state, charts and log. */
@@ -1057,18 +1105,34 @@ export class TrainingPanel extends SidebarPanel {
     submit.onclick = () => this._onSubmit();
     const refresh = button('Refresh', 'refresh', 'reject');
     refresh.onclick = () => void this.refresh();
+    this._refreshButton = refresh;
     this._q('.jp-WorkbenchTraining-panelActions').append(submit, refresh);
+  }
+
+  /** A button among the panel's, before Refresh. */
+  addAction(node: HTMLElement): void {
+    this._refreshButton.before(node);
+  }
+
+  /** A section below the jobs, reloaded with them. */
+  addSection(section: ITrainingSection): void {
+    this._sections.push(section);
+    this.node.appendChild(section.node);
   }
 
   /** Reload the list of jobs; it refreshes itself often while any job is active. */
   async refresh(): Promise<void> {
     window.clearTimeout(this._timer);
+    const sections = Promise.all(
+      this._sections.map(section => section.refresh().catch(() => false))
+    );
     let jobs: IJob[] = [];
     try {
       jobs = await requestAPI<IJob[]>('training/jobs');
       this._showError('');
     } catch (error) {
       this._showError(messageOf(error));
+      await sections;
       this._schedule(IDLE_REFRESH_MS);
       return;
     }
@@ -1076,8 +1140,9 @@ export class TrainingPanel extends SidebarPanel {
     const list = this._q('.jp-WorkbenchTraining-jobs');
     list.replaceChildren(...jobs.map(job => this._item(job)));
     this._q('.jp-WorkbenchTraining-empty').hidden = jobs.length > 0;
+    const active = (await sections).some(a => a);
     this._schedule(
-      jobs.some(job => isActive(job.state))
+      active || jobs.some(job => isActive(job.state))
         ? ACTIVE_REFRESH_MS
         : IDLE_REFRESH_MS
     );
@@ -1103,6 +1168,9 @@ export class TrainingPanel extends SidebarPanel {
     item.onclick = () => this._open(job);
     return item;
   }
+
+  private _refreshButton: HTMLElement;
+  private _sections: ITrainingSection[] = [];
 }
 
 /** A document widget's path and a way to save it, where the widget is one. */
@@ -1204,7 +1272,21 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
         }
         await app.commands.execute('filebrowser:go-to-path', { path });
       },
-      changed: () => void panel.refresh()
+      changed: () => void panel.refresh(),
+      more: view =>
+        trainingExtensions.flatMap(e => e.jobActions?.(view, host) ?? [])
+    };
+
+    /** The open notebook or file (saved first: a job runs what is on disk). */
+    const documentPath = async (): Promise<string> => {
+      const doc = documentOf(app.shell.currentWidget);
+      if (!doc) {
+        return lastDocument;
+      }
+      if (doc.dirty) {
+        await doc.save();
+      }
+      return doc.path;
     };
 
     const panel = new TrainingPanel(
@@ -1214,6 +1296,24 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 51 });
     if (restorer) {
       restorer.add(panel, 'workbench-training');
+    }
+
+    const host: ITrainingHost = {
+      app,
+      palette,
+      tabs,
+      openJob: (owner, name, version) => void openJob(owner, name, version),
+      refresh: () => void panel.refresh(),
+      documentPath
+    };
+    for (const extension of trainingExtensions) {
+      extension.activate?.(host);
+      for (const node of extension.panelActions?.(host) ?? []) {
+        panel.addAction(node);
+      }
+      for (const section of extension.panelSections?.(host) ?? []) {
+        panel.addSection(section);
+      }
     }
 
     app.commands.addCommand(CommandIDs.open, {
@@ -1233,16 +1333,7 @@ export const trainingPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         let path = typeof args['path'] === 'string' ? args['path'] : '';
         if (!path) {
-          const doc = documentOf(app.shell.currentWidget);
-          if (doc) {
-            path = doc.path;
-            if (doc.dirty) {
-              // the job runs what is on disk
-              await doc.save();
-            }
-          } else {
-            path = lastDocument;
-          }
+          path = await documentPath();
         }
         openForm({ kind: 'submit', path });
       }

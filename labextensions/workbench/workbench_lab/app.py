@@ -7,7 +7,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode, default
 
-from . import datasets, deploy, handlers, training
+from . import datasets, deploy, experiments, handlers, tensorboard, training
 from .platform import PlatformClient
 
 
@@ -123,5 +123,7 @@ class WorkbenchLabApp(ExtensionApp):
                 *training.routes(),
                 *deploy.routes(),
                 *datasets.routes(),
+                *experiments.routes(),
+                *tensorboard.routes(),
             ]
         )
