@@ -62,6 +62,9 @@ log = logging.getLogger("workbench.jobs")
 
 EVENT_PREFIX = "[workbench] "
 
+# the reason of a version that is stopping because someone asked (who follows)
+ASKED = "stopping: asked by "
+
 
 def _now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -505,13 +508,17 @@ class JobService:
         return await self.get(caller, owner, name)
 
     # --- stopping and deleting -----------------------------------------------------------
-    async def stop(self, caller: dict, owner: str, name: str, version: int) -> dict:
+    async def stop(
+        self, caller: dict, owner: str, name: str, version: int, *, by: str = "the user"
+    ) -> dict:
+        """Stop a version; `by` says who asked in its reason (platform code stopping a run,
+        e.g. a search pruning a trial, names itself)."""
         job = await self._job(caller, owner, name, change=True)
         row = await self._version(job, version)
         if row.state == QUEUED:
-            await self._finish(job, row, STOPPED, "stopped by the user before it started")
+            await self._finish(job, row, STOPPED, f"stopped by {by} before it started")
         elif row.state in (STARTING, store.RUNNING):
-            await self._set(row, STOPPING, "stopping: asked by the user")
+            await self._set(row, STOPPING, f"{ASKED}{by}")
             self._event(job, row, None, "stop requested")
             self.wakeup.set()
         return self._model(job, await self._version(job, version))
@@ -983,7 +990,9 @@ class JobService:
         if not run.stop_sent:
             run.stop_sent = True
             run.busy = True
-            self._spawn(self._end(job, row, run, STOPPED, "stopped by the user"))
+            asked = row.reason.startswith(ASKED)
+            by = row.reason[len(ASKED) :] if asked else "the user"
+            self._spawn(self._end(job, row, run, STOPPED, f"stopped by {by}"))
 
     async def _node_failed(self, job, row, run: Run, status: NodeStatus) -> None:
         run.busy = True

@@ -118,7 +118,9 @@ class SyncNamespace:
         object.__setattr__(self, "_namespace", namespace)
 
     def __getattr__(self, name: str):
-        if name.startswith("_"):
+        # private names stay private; a notebook's rich display (a comparison's table, a
+        # TensorBoard's frame) comes through
+        if name.startswith("_") and name != "_repr_html_":
             raise AttributeError(name)
         return _wrap(getattr(self._namespace, name))
 

@@ -138,3 +138,21 @@ def test_the_spec_the_proxy_url_and_the_python():
 def test_proxy_url_defaults_to_the_servers_prefix(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/al/nb/")
     assert proxy_url(7000) == "/user/al/nb/proxy/7000/"
+
+
+def test_a_notebook_shows_the_sync_clients_tensorboard_as_a_frame():
+    """workbench.tensorboard(...) returns the sync wrapper: the notebook's rich display must
+    still reach the frame, while other private names stay hidden."""
+    from workbench import WorkbenchClient
+    from workbench.resources.tensorboards import TensorBoard
+    from workbench.sync import SyncNamespace, _synced
+
+    client = WorkbenchClient("http://127.0.0.1:9", "token", user="tbsync")
+    board = _synced(TensorBoard(client.aio, {"id": 3}, url="/user/tbsync/nb/proxy/6006/"))
+    assert isinstance(board, SyncNamespace)
+    frame = board._repr_html_()
+    assert frame.startswith("<iframe ") and 'src="/user/tbsync/nb/proxy/6006/"' in frame
+    with pytest.raises(AttributeError):
+        board._process  # noqa: B018 - private stays private
+    with pytest.raises(AttributeError):
+        board._ipython_canary_method_should_not_exist_  # noqa: B018 - IPython's own probe

@@ -332,10 +332,16 @@ class SearchLoop:
         if not prune:
             return
         caller = {"name": search.owner}
-        model = await self.jobs.stop(caller, search.owner, search.job, row.version)
+        step = max(intermediate)
+        model = await self.jobs.stop(
+            caller,
+            search.owner,
+            search.job,
+            row.version,
+            by=f"search {search.id}, which pruned trial {row.number} at step {step}",
+        )
         if model["state"] == job_store.SUCCEEDED:
             return  # it ended first: the next pass completes it
-        step = max(intermediate)
         value = intermediate[step]
         metric = spec["objective"]["metric"]
         await self._set_trial(

@@ -300,7 +300,9 @@ class SearchService(SearchLoop):
                 await self._set_trial(row, state=TRIAL_STOPPED, reason=reason, finished=utcnow())
                 continue
             try:
-                model = await self.jobs.stop(caller, search.owner, search.job, row.version)
+                model = await self.jobs.stop(
+                    caller, search.owner, search.job, row.version, by=f"search {search.id}"
+                )
             except APIError as e:
                 log.info("search %s trial %s: cannot stop: %s", search.id, row.number, e)
                 continue

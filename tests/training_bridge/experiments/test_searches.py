@@ -96,6 +96,8 @@ def test_a_search_finds_the_optimum_prunes_poor_trials_and_keeps_each_trial_as_a
         assert v["spec"]["image"] == "pytorch"
         expected = {"complete": "succeeded", "pruned": "stopped"}[t["state"]]
         assert v["state"] == expected, (t, v)
+        if t["state"] == "pruned":  # the run says why it stopped
+            assert v["reason"].startswith(f"stopped by search {search_id}, which pruned"), v
         metrics = alice.api("GET", f"jobs/{OWNER}/tune/versions/{t['version']}/metrics")
         points = {str(p["step"]): p["value"] for p in metrics["loss"]}
         if t["state"] == "complete":
