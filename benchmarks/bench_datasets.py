@@ -49,7 +49,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -63,7 +62,7 @@ if str(REPO) not in sys.path:
 from PIL import Image  # noqa: E402
 from workbench.resources import datasets as sdk  # noqa: E402
 
-from benchmarks.bench_jobs import _remove_objects, run_main  # noqa: E402
+from benchmarks.bench_jobs import run_main, wind_down  # noqa: E402
 from hub.db import Database, upgrade  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from tests.platform import Hub  # noqa: E402
@@ -538,16 +537,7 @@ def benchmark(args, root: Path) -> dict:
         }
         return rep
     finally:
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            hub.stop()
-            _remove_objects(engine.url, hub.prefix)
-            if args.hub_log and hub.log_path.exists():
-                shutil.copyfile(hub.log_path, args.hub_log)
-            engine.stop_started()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        wind_down(hub, engine, args.hub_log)
 
 
 def parse_args(argv=None):

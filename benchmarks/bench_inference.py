@@ -52,7 +52,7 @@ if str(REPO) not in sys.path:
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
-from benchmarks.bench_jobs import _remove_objects, archive, percentile  # noqa: E402
+from benchmarks.bench_jobs import archive, percentile, wind_down  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
 from spawner.engine import CONTAINERS_CONF  # noqa: E402
@@ -441,16 +441,7 @@ def benchmark(args, root: Path) -> dict:
         }
         return rep
     finally:
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            hub.stop()
-            _remove_objects(engine.url, hub.prefix)
-            if args.hub_log and hub.log_path.exists():
-                Path(args.hub_log).write_bytes(hub.log_path.read_bytes())
-            engine.stop_started()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        wind_down(hub, engine, args.hub_log)
 
 
 def parse_args(argv=None):

@@ -655,16 +655,22 @@ def benchmark(args, root: Path) -> dict:
         rep["ddp"]["runs"] = args.ddp_runs
         return rep
     finally:
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            hub.stop()
-            _remove_objects(engine.url, hub.prefix)
-            if args.hub_log and hub.log_path.exists():
-                shutil.copyfile(hub.log_path, args.hub_log)
-            engine.stop_started()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        wind_down(hub, engine, args.hub_log)
+
+
+def wind_down(hub, engine, hub_log: str | None = None) -> None:
+    """Stop the hub, remove what it and the plain runs made, keep the hub's log where asked,
+    stop what the benchmark started on the engine; Ctrl-C cannot cut it short."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        hub.stop()
+        _remove_objects(engine.url, hub.prefix)
+        if hub_log and hub.log_path.exists():
+            shutil.copyfile(hub.log_path, hub_log)
+        engine.stop_started()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _remove_objects(url: str, prefix: str) -> None:

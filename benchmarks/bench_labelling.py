@@ -36,7 +36,6 @@ import argparse
 import io
 import logging
 import os
-import signal
 import statistics
 import sys
 import tarfile
@@ -50,7 +49,7 @@ if str(REPO) not in sys.path:
 from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from benchmarks.bench_jobs import _remove_objects, percentile, run_main  # noqa: E402
+from benchmarks.bench_jobs import percentile, run_main, wind_down  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.build import ImageBuilder  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
@@ -298,16 +297,7 @@ def benchmark(args, root: Path) -> dict:
         }
         return rep
     finally:
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            hub.stop()
-            _remove_objects(engine.url, hub.prefix)
-            if args.hub_log and hub.log_path.exists():
-                Path(args.hub_log).write_bytes(hub.log_path.read_bytes())
-            engine.stop_started()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        wind_down(hub, engine, args.hub_log)
 
 
 def parse_args(argv=None):

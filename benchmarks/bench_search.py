@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -49,11 +47,11 @@ if str(REPO) not in sys.path:
 import docker  # noqa: E402
 
 from benchmarks.bench_jobs import (  # noqa: E402
-    _remove_objects,
     archive,
     percentile,
     run_main,
     runs_text,
+    wind_down,
 )
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
@@ -369,16 +367,7 @@ def benchmark(args, root: Path) -> dict:
         rep["seconds"] = round(time.monotonic() - started, 1)
         return rep
     finally:
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            hub.stop()
-            _remove_objects(engine.url, hub.prefix)
-            if args.hub_log and hub.log_path.exists():
-                shutil.copyfile(hub.log_path, args.hub_log)
-            engine.stop_started()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        wind_down(hub, engine, args.hub_log)
 
 
 def parse_args(argv=None):
