@@ -24,6 +24,7 @@ from .container import (
 from .flavors import format_bytes
 from .lifecycle import LifecycleStateMixin, exit_reason
 from .metering import MeteringMixin
+from .oom import says_oom, wrapped
 
 
 class EngineError(web.HTTPError):
@@ -275,9 +276,22 @@ class WorkbenchDockerSpawner(
         return
 
     async def get_command(self):
+        """The server's command (the image's, or `cmd`) under the out-of-memory wrapper, so
+        a server the kernel kills for lack of memory says so where the engine does not."""
         if self.cmd:
-            return await super().get_command()
-        return list(getattr(self, "_image_cmd", None) or []) + self.get_args()
+            command = await super().get_command()
+        else:
+            command = list(getattr(self, "_image_cmd", None) or []) + self.get_args()
+        return wrapped(command, "workbench-server")
+
+    async def _said_oom(self, obj: dict) -> bool:
+        """Whether the stopped container's last output has the wrapper's out-of-memory line."""
+        try:
+            tail = await self._engine("logs", obj["Id"], stdout=False, stderr=True, tail=20)
+        except docker.errors.APIError as e:
+            self.log.warning("%s: could not read the container's log: %s", self._log_name, e)
+            return False
+        return says_oom(tail)
 
     async def check_allowed(self, image):
         # DockerSpawner reads user_options["image"] as a raw reference; ours is a
@@ -388,6 +402,8 @@ class WorkbenchDockerSpawner(
             return None
         if obj.get("Id") != self._crash_recorded_for:
             self._crash_recorded_for = obj.get("Id")
+            if state.get("ExitCode") == 137 and not state.get("OOMKilled"):
+                state = {**state, "OOMKilled": await self._said_oom(obj)}
             self.record_crash(
                 exit_reason(state, self.mem_limit),
                 exit_code=state.get("ExitCode"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from spawner.oom import wrapped
+
 RUNTIMES = ("pytorch", "tensorflow", "mindspore", "plain")
 # where a job's folders are inside each node's container
 CODE_DIR = "/job/code"
@@ -196,33 +198,10 @@ MSRUN_WAIT = (
 )
 
 
-# what a node prints when the kernel killed its command for lack of memory: the engine does not
-# always say so (Podman 4 on cgroup v1 leaves OOMKilled false), the node's own cgroup does
-OOM_LINE = "workbench-oom: the node ran out of memory"
-# each node's first process: runs the command, passes SIGTERM on (a stop), and says so when
-# the memory cgroup killed the command (exit status 137 with an oom_kill count)
-NODE_WRAPPER = f"""\
-"$@" &
-child=$!
-trap 'kill -TERM $child 2>/dev/null' TERM INT
-while :; do
-  wait $child
-  code=$?
-  kill -0 $child 2>/dev/null || break
-done
-if [ $code -eq 137 ]; then
-  for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
-    if [ -r $f ] && grep -Eq '^oom_kill [1-9]' $f; then echo "{OOM_LINE}" >&2; break; fi
-  done
-fi
-exit $code
-"""
-
-
 def node_command(plan: JobPlan) -> list[str]:
     """The argv each node runs: the user's command under the runtime's launcher, under the
-    node's wrapper (NODE_WRAPPER)."""
-    return ["sh", "-c", NODE_WRAPPER, "workbench-node", *launch_command(plan)]
+    node's wrapper (spawner.oom)."""
+    return wrapped(launch_command(plan), "workbench-node")
 
 
 def launch_command(plan: JobPlan) -> list[str]:

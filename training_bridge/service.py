@@ -28,13 +28,14 @@ from workbench.times import utcnow
 
 from hub.service.api import APIError
 from spawner.flavors import format_bytes
+from spawner.oom import OOM_LINE
 from spawner.options import InvalidOptions
 from spawner.quotas import GIB
 
 from . import store
 from .files import FilesError, JobFolders, check_archive, decode_archive
 from .metrics import EventFileWatcher, LogMetricParser, MetricPoint, compile_metric_rules
-from .plan import OOM_LINE, InputChannel, JobPlan, Mount, channel_env, dataset_target
+from .plan import InputChannel, JobPlan, Mount, channel_env, dataset_target
 from .runners import EXITED, MISSING, PENDING, RUNNING, JobRunner, NodeStatus
 from .spec import (
     SpecError,
