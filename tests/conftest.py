@@ -1,7 +1,9 @@
-"""Fixtures: the container engine, the base image, and a real hub for integration tests."""
+"""Fixtures: the container engine, the base image, and a real hub for integration tests;
+`--order` runs the tests reversed or shuffled."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 
 import pytest
@@ -11,6 +13,53 @@ from hub.settings import load_settings
 from images.catalog import DEFAULT_CATALOG
 from spawner.engine import podman_env
 from tests.platform import REPO, running_hub
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--order",
+        default="",
+        help="run the tests 'reversed', or shuffled: 'random' (a new seed, shown in the "
+        "header) or 'random:SEED' (that order again). Modules stay whole, and so do classes "
+        "in them: only their order and the order of the tests in them change.",
+    )
+
+
+def pytest_configure(config):
+    order = config.getoption("order")
+    if order.startswith("random") and not order.partition(":")[2]:
+        config.option.order = f"random:{random.randrange(10**6)}"
+    elif order not in ("", "reversed") and not order.startswith("random:"):
+        raise pytest.UsageError(f"--order takes reversed, random or random:SEED, not {order!r}")
+
+
+def pytest_report_header(config):
+    order = config.getoption("order")
+    return [f"test order: {order} (again: --order {order})"] if order else []
+
+
+def pytest_collection_modifyitems(config, items):
+    order = config.getoption("order")
+    if not order:
+        return
+    groups: dict[tuple, list] = {}  # (module, class) -> its tests, in collection order
+    for item in items:
+        groups.setdefault((item.path, getattr(item.cls, "__qualname__", "")), []).append(item)
+    modules: dict = {}
+    for (path, _), tests in groups.items():
+        modules.setdefault(path, []).append(tests)
+    shuffled = list(modules.values())
+    if order == "reversed":
+        arrange = list.reverse
+    else:
+        rng = random.Random(order.partition(":")[2])
+        arrange = rng.shuffle
+    arrange(shuffled)
+    for module in shuffled:
+        arrange(module)
+        for tests in module:
+            arrange(tests)
+    items[:] = [item for module in shuffled for tests in module for item in tests]
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -53,8 +54,17 @@ class UserClient(WorkbenchClient):
         return session
 
 
+# what a server that finds its port taken logs (Python's OSError, Node's EADDRINUSE)
+PORT_TAKEN = re.compile(r"address already in use", re.IGNORECASE)
+PORT_ATTEMPTS = 3
+
+
 class Hub:
-    """A real ai-workbench hub (JupyterHub + proxy + platform API) on free ports."""
+    """A real ai-workbench hub (JupyterHub + proxy + platform API) on free ports.
+
+    A port is free when it is picked, and another process may take it before the hub's
+    servers listen on it: a first start that finds one taken starts again on new ports.
+    """
 
     def __init__(self, root: Path, extra_settings: str = "", engine_url: str = ""):
         self.root = root
@@ -86,6 +96,7 @@ ssh_activity_seconds = 2
         self.log_path = root / "hub.log"
         self.passwords = {"admin": ADMIN_PASSWORD}
         self.proc: subprocess.Popen | None = None
+        self.started_once = False
 
     @property
     def env(self) -> dict:
@@ -98,6 +109,23 @@ ssh_activity_seconds = 2
         return env
 
     def start(self, timeout: float = 60):
+        """Start the hub and wait until the platform API answers. Clients hold the URL from
+        the first start, so only a first start moves to new ports when one is taken."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._start_once(timeout, log_start)
+                self.started_once = True
+                return
+            except PortTaken:
+                self.stop()
+                if attempt == PORT_ATTEMPTS:
+                    raise RuntimeError(
+                        f"a port of the hub was taken (attempt {attempt}); log:\n{self.log_tail()}"
+                    ) from None
+                self._take_new_ports()
+
+    def _start_once(self, timeout: float, log_start: int):
         config = str(REPO / "hub" / "jupyterhub_config.py")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -108,18 +136,43 @@ ssh_activity_seconds = 2
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        # a first start also waits for the SSH gateway on its port: taken, it fails alone
+        gateway = re.compile(rf"SSH gateway listening on \S+:{self.ssh_port}\b")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            exited = self.proc.poll() is not None
+            log_text = "" if self.started_once else self._log_since(log_start)
+            if PORT_TAKEN.search(log_text):
+                raise PortTaken()
+            if exited:
                 raise RuntimeError(f"hub exited ({self.proc.returncode}); log:\n{self.log_tail()}")
             try:
                 r = requests.get(f"{self.url}/services/workbench/", timeout=2)
-                if r.status_code == 200:
+                if r.status_code == 200 and (self.started_once or gateway.search(log_text)):
                     return
             except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"hub did not come up in {timeout} s; log:\n{self.log_tail()}")
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _take_new_ports(self):
+        """Give every server of this hub a new free port in its settings file."""
+        self.port, self.ssh_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        text = self.config.read_text()
+        text = re.sub(r"^bind_url = .*$", f'bind_url = "{self.url}"', text, flags=re.M)
+        text = re.sub(r"^ssh_port = \d+$", f"ssh_port = {self.ssh_port}", text, flags=re.M)
+        for key in ("hub_port", "service_port", "proxy_api_port"):
+            text = re.sub(rf"^{key} = \d+$", f"{key} = {free_port()}", text, flags=re.M)
+        self.config.write_text(text)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -182,6 +235,10 @@ ssh_activity_seconds = 2
         return s
 
 
+class PortTaken(Exception):
+    """A server of the hub found its port taken by another process."""
+
+
 @contextmanager
 def running_hub(
     root: Path,
@@ -230,22 +287,23 @@ def execute_request(code: str) -> tuple[str, dict]:
     }
 
 
-def run_code(
-    client: WorkbenchClient,
-    instance_url: str,
-    code: str,
-    kernel: str = "python3",
-    timeout: float = 120,
-) -> dict:
-    """Run code in a new kernel of a running instance through the Jupyter server's API.
-
-    Returns {"stdout": ..., "stderr": ..., "error": ename or None}. The kernel is shut down after.
-    """
+def start_kernel(client: WorkbenchClient, instance_url: str, kernel: str = "python3") -> str:
+    """Start a kernel in a running instance through the Jupyter server's API; its id."""
     base = client.url + instance_url.rstrip("/")
     headers = {"Authorization": f"token {client.token}"}
     r = requests.post(f"{base}/api/kernels", json={"name": kernel}, headers=headers, timeout=60)
     r.raise_for_status()
-    kernel_id = r.json()["id"]
+    return r.json()["id"]
+
+
+def execute(
+    client: WorkbenchClient, instance_url: str, kernel_id: str, code: str, timeout: float = 120
+) -> dict:
+    """Run code in a running kernel of an instance over its websocket.
+
+    Returns {"stdout": ..., "stderr": ..., "error": ename or None}; the kernel keeps running.
+    """
+    base = client.url + instance_url.rstrip("/")
     ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
     ws = websocket.create_connection(
         ws_url, header=[f"Authorization: token {client.token}"], timeout=timeout
@@ -278,7 +336,28 @@ def run_code(
         raise TimeoutError(f"no result within {timeout} s; so far {out}")
     finally:
         ws.close()
-        requests.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+
+
+def run_code(
+    client: WorkbenchClient,
+    instance_url: str,
+    code: str,
+    kernel: str = "python3",
+    timeout: float = 120,
+) -> dict:
+    """Run code in a new kernel of a running instance through the Jupyter server's API.
+
+    Returns {"stdout": ..., "stderr": ..., "error": ename or None}. The kernel is shut down after.
+    """
+    kernel_id = start_kernel(client, instance_url, kernel)
+    try:
+        return execute(client, instance_url, kernel_id, code, timeout)
+    finally:
+        requests.delete(
+            f"{client.url}{instance_url.rstrip('/')}/api/kernels/{kernel_id}",
+            headers={"Authorization": f"token {client.token}"},
+            timeout=30,
+        )
 
 
 def engine_names(engine_url: str, kind: str, prefix: str) -> list[str]:

@@ -49,8 +49,9 @@ def test_each_instance_operation_leaves_exactly_one_event(hub, admin, audra):
 
 
 def test_failed_and_refused_operations_are_audited_with_their_outcome(hub, admin, audra):
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         audra.create_instance("bad-flavor", flavor="cpu.huge", start=False)
+    assert e.value.status == 400 and "Unknown flavor 'cpu.huge'" in e.value.message
     [failed] = events_for(admin, "audra/bad-flavor")
     assert (failed["event"], failed["outcome"]) == ("createNotebook", "failure")
     assert "cpu.huge" in failed["reason"]

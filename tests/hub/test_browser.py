@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from workbench import WorkbenchError
 
-from tests.platform import REPO
+from tests.platform import REPO, engine_names, run_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -39,7 +40,8 @@ USER = "carol"
 PASSWORD = "pw-" + secrets.token_hex(8)
 NAME = "browser-nb"  # created through the UI and opened in JupyterLab
 TOO_BIG = "browser-big"  # its spawn form is submitted with storage out of range
-OUR_INSTANCES = (NAME, TOO_BIG)
+BUTTONS = "browser-btn"  # stopped, started and deleted with the home page's buttons
+OUR_INSTANCES = (NAME, TOO_BIG, BUTTONS)
 
 # the machine may have 2 cores: be patient with page loads and container starts
 PAGE_TIMEOUT_MS = 30_000
@@ -259,3 +261,54 @@ def test_spawn_form_rejects_storage_out_of_range(hub, carol, page):
     expect(row.locator(".instance-state")).to_contain_text("creating")
     expect(row.locator(".start-server")).to_have_text("set up")
     shot(page, "10-home-after-storage-error")
+
+
+def wait_state(client, name: str, state: str) -> dict:
+    """The instance's model once it is in state (within a container start's patience)."""
+    deadline = time.monotonic() + LAB_TIMEOUT_MS / 1000
+    while (model := client.instance(name, USER))["state"] != state:
+        assert time.monotonic() < deadline, model
+        time.sleep(0.5)
+    return model
+
+
+def test_home_page_stop_start_and_delete_buttons(hub, engine, carol, page):
+    """Stop ends the container; start opens the instance's own form (its options chosen,
+    here changed) and starts it with its files; delete, once confirmed, removes it and its
+    storage."""
+    model = carol.create_instance(BUTTONS, flavor="cpu.tiny", storage_gib=1, user=USER)
+    assert run_code(carol, model["url"], "open('mine.txt', 'w').write('kept')")["error"] is None
+    goto_home(page, hub)
+    row = page.locator(f"tr[data-server-name='{BUTTONS}']")
+    expect(row.locator(".instance-state")).to_have_text("running")
+
+    row.locator(".stop-server").click()
+    # the page shows start and delete once the hub has stopped it
+    expect(row.locator(".start-server")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    expect(row.locator(".delete-server")).to_be_visible()
+    shot(page, "11-home-stopped")
+    wait_state(carol, BUTTONS, "stopped")  # the hub answers a slow stop before it is over
+    assert engine_names(engine.url, "container", f"{hub.prefix}-{USER}--{BUTTONS}") == []
+
+    row.locator(".start-server").click()
+    page.wait_for_url(f"**/hub/spawn/{USER}/{BUTTONS}**")
+    expect(page.locator("#wb-flavor")).to_have_value("cpu.tiny")
+    expect(page.locator("#wb-storage")).to_have_value("1")
+    page.locator("#wb-flavor").select_option("cpu.small")
+    page.click("#spawn_form button[type=submit]")
+    page.wait_for_url(f"**/hub/spawn-pending/{USER}/{BUTTONS}**", timeout=LAB_TIMEOUT_MS)
+    model = wait_state(carol, BUTTONS, "running")
+    assert model["flavor"] == "cpu.small", model
+    out = run_code(carol, model["url"], "print(open('mine.txt').read())")
+    assert out["stdout"].strip() == "kept", out
+
+    goto_home(page, hub)
+    row.locator(".stop-server").click()
+    expect(row.locator(".delete-server")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    wait_state(carol, BUTTONS, "stopped")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator(".delete-server").click()
+    expect(row).to_have_count(0, timeout=LAB_TIMEOUT_MS)
+    shot(page, "12-home-deleted")
+    assert BUTTONS not in [m["name"] for m in carol.instances(USER)]
+    assert engine_names(engine.url, "volume", f"{hub.prefix}-{USER}--{BUTTONS}") == []

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+from workbench.times import parse_time
+
+from tests.platform import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def cli(hub, tmp_path_factory):
-    """Run `workbench ...` as a user with their own HOME (where the token is kept)."""
-    home = tmp_path_factory.mktemp("home")
+    """Run `workbench ...` as frank, with his own HOME (where the token is kept)."""
     hub.add_user("frank")
+    return signed_in_cli(hub, tmp_path_factory.mktemp("home"), "frank", hub.passwords["frank"])
+
+
+def signed_in_cli(hub, home, user: str, password: str):
+    """`workbench ...` as user, signed in once with `workbench login`."""
 
     def run(*args, password=None, expect=0):
         env = {**os.environ, "HOME": str(home), "WORKBENCH_CONFIG": str(hub.config)}
@@ -32,7 +40,7 @@ def cli(hub, tmp_path_factory):
         assert proc.returncode == expect, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr
 
-    run("login", "--user", "frank", "--url", hub.url, password=hub.passwords["frank"])
+    run("login", "--user", user, "--url", hub.url, password=password)
     return run
 
 
@@ -45,6 +53,40 @@ def test_instance_lifecycle_from_the_command_line(cli):
     assert "stopped" in cli("instances", "stop", "cli1")
     assert "Deleted instance cli1" in cli("instances", "delete", "cli1")
     assert "cli1" not in cli("instances", "list")
+
+
+def test_update_extend_and_audit_export_from_the_command_line(cli, hub, tmp_path):
+    out = cli(
+        "instances", "create", "cli3", "--flavor", "cpu.tiny", "--storage", "1",
+        "--idle", "0", "--max-hours", "1",
+    )  # fmt: skip
+    assert "(max runtime) unless extended" in out, out
+    frank = hub.client("frank", hub.passwords["frank"])
+    first = frank.instance("cli3")
+    out = cli("instances", "extend", "cli3", "--minutes", "30")
+    assert "running" in out and "(max runtime) unless extended" in out, out
+    model = frank.instance("cli3")
+    assert model["auto_stop"]["max_hours"] == pytest.approx(1.5)
+    moved = parse_time(model["stops_at"]) - parse_time(first["stops_at"])
+    assert moved.total_seconds() == pytest.approx(30 * 60, abs=1)
+    cli("instances", "update", "cli3", "--idle", "45", "--description", "from a shell")
+    model = frank.instance("cli3")
+    assert model["auto_stop"] == {"idle_minutes": 45, "max_hours": pytest.approx(1.5)}
+    assert (model["description"], model["started"]) == ("from a shell", first["started"])
+    cli("instances", "stop", "cli3")
+    cli("instances", "delete", "cli3")
+
+    # the audit log, as JSON lines, for administrators only
+    out = cli("audit", "export", "--resource", "frank/cli3", expect=1)
+    assert "error: Permission denied: this needs custom:workbench:audit:read" in out, out
+    admin = signed_in_cli(hub, tmp_path, "admin", ADMIN_PASSWORD)
+    out = admin("audit", "export", "--resource", "frank/cli3")
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert {e["resource_id"] for e in events} == {"frank/cli3"}
+    assert {"createNotebook", "updateNotebook", "stopNotebook", "deleteNotebook"} <= {
+        e["event"] for e in events
+    }
+    assert all(e["actor"] == "frank" and e["outcome"] == "success" for e in events), events
 
 
 def test_command_line_errors_say_what_to_do(cli, tmp_path):

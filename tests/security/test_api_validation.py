@@ -10,7 +10,7 @@ import pytest
 import requests
 from workbench import WorkbenchError
 
-from tests.platform import engine_names
+from tests.platform import engine_names, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -155,35 +155,40 @@ def test_a_viewer_cannot_extend(hub, mallory):
     admin.stop_instance("kept", user="vera")
 
 
-def test_stop_removes_the_container_even_when_bookkeeping_fails(hub, engine, mallory, running):
+def test_stop_removes_the_container_even_when_bookkeeping_fails(engine, base_image, tmp_path):
     """Options stored before they were checked as they are now (here NaN, as an older version
     accepted) make every deadline computation fail. The attacker's instance must still be
     listed, and a stop must remove its container: else the hub counts it stopped while it
-    keeps running, unmetered and outside every quota."""
-    assert container_running(engine, hub, "mallory", running)
-    hub.stop()  # instances keep running while the hub is down
-    db = sqlite3.connect(hub.root / "data" / "jupyterhub.sqlite")
-    with db:
-        cur = db.execute(
-            "UPDATE spawners SET user_options = ? WHERE name = ? AND user_id = "
-            "(SELECT id FROM users WHERE name = 'mallory')",
-            (
-                '{"image": "python", "flavor": "cpu.tiny", "storage_gib": 1, '
-                '"auto_stop": {"idle_minutes": 60, "max_hours": NaN}}',
-                running,
-            ),
+    keeps running, unmetered and outside every quota. On a hub of its own: the test stops
+    it and writes into its database."""
+    (tmp_path / "hub").mkdir()
+    with running_hub(tmp_path / "hub", engine.url, "bookkeeping") as hub:
+        mallory = hub.add_user("mallory")
+        running = mallory.create_instance("nan1", flavor="cpu.tiny", storage_gib=1)["name"]
+        assert container_running(engine, hub, "mallory", running)
+        hub.stop()  # instances keep running while the hub is down
+        db = sqlite3.connect(hub.root / "data" / "jupyterhub.sqlite")
+        with db:
+            cur = db.execute(
+                "UPDATE spawners SET user_options = ? WHERE name = ? AND user_id = "
+                "(SELECT id FROM users WHERE name = 'mallory')",
+                (
+                    '{"image": "python", "flavor": "cpu.tiny", "storage_gib": 1, '
+                    '"auto_stop": {"idle_minutes": 60, "max_hours": NaN}}',
+                    running,
+                ),
+            )
+            assert cur.rowcount == 1
+        db.close()
+        hub.start()
+        listed = requests.get(
+            f"{mallory.api_url}/users/mallory/instances/{running}",
+            headers={"Authorization": f"token {mallory.token}"},
+            timeout=60,
         )
-        assert cur.rowcount == 1
-    db.close()
-    hub.start()
-    listed = requests.get(
-        f"{mallory.api_url}/users/mallory/instances/{running}",
-        headers={"Authorization": f"token {mallory.token}"},
-        timeout=60,
-    )
-    assert listed.status_code == 200, listed.text
-    assert listed.json()["state"] == "running"
-    mallory.stop_instance(running)
-    assert not container_running(engine, hub, "mallory", running)
-    assert engine_names(engine.url, "container", f"{hub.prefix}-mallory--{running}") == []
-    assert mallory.instance(running)["state"] == "stopped"
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["state"] == "running"
+        mallory.stop_instance(running)
+        assert not container_running(engine, hub, "mallory", running)
+        assert engine_names(engine.url, "container", f"{hub.prefix}-mallory--{running}") == []
+        assert mallory.instance(running)["state"] == "stopped"

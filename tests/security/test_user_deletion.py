@@ -83,8 +83,9 @@ def test_new_account_with_a_deleted_name_inherits_nothing(hub, tmp_path):
     assert mine == set(), mine
     assert images["gift"] not in image_names(heir2)
     assert images["heirloom-img"] not in image_names(donor)
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         heir2.api("POST", f"users/{HEIR}/instances", {"name": "x", "image": images["gift"]})
+    assert e.value.status == 400 and "not shared with you" in e.value.message, e.value.message
     assert [w["name"] for w in heir2.api("GET", "workspaces")] == ["default"]
     assert HEIR not in admin.api("GET", "workspaces/heirloom")["members"]
     fresh = admin.api("GET", f"quotas/users/{DONOR}")["limits"]

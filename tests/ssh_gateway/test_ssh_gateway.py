@@ -16,7 +16,7 @@ import paramiko
 import pytest
 from workbench import WorkbenchError
 
-from tests.platform import free_port
+from tests.platform import free_port, running_hub
 
 INSTANCE = "sshbox"
 
@@ -427,23 +427,34 @@ def test_stopped_instance_says_how_to_start(box, hub, tmp_path):
     box.client.delete_instance("asleep")
 
 
-def test_host_key_stable_across_restart(box, hub):
-    def host_key():
-        r = subprocess.run(
-            ["ssh-keyscan", "-t", "ed25519", "-p", str(hub.ssh_port), "127.0.0.1"],
-            capture_output=True,
-            timeout=30,
-        )
-        return r.stdout.split()[-1]
+def test_host_key_stable_across_restart(engine, base_image, tmp_path):
+    """On a hub of its own: a restart of the session hub would hold every later test."""
+    (tmp_path / "hub").mkdir()
+    with running_hub(tmp_path / "hub", engine.url, "ssh restart") as h:
+        client = h.add_user("sshrestart")
+        box = Box(h, tmp_path, "sshrestart", INSTANCE)
+        client.add_key("laptop", keygen(box.key))
+        create(client, INSTANCE, {"enabled": True, "allowlist": []})
+        # the first connection records the host key in known_hosts
+        assert box.ssh("true").returncode == 0
 
-    first = host_key()
-    key_file = Path(hub.root) / "data" / "ssh_host_ed25519_key"
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    hub.restart()
-    wait_for_port(hub.ssh_port)
-    assert host_key() == first
-    # the known_hosts entry of earlier tests still matches: no warning, no refusal
-    assert box.ssh("true").returncode == 0
+        def host_key():
+            r = subprocess.run(
+                ["ssh-keyscan", "-t", "ed25519", "-p", str(h.ssh_port), "127.0.0.1"],
+                capture_output=True,
+                timeout=30,
+            )
+            return r.stdout.split()[-1]
+
+        first = host_key()
+        key_file = Path(h.root) / "data" / "ssh_host_ed25519_key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        h.restart()
+        wait_for_port(h.ssh_port)
+        assert host_key() == first
+        # the known_hosts entry still matches: no warning, no refusal
+        r = box.ssh("true")
+        assert r.returncode == 0, r.stderr
 
 
 # --- the key API ----------------------------------------------------------------------------

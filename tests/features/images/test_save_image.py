@@ -1,13 +1,19 @@
 """Saving running instances as images, end to end: the real hub, real containers on the
-engine, a real OCI registry (Debian's docker-registry) on loopback."""
+engine, a real OCI registry (Debian's docker-registry) on loopback.
+
+Each test stands alone: saver's "src" saved as env1:v1 is a fixture, which no test changes;
+what a test saves or creates besides it, it removes.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
+import os
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 
@@ -19,9 +25,20 @@ from workbench import WorkbenchError
 
 from images.registry import EngineImages, ImageEngineError, RegistryError
 from images.saved import InvalidImage, make_commit_changes, owner_slug, parse_saved_name
-from tests.platform import Hub, free_port, remove_engine_objects, run_code
+from tests.platform import (
+    PORT_ATTEMPTS,
+    PORT_TAKEN,
+    Hub,
+    execute,
+    free_port,
+    remove_engine_objects,
+    run_code,
+    start_kernel,
+)
 
 REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "registry-secret-1"
+# saver's images may add this much together: the fixture's is a few MB, a 120 MiB file is more
+SAVED_MAX_GIB = 0.1
 
 
 # --- pure parts -------------------------------------------------------------------------------
@@ -65,20 +82,42 @@ def test_saved_names():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """Debian's docker-registry on a free loopback port with htpasswd authentication."""
+    """Debian's docker-registry on a free loopback port with htpasswd authentication (on
+    another port if another process takes that one first)."""
     exe = shutil.which("docker-registry")
     assert exe, "docker-registry is not installed: `make test-system` installs it"
     root = tmp_path_factory.mktemp("registry")
     hashed = bcrypt.hashpw(REGISTRY_PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
     (root / "htpasswd").write_text(f"{REGISTRY_USER}:{hashed}\n")
-    port = free_port()
-    (root / "config.yml").write_text(
-        f"""version: 0.1
+    serve = [exe, "serve", str(root / "config.yml")]
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        log_path = root / f"registry-{attempt}.log"
+        (root / "config.yml").write_text(REGISTRY_CONFIG.format(root=root, port=port))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(serve, stdout=log, stderr=log)
+        if wait_registry(proc, port):
+            break
+        text = log_path.read_text(errors="replace")
+        if attempt == PORT_ATTEMPTS or not PORT_TAKEN.search(text):
+            pytest.fail(
+                f"the registry did not come up on 127.0.0.1:{port} (exit code {proc.poll()}); "
+                f"its log:\n{text}",
+                pytrace=False,
+            )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+REGISTRY_CONFIG = """version: 0.1
 log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: {root / "data"}
+    rootdirectory: {root}/data
   delete:
     enabled: true
 http:
@@ -86,33 +125,24 @@ http:
 auth:
   htpasswd:
     realm: workbench-test
-    path: {root / "htpasswd"}
+    path: {root}/htpasswd
 """
-    )
-    log = open(root / "registry.log", "wb")
-    proc = subprocess.Popen([exe, "serve", str(root / "config.yml")], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                # up, and asking for the credentials it was configured with
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(
-                    f"the registry did not come up on 127.0.0.1:{port} (exit code "
-                    f"{proc.poll()}); its log:\n{(root / 'registry.log').read_text()}",
-                    pytrace=False,
-                )
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
+
+
+def wait_registry(proc: subprocess.Popen, port: int, timeout: float = 20) -> bool:
+    """Whether the registry answers on port, asking for credentials; ended if it does not."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    if proc.poll() is None:
         proc.terminate()
         proc.wait(10)
-        log.close()
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +152,7 @@ def image_hub(tmp_path_factory, engine, base_image, registry):
         tmp_path_factory.mktemp("image-hub"),
         extra_settings=f"""
 saved_images_max_count = 3
-saved_images_max_gib = 5
+saved_images_max_gib = {SAVED_MAX_GIB}
 registry_url = "{registry}"
 registry_username = "{REGISTRY_USER}"
 registry_password = "{REGISTRY_PASSWORD}"
@@ -271,14 +301,50 @@ def test_saved_image_keeps_installs_and_extensions_not_work_files(image_hub, sav
 
 @pytest.mark.integration
 def test_switching_an_instance_to_a_saved_image(image_hub, saver, saved):
-    saver.create_instance("switcher", image="python", flavor="cpu.tiny", start=False)
-    model = saver.update_instance("switcher", image="saved:saver/env1:v1")
-    assert model["image"] == "saved:saver/env1:v1"
-    model = saver.start_instance("switcher")
-    out = run_code(saver, model["url"], CHECK)
-    assert out["stdout"].startswith("pkg 42"), out
-    saver.stop_instance("switcher")
-    saver.delete_instance("switcher")
+    before = saver.create_instance("switcher", image="python", flavor="cpu.tiny")
+    try:
+        out = run_code(saver, before["url"], "open('mine.txt', 'w').write('stays')")
+        assert out["error"] is None, out
+        # a running instance: started again in the new image, its work files kept
+        model = saver.update_instance("switcher", image="saved:saver/env1:v1")
+        assert (model["image"], model["state"]) == ("saved:saver/env1:v1", "running"), model
+        assert model["started"] != before["started"]
+        out = run_code(saver, model["url"], CHECK + "print(open('mine.txt').read())")
+        assert out["stdout"].split("\n")[0] == "pkg 42", out
+        assert out["stdout"].split()[-1] == "stays", out
+        # a stopped instance: switched without a start; the next start runs the new image
+        saver.stop_instance("switcher")
+        model = saver.update_instance("switcher", image="python")
+        assert (model["image"], model["state"]) == ("python", "stopped"), model
+        model = saver.start_instance("switcher")
+        out = run_code(saver, model["url"], CHECK)
+        assert out["stdout"].split("\n")[0] == "pkg missing", out
+    finally:
+        if saver.instance("switcher")["state"] != "stopped":
+            saver.stop_instance("switcher")
+        saver.delete_instance("switcher")
+
+
+@pytest.mark.integration
+def test_a_kernel_keeps_its_variables_through_a_save(image_hub, saver, saved):
+    """The engine pauses the container while it commits: kernels sleep through it."""
+    url = saver.instance("src")["url"]
+    kernel = start_kernel(saver, url)
+    try:
+        out = execute(saver, url, kernel, "import os\nx = 6 * 7\npid = os.getpid()")
+        assert out["error"] is None, out
+        status = saver.save_instance("src", "env1", "paused", wait=True)
+        assert status["state"] == "done", status
+        out = execute(saver, url, kernel, "print(x, pid == os.getpid())")
+        assert out["stdout"].split() == ["42", "True"], out
+    finally:
+        requests.delete(
+            f"{saver.url}{url}api/kernels/{kernel}",
+            headers={"Authorization": f"token {saver.token}"},
+            timeout=30,
+        )
+        if "saved:saver/env1:paused" in [i["name"] for i in saver.images()]:
+            saver.delete_image("env1", "paused")
 
 
 @pytest.mark.integration
@@ -351,26 +417,84 @@ def test_sharing(image_hub, saver, other, saved):
 
 @pytest.mark.integration
 def test_push_delete_pull_and_start(image_hub, saver, saved, engine, registry):
-    pushed = saver.push_image("env1", "v1")
-    assert pushed["pushed_ref"] == f"{registry}/{image_hub.prefix}-saved/saver/env1:v1"
-    saver.delete_image("env1", "v1")
-    images = EngineImages(engine.url)
-    assert images.inspect(saved["ref"]) is None
-    assert "saved:saver/env1:v1" not in [i["name"] for i in saver.images()]
-    pulled = saver.pull_image(pushed["pushed_ref"])
-    assert pulled["name"] == "saved:saver/env1:v1" and pulled["base_image"] == "python"
-    assert pulled["source_instance"] == "src" and pulled["state"] == "ready"
-    assert images.inspect(pushed["pushed_ref"]) is None  # only the platform's name stays
-    model = saver.create_instance("frompull", image="saved:saver/env1:v1", flavor="cpu.tiny")
-    assert run_code(saver, model["url"], CHECK)["stdout"].startswith("pkg 42")
-    saver.stop_instance("frompull")
-    saver.delete_instance("frompull")
-    with pytest.raises(WorkbenchError) as e:
-        saver.pull_image(pushed["pushed_ref"])
-    assert e.value.status == 409
-    with pytest.raises(WorkbenchError) as e:
-        saver.pull_image("no-slash")
-    assert e.value.status == 400
+    """On an image of its own (another tag of src): env1:v1 stays for the other tests."""
+    status = saver.save_instance("src", "env1", "p1", wait=True)
+    assert status["state"] == "done", status
+    try:
+        pushed = saver.push_image("env1", "p1")
+        assert pushed["pushed_ref"] == f"{registry}/{image_hub.prefix}-saved/saver/env1:p1"
+        saver.delete_image("env1", "p1")
+        images = EngineImages(engine.url)
+        assert images.inspect(status["image"]["ref"]) is None
+        assert "saved:saver/env1:p1" not in [i["name"] for i in saver.images()]
+        pulled = saver.pull_image(pushed["pushed_ref"])
+        assert pulled["name"] == "saved:saver/env1:p1" and pulled["base_image"] == "python"
+        assert pulled["source_instance"] == "src" and pulled["state"] == "ready"
+        assert images.inspect(pushed["pushed_ref"]) is None  # only the platform's name stays
+        model = saver.create_instance("frompull", image="saved:saver/env1:p1", flavor="cpu.tiny")
+        assert run_code(saver, model["url"], CHECK)["stdout"].startswith("pkg 42")
+        saver.stop_instance("frompull")
+        saver.delete_instance("frompull")
+        with pytest.raises(WorkbenchError) as e:
+            saver.pull_image(pushed["pushed_ref"])
+        assert e.value.status == 409 and "already" in e.value.message, e.value.message
+        with pytest.raises(WorkbenchError) as e:
+            saver.pull_image("no-slash")
+        assert e.value.status == 400
+    finally:
+        if "saved:saver/env1:p1" in [i["name"] for i in saver.images()]:
+            saver.delete_image("env1", "p1")
+
+
+def saver_cli(image_hub, home):
+    """Run `workbench ...` as saver, signed in, with a HOME of its own (where the token is)."""
+
+    def run(*args, password=None, expect=0):
+        env = {**os.environ, "HOME": str(home), "WORKBENCH_CONFIG": str(image_hub.config)}
+        env.pop("WORKBENCH_TOKEN", None)
+        if password:
+            env["WORKBENCH_PASSWORD"] = password
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == expect, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    password = image_hub.passwords["saver"]
+    run("login", "--user", "saver", "--url", image_hub.url, password=password)
+    return run
+
+
+@pytest.mark.integration
+def test_saving_sharing_pushing_and_pulling_from_the_command_line(
+    image_hub, saver, other, saved, registry, tmp_path
+):
+    cli = saver_cli(image_hub, tmp_path)
+    out = cli("instances", "save", "src", "--image", "cli-env", "--tag", "v1")
+    assert "Saved saved:saver/cli-env:v1" in out, out
+    try:
+        out = cli("images", "share", "cli-env:v1", "--users", "other")
+        assert "saved:saver/cli-env:v1 is shared with: other" in out, out
+        assert "saved:saver/cli-env:v1" in [i["name"] for i in other.images()]
+        out = cli("images", "push", "cli-env:v1")
+        pushed = f"{registry}/{image_hub.prefix}-saved/saver/cli-env:v1"
+        assert f"Pushed to {pushed}." in out, out
+        assert "Deleted saved image cli-env:v1." in cli("images", "delete", "cli-env:v1")
+        assert "saved:saver/cli-env:v1" not in [i["name"] for i in saver.images()]
+        out = cli("images", "pull", pushed)
+        assert "Registered saved:saver/cli-env:v1" in out, out
+        [image] = [i for i in saver.images() if i["name"] == "saved:saver/cli-env:v1"]
+        assert (image["state"], image["source_instance"]) == ("ready", "src"), image
+        # what the platform refuses, the command says, with a non-zero exit
+        out = cli("images", "delete", "nosuch:v1", expect=1)
+        assert "error: You have no saved image nosuch:v1." in out, out
+    finally:
+        if "saved:saver/cli-env:v1" in [i["name"] for i in saver.images()]:
+            saver.delete_image("cli-env", "v1")
 
 
 @pytest.mark.integration
@@ -411,12 +535,37 @@ def test_quota_count(image_hub, saver, saved):
 
 BIG_FILE = """
 import os
-path = os.path.expanduser('~/big.bin')
+path = os.path.expanduser({path!r})
 with open(path, 'wb') as f:
     for _ in range({mib}):
         f.write(os.urandom(1024 * 1024))
 print(os.path.getsize(path))
 """
+
+
+@pytest.mark.integration
+def test_quota_size(image_hub, saver, saved):
+    """Saved images may add SAVED_MAX_GIB together: one that takes more than the room left
+    is saved, and then no other save is taken until one is deleted."""
+    model = saver.create_instance("bigsrc", image="python", flavor="cpu.tiny", storage_gib=1)
+    try:
+        # outside the work folder (the volume), so the image keeps it
+        out = run_code(saver, model["url"], BIG_FILE.format(path="~/blob", mib=120))
+        assert out["error"] is None, out
+        assert saver.save_instance("bigsrc", "big", "v1", wait=True)["state"] == "done"
+        with pytest.raises(WorkbenchError) as e:
+            saver.save_instance("src", "env1", "over")
+        assert e.value.status == 403, e.value.message
+        assert f"the most allowed is {SAVED_MAX_GIB:g} GiB" in e.value.message
+        assert "Delete one" in e.value.message
+        names = [i["name"] for i in saver.images()]
+        assert "saved:saver/env1:over" not in names and "saved:saver/big:v1" in names
+    finally:
+        if saver.instance("bigsrc")["state"] != "stopped":
+            saver.stop_instance("bigsrc")
+        saver.delete_instance("bigsrc")
+        if "saved:saver/big:v1" in [i["name"] for i in saver.images()]:
+            saver.delete_image("big", "v1")
 
 
 @pytest.mark.integration
@@ -426,7 +575,7 @@ def test_restart_mid_save_is_cleaned_and_retry_works(image_hub, saver, engine):
     model = saver.create_instance("midsave", image="python", flavor="cpu.tiny", storage_gib=1)
     try:
         # a large file makes the commit take seconds, long enough to restart in the middle
-        out = run_code(saver, model["url"], BIG_FILE.format(mib=1024))
+        out = run_code(saver, model["url"], BIG_FILE.format(path="~/big.bin", mib=1024))
         assert out["error"] is None and out["stdout"].strip() == str(1024**3), out
         status = saver.save_instance("midsave", "interrupted", "v1")
         ref = status["image"]["ref"]

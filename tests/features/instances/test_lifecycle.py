@@ -16,7 +16,7 @@ import websocket
 from workbench import WorkbenchError
 from workbench.times import parse_time
 
-from tests.platform import execute_request, run_code, running_hub
+from tests.platform import execute, execute_request, run_code, running_hub, start_kernel
 
 FAST = """
 idle_stop_min_minutes = 0.05
@@ -72,18 +72,27 @@ def sleep_until(when: datetime):
         time.sleep(left)
 
 
+def kill_container(engine, hub, name: str):
+    """Kill the running container of an instance, as a crash would end it."""
+    api = docker.APIClient(base_url=engine.url, timeout=60)
+    [container] = [
+        c
+        for c in api.containers()
+        if c["Names"][0].lstrip("/").startswith(hub.prefix) and c["Names"][0].endswith(f"--{name}")
+    ]
+    api.kill(container["Id"])
+
+
 def create(client, name, **options):
     user = client.whoami()["name"]
     return client.api("POST", f"users/{user}/instances", {"name": name, **options})
 
 
-def start_cell(client, instance_url: str, code: str) -> str:
-    """Start running code in a new kernel without waiting for it; the kernel's id."""
+def start_cell(client, instance_url: str, code: str, kernel_id: str = "") -> str:
+    """Start running code without waiting for it, in a new kernel or the given one; the
+    kernel's id."""
     base = client.url + instance_url.rstrip("/")
-    headers = {"Authorization": f"token {client.token}"}
-    r = requests.post(f"{base}/api/kernels", json={"name": "python3"}, headers=headers, timeout=60)
-    r.raise_for_status()
-    kernel_id = r.json()["id"]
+    kernel_id = kernel_id or start_kernel(client, instance_url)
     ws = websocket.create_connection(
         base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels",
         header=[f"Authorization: token {client.token}"],
@@ -142,6 +151,55 @@ def test_open_tab_polling_does_not_count(lc_hub, alice):
     model = wait_for(alice, "tab1", lambda m: m["state"] == "stopped", 30, "idle stop")
     assert model["stopped_reason"] == "idle"
     alice.delete_instance("tab1")
+
+
+def test_write_requests_count_as_activity(lc_hub, alice):
+    """Saving a file (a PUT to the contents API) keeps the instance running; what an open
+    tab reads on its own does not (test_open_tab_polling_does_not_count)."""
+    model = create(alice, "write1", flavor="cpu.tiny", auto_stop={"idle_minutes": 0.1})
+    base = alice.url + model["url"].rstrip("/")
+    headers = {"Authorization": f"token {alice.token}"}
+    # a save every 2 s, for four times the 6 s idle timeout
+    deadline, saves = time.monotonic() + 24, 0
+    while time.monotonic() < deadline:
+        body = {"type": "file", "format": "text", "content": f"save {saves}"}
+        r = requests.put(f"{base}/api/contents/notes.txt", json=body, headers=headers, timeout=10)
+        assert r.status_code in (200, 201), r.text
+        saves += 1
+        time.sleep(2)
+    assert alice.instance("write1")["state"] == "running"
+    model = wait_for(alice, "write1", lambda m: m["state"] == "stopped", 60, "idle stop")
+    assert model["stopped_reason"] == "idle", model
+    alice.delete_instance("write1")
+
+
+def test_terminal_typing_and_running_commands_count_as_activity(lc_hub, alice):
+    """Typing in a terminal counts; so does a command running in it with its tab closed.
+    Once the command is over, the instance is idle again."""
+    model = create(alice, "term1", flavor="cpu.tiny", auto_stop={"idle_minutes": 0.1})
+    base = alice.url + model["url"].rstrip("/")
+    headers = {"Authorization": f"token {alice.token}"}
+    r = requests.post(f"{base}/api/terminals", headers=headers, timeout=60)
+    r.raise_for_status()
+    ws = websocket.create_connection(
+        base.replace("http://", "ws://") + f"/terminals/websocket/{r.json()['name']}",
+        header=[f"Authorization: token {alice.token}"],
+        timeout=30,
+    )
+    # a key every 2 s at the shell's prompt (no command runs), four times the idle timeout
+    deadline = time.monotonic() + 24
+    while time.monotonic() < deadline:
+        ws.send(json.dumps(["stdin", "x"]))
+        time.sleep(2)
+    assert alice.instance("term1")["state"] == "running"
+    # Ctrl-U clears the typed keys; the command runs on after the tab is closed
+    ws.send(json.dumps(["stdin", "\x15sleep 24; exit\r"]))
+    ws.close()
+    time.sleep(20)
+    assert alice.instance("term1")["state"] == "running"
+    model = wait_for(alice, "term1", lambda m: m["state"] == "stopped", 60, "idle stop")
+    assert model["stopped_reason"] == "idle", model
+    alice.delete_instance("term1")
 
 
 def test_fixed_stop_stops_an_active_instance_and_extend_moves_it(lc_hub, alice):
@@ -217,14 +275,7 @@ def test_killed_container_comes_back_with_its_files(lc_hub, alice, engine):
     model = create(alice, "crash1", auto_stop={"idle_minutes": 0})
     out = run_code(alice, model["url"], "open('keep.txt', 'w').write('still here')")
     assert out["error"] is None, out
-    api = docker.APIClient(base_url=engine.url, timeout=60)
-    [container] = [
-        c
-        for c in api.containers()
-        if c["Names"][0].lstrip("/").startswith(lc_hub.prefix)
-        and c["Names"][0].endswith("--crash1")
-    ]
-    api.kill(container["Id"])
+    kill_container(engine, lc_hub, "crash1")
     model = wait_for(
         alice, "crash1", lambda m: m["state"] == "running" and m["restarts"] == 1, 90, "restart"
     )
@@ -258,6 +309,61 @@ def test_kernel_out_of_memory_is_reported(lc_hub, alice):
     assert model["state"] == "running"  # only the kernel died
     alice.stop_instance("oom1")
     alice.delete_instance("oom1")
+
+
+def test_out_of_memory_of_the_server_is_a_crash_with_its_reason(lc_hub, alice):
+    """The Jupyter server itself killed for lack of memory ends the container: a crash that
+    says so (not only its exit code), and the instance is started again."""
+    model = create(alice, "oomc", flavor="cpu.tiny", auto_stop={"idle_minutes": 0})
+    # the server (this kernel's parent) first in line for the OOM killer, from a kernel
+    # started before (one started after would inherit that); then 2 GiB in 1 GiB
+    kernel = start_kernel(alice, model["url"])
+    first_in_line = (
+        "import os\npath = f'/proc/{os.getppid()}/oom_score_adj'\n"
+        "open(path, 'w').write('1000')\n"
+        "print(open(path).read().strip(), open('/proc/self/oom_score_adj').read().strip())"
+    )
+    out = execute(alice, model["url"], kernel, first_in_line)
+    assert out["stdout"].split() == ["1000", "0"], out
+    start_cell(alice, model["url"], "x = b'1' * (2 * 1024**3)", kernel)
+    try:
+        model = wait_for(
+            alice, "oomc", lambda m: m["state"] == "running" and m["restarts"] == 1, 120, "restart"
+        )
+        assert model["last_crash"] == "out of memory at 1 GiB", model
+    finally:
+        if alice.instance("oomc")["state"] != "stopped":
+            alice.stop_instance("oomc")
+        alice.delete_instance("oomc")
+
+
+def test_crashes_past_the_restart_attempts_leave_it_failed(lc_hub, alice, engine):
+    """Each crash is restarted, up to restart_max_attempts; the next one leaves the instance
+    failed, saying why and what to do, and not restarted until its owner starts it."""
+    create(alice, "fail1", flavor="cpu.tiny", auto_stop={"idle_minutes": 0})
+    attempts = SETTINGS["restart_max_attempts"]
+    for attempt in range(1, attempts + 1):
+        kill_container(engine, lc_hub, "fail1")
+        wait_for(
+            alice,
+            "fail1",
+            lambda m, n=attempt: m["state"] == "running" and m["restarts"] == n,
+            120,
+            f"restart {attempt}",
+        )
+    kill_container(engine, lc_hub, "fail1")
+    model = wait_for(alice, "fail1", lambda m: m["state"] == "failed", 60, "failed")
+    assert model["restarts"] == attempts and "killed" in model["last_crash"], model
+    assert f"was restarted {attempts} times" in model["error"], model
+    assert "Start it again yourself" in model["error"], model
+    deadline = time.monotonic() + WRONG_RESTART_SECONDS
+    while time.monotonic() < deadline:
+        model = alice.instance("fail1")
+        assert (model["state"], model["restart_pending"]) == ("failed", False), model
+        time.sleep(0.5)
+    assert alice.start_instance("fail1")["state"] == "running"
+    alice.stop_instance("fail1")
+    alice.delete_instance("fail1")
 
 
 def test_hub_restart_keeps_running_instances(lc_hub, alice):

@@ -1,11 +1,19 @@
-"""Quotas against the real hub: atomic admission, limits on running resources, bad input."""
+"""Quotas against the real hub: atomic admission, limits on running resources, bad input.
+
+Each test sets the limits it needs and sets them back after; concurrent *starts* against
+the running quota are in tests/security/test_quotas.py.
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 from workbench import WorkbenchError
+
+from spawner.flavors import DEFAULT_FLAVORS
+from tests.platform import running_hub
 
 
 @pytest.fixture(scope="module")
@@ -13,9 +21,16 @@ def quinn(hub):
     return hub.add_user("quinn")
 
 
-def test_twenty_concurrent_creates_against_a_quota_of_three_leave_three(hub, quinn):
+@pytest.fixture
+def set_limits(hub, quinn):
+    """Set quinn's limits for one test; they are gone after it."""
     admin = hub.client()
-    admin.api("PUT", "quotas/users/quinn", {"limits": {"instances": 3}})
+    yield lambda **values: admin.api("PUT", "quotas/users/quinn", {"limits": values})
+    admin.api("PUT", "quotas/users/quinn", {"limits": {}})
+
+
+def test_twenty_concurrent_creates_against_a_quota_of_three_leave_three(hub, quinn, set_limits):
+    set_limits(instances=3)
 
     def create(i):
         try:
@@ -38,9 +53,8 @@ def test_twenty_concurrent_creates_against_a_quota_of_three_leave_three(hub, qui
             pass
 
 
-def test_running_quota_refuses_a_second_start_with_what_to_do(hub, quinn):
-    admin = hub.client()
-    admin.api("PUT", "quotas/users/quinn", {"limits": {"instances": 5, "running_instances": 1}})
+def test_running_quota_refuses_a_second_start_with_what_to_do(hub, quinn, set_limits):
+    set_limits(instances=5, running_instances=1)
     quinn.create_instance("run1", flavor="cpu.tiny")
     with pytest.raises(WorkbenchError) as e:
         quinn.create_instance("run2", flavor="cpu.tiny")
@@ -59,6 +73,65 @@ def test_running_quota_refuses_a_second_start_with_what_to_do(hub, quinn):
     quinn.stop_instance("run2")
     for name in ("run1", "run2"):
         quinn.delete_instance(name)
+
+
+@pytest.mark.parametrize(
+    "quota, flavor, would_be",
+    [
+        ({"vcpus": 0.25}, "cpu.tiny", "vCPUs of running instances would be 0.5"),
+        ({"vcpus": 1.5}, "cpu.medium", "vCPUs of running instances would be 2"),
+        ({"memory_gib": 0.5}, "cpu.tiny", "memory of running instances, GiB would be 1"),
+        ({"memory_gib": 4}, "cpu.medium", "memory of running instances, GiB would be 8"),
+    ],
+)
+def test_a_start_over_the_vcpu_or_memory_quota_is_refused(
+    hub, quinn, set_limits, quota, flavor, would_be
+):
+    """The flavor's vCPUs and memory count against the quota before anything starts."""
+    set_limits(**quota)
+    with pytest.raises(WorkbenchError) as e:
+        quinn.create_instance("big", flavor=flavor, storage_gib=1)
+    assert e.value.status == 403, e.value.message
+    limit = next(iter(quota.values()))
+    assert f"{would_be}, over quinn's limit of {limit:g}" in e.value.message, e.value.message
+    assert "big" not in [i["name"] for i in quinn.instances()]  # nothing half-made
+
+
+def test_storage_quota_counts_every_instance_running_or_not(hub, quinn, set_limits):
+    set_limits(storage_gib=5)
+    quinn.create_instance("disk1", storage_gib=3, start=False)
+    try:
+        with pytest.raises(WorkbenchError) as e:
+            quinn.create_instance("disk2", storage_gib=3, start=False)
+        assert e.value.status == 403
+        assert "storage of all instances, GiB would be 6, over quinn's limit of 5" in (
+            e.value.message
+        )
+        assert [i["name"] for i in quinn.instances()] == ["disk1"]
+        quinn.create_instance("disk2", storage_gib=2, start=False)  # exactly the limit
+    finally:
+        for name in ("disk1", "disk2"):
+            if name in [i["name"] for i in quinn.instances()]:
+                quinn.delete_instance(name)
+
+
+def test_gpu_quota_counts_the_flavors_gpus(engine, base_image, tmp_path):
+    """On a hub of its own, with a flavor of two GPUs: against a quota of one GPU it is
+    refused before anything starts (this machine need not have a GPU for that)."""
+    flavors = tmp_path / "flavors.yaml"
+    raw = yaml.safe_load(DEFAULT_FLAVORS.read_text())
+    raw["flavors"].append({"name": "gpu.two", "cpu": 0.5, "memory": "1Gi", "gpu": 2})
+    flavors.write_text(yaml.safe_dump(raw))
+    (tmp_path / "hub").mkdir()
+    settings = f'flavors_path = "{flavors}"'
+    with running_hub(tmp_path / "hub", engine.url, "gpu quota", extra_settings=settings) as h:
+        gus = h.add_user("gus")
+        h.client().api("PUT", "quotas/users/gus", {"limits": {"gpus": 1}})
+        with pytest.raises(WorkbenchError) as e:
+            gus.create_instance("twin", flavor="gpu.two", storage_gib=1)
+        assert e.value.status == 403, e.value.message
+        assert "GPUs of running instances would be 2, over gus's limit of 1" in e.value.message
+        assert gus.instances() == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,8 @@
-"""Workspaces against the real hub: membership, isolation, switching, quotas, bad input."""
+"""Workspaces against the real hub: membership, isolation, switching, quotas, bad input.
+
+Each test stands alone: gina's "bert" in nlp is the team's from the start, and whatever
+instances a test makes are removed after it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,31 @@ from workbench import WorkbenchError
 
 @pytest.fixture(scope="module")
 def team(hub):
+    """nlp (gina, ivy) with gina's stopped instance "bert", and cv (hank)."""
     admin = hub.client()
     gina, hank, ivy = (hub.add_user(n) for n in ("gina", "hank", "ivy"))
     admin.api("POST", "workspaces", {"name": "nlp", "members": ["gina", "ivy"]})
     admin.api("POST", "workspaces", {"name": "cv", "description": "vision", "members": ["hank"]})
+    create(gina, "bert", "nlp")
     yield admin, gina, hank, ivy
     for client in (gina, hank, ivy):
-        for instance in client.instances():
-            client.delete_instance(instance["name"])
+        remove_instances(client, [i["name"] for i in client.instances()])
+
+
+@pytest.fixture(autouse=True)
+def leaves_only_its_team(team):
+    """What a test creates goes after it, so that no test finds another's instances."""
+    before = [(client, {i["name"] for i in client.instances()}) for client in team[1:]]
+    yield
+    for client, names in before:
+        remove_instances(client, [i["name"] for i in client.instances() if i["name"] not in names])
+
+
+def remove_instances(client, names):
+    for name in names:
+        if client.instance(name)["state"] != "stopped":
+            client.stop_instance(name)
+        client.delete_instance(name)
 
 
 def create(client, name, workspace):
@@ -29,7 +50,6 @@ def create(client, name, workspace):
 def test_members_switch_between_their_workspaces(team):
     admin, gina, hank, ivy = team
     assert [w["name"] for w in gina.api("GET", "workspaces")] == ["default", "nlp"]
-    create(gina, "bert", "nlp")
     create(gina, "scratch", "default")
     assert [i["name"] for i in gina.api("GET", "users/gina/instances?workspace=nlp")] == ["bert"]
     assert [i["name"] for i in gina.api("GET", "users/gina/instances?workspace=default")] == [
@@ -75,16 +95,18 @@ def test_an_instance_stays_in_its_workspace(team):
 def test_workspace_quota_counts_every_member(team):
     admin, gina, hank, ivy = team
     admin.api("PUT", "quotas/workspaces/nlp", {"limits": {"instances": 3}})
-    have = len(admin.api("GET", "workspaces/nlp/instances"))
-    for i in range(3 - have):
-        create(ivy, f"ivy{i}", "nlp")
-    with pytest.raises(WorkbenchError) as e:
-        create(gina, "one-more", "nlp")
-    assert e.value.status == 403 and "workspace nlp's limit of 3" in e.value.message
-    quota = gina.api("GET", "quotas/workspaces/nlp")
-    assert quota["usage"]["instances"] == 3
-    admin.api("PUT", "quotas/workspaces/nlp", {"limits": {}})
-    create(gina, "one-more", "default")  # other workspaces are not counted
+    try:
+        have = len(admin.api("GET", "workspaces/nlp/instances"))
+        for i in range(3 - have):
+            create(ivy, f"ivy{i}", "nlp")
+        with pytest.raises(WorkbenchError) as e:
+            create(gina, "one-more", "nlp")
+        assert e.value.status == 403 and "workspace nlp's limit of 3" in e.value.message
+        quota = gina.api("GET", "quotas/workspaces/nlp")
+        assert quota["usage"]["instances"] == 3
+        create(gina, "one-more", "default")  # other workspaces are not counted
+    finally:
+        admin.api("PUT", "quotas/workspaces/nlp", {"limits": {}})
 
 
 @pytest.mark.parametrize(
@@ -123,8 +145,6 @@ def test_only_administrators_manage_workspaces(team):
 
 def test_images_saved_in_a_workspace_belong_to_it(team):
     admin, gina, hank, ivy = team
-    for old in ("one-more", "scratch", "fixed"):  # room under gina's quota of 5
-        gina.delete_instance(old)
     gina.api(
         "POST",
         "users/gina/instances",
@@ -154,5 +174,5 @@ def test_images_saved_in_a_workspace_belong_to_it(team):
     assert e.value.status == 400 and "not shared with you" in e.value.message
     assert "steal" not in [i["name"] for i in hank.instances()]
     ivy.delete_instance("from-nlp")
-    gina.delete_instance("src")
+    gina.delete_instance("src")  # its image goes after the instances made from it
     gina.delete_image("nlp-base", "v1")
