@@ -41,12 +41,14 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
 	fi
 
-# What only the tests use: a browser, a PostgreSQL server, SSH clients, rsync and pgrep.
+# What only the tests use: a browser, a PostgreSQL server, an LDAP server, SSH clients, rsync
+# and pgrep.
 test-system:
 	@need=""; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
 	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+	[ -x /usr/sbin/slapd ] || need="$$need slapd"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
 	command -v rsync >/dev/null || need="$$need rsync"; \
 	command -v pgrep >/dev/null || need="$$need procps"; \

@@ -332,8 +332,12 @@ def test_models_services_and_batch_from_the_sdk(sdk, storage):
 
     service.stop()
     wait_for(lambda: sdk.services.get("lin").state, lambda state: state == "stopped")
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         service.predict([X])
+    assert e.value.status == 503
+    assert e.value.message == (
+        "Service sdk/lin is stopped (stopped by the user); start it with POST .../start."
+    )
     service.start()
     service.wait_ready(300)
     assert service.predict([X]) == [pytest.approx(Y2)]

@@ -165,8 +165,9 @@ def test_register_a_job_output_deploy_it_call_it_and_chart_its_metrics(hub, dpl,
     form.locator("input[name='job_path']").fill("code")
     form.locator("button[data-action='register']").click()
     expect(error).to_contain_text("output or checkpoints", timeout=CALL_TIMEOUT_MS)
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         dpl.api("GET", f"models/{USER}/{MODEL}")
+    assert (e.value.status, e.value.message) == (404, f"No model {MODEL!r} of user {USER!r}.")
     shot(page, "01-register-refused")
 
     form.locator("input[name='job_path']").fill("output/model")

@@ -515,5 +515,6 @@ def test_the_relay_keeps_etags_and_the_platforms_refusals(hub, lab):
     )
     assert r.status_code == 400
     assert "outside this server's folder" in r.json()["message"]
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         lab.api("GET", f"datasets/{USER}/etc")
+    assert (e.value.status, e.value.message) == (404, f"No dataset 'etc' of user {USER!r}.")

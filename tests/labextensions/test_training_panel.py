@@ -150,8 +150,9 @@ def test_submit_the_open_notebook_follow_its_log_and_chart_open_its_output(hub, 
     form.locator("button[data-action='submit']").click()
     expect(error).to_contain_text("runs on one node", timeout=CALL_TIMEOUT_MS)
     shot(page, "02-refused")
-    with pytest.raises(WorkbenchError):
+    with pytest.raises(WorkbenchError) as e:
         version_of(tracy, 1)  # nothing was submitted
+    assert (e.value.status, e.value.message) == (404, f"No job {JOB!r} of user {USER!r}.")
 
     # submit: 12 steps, 2 s apart, with a small flavor; a metric rule of the form's own
     form.locator("input[name='nodes']").fill("1")
