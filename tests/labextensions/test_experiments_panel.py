@@ -34,7 +34,8 @@ SCRIPT = "job_quadratic.py"
 JOB = "job-quadratic"  # the form's default name for the script
 SLOW_JOB = "xp-slow"
 SOURCE = Path(__file__).parents[1] / "training_bridge" / "experiments" / SCRIPT
-FIXED = {"steps": 4, "sleep": 0.2}
+# each trial runs about 4 s: longer than the view's refresh, so a running trial is seen
+FIXED = {"steps": 4, "sleep": 1}
 # 4 trials, 2 at once, each a job container: a loaded 2-core machine takes minutes
 SEARCH_TIMEOUT_MS = 600_000
 RUN_TIMEOUT_MS = 180_000
@@ -199,7 +200,7 @@ def test_search_from_the_panel_shows_trials_states_and_the_best(hub, xpanel, pag
     expect(error).to_contain_text("at least one parameter")
 
     form.locator("select[name='flavor']").select_option("cpu.tiny")
-    form.locator("textarea[name='hyperparameters']").fill("steps=4\nsleep=0.2")
+    form.locator("textarea[name='hyperparameters']").fill("steps=4\nsleep=1")
     fill_param(form, 0, "x", "float", low=-1, high=1)
     form.locator("button[data-action='add-param']").click()
     fill_param(form, 1, "lr", "float", low="1e-4", high=1, log=True)
