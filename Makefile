@@ -30,11 +30,12 @@ $(APT_STAMP):
 	@touch $@
 
 # Podman (with runc) where no container engine exists; debootstrap to build base images
-# without Docker Hub.
+# without Docker Hub; e2fsprogs for instances' fixed-size storage.
 system:
 	@need=""; \
 	if ! command -v podman >/dev/null && ! docker info >/dev/null 2>&1; then need="$$need podman runc uidmap"; fi; \
 	command -v debootstrap >/dev/null || need="$$need debootstrap"; \
+	PATH="$$PATH:/usr/sbin:/sbin" command -v resize2fs >/dev/null || need="$$need e2fsprogs"; \
 	if [ -n "$$need" ]; then \
 		$(MAKE) --no-print-directory $(APT_STAMP); \
 		echo "installing:$$need"; \

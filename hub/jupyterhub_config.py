@@ -140,6 +140,11 @@ if settings.backend == "docker":
             f"http://{settings.hub_connect_host}:{settings.service_port}/services/workbench/api"
         ),
     }
+    from spawner.storage_files import fixed_size_support
+
+    # the API's instance models say why where it is not (features/instances/storage.py)
+    fixed_size, _ = fixed_size_support(settings.storage_fixed_size, engine.kind, engine.url)
+    spawner.storage_files_dir = str(data / "storage") if fixed_size else ""
     if engine.kind == "docker":
         # Docker does not name the host inside containers; Podman does
         spawner.extra_host_config = {"extra_hosts": {settings.hub_connect_host: "host-gateway"}}

@@ -139,6 +139,15 @@ class WorkbenchSettings(InstancePolicySettings, Configurable):
         "",
         help="""Namespace of instance pods and PVCs (kubernetes backend). Default: the hub's.""",
     ).tag(config=True)
+    storage_fixed_size = Bool(
+        True,
+        help="""Give each new instance storage of exactly its size (docker backend on
+        Podman): a file system in a sparse file of that size, which Podman mounts, so `df`
+        shows it and writes past it fail with "No space left on device". Files are kept in
+        <data_dir>/storage. False, or Docker, or an engine on another machine: the size is
+        only recorded and instances' files share the host's disk (the API and the panel say
+        so). Instances made before keep the storage they have. Default True.""",
+    ).tag(config=True)
     storage_class = Unicode(
         "",
         help="""StorageClass of instance PVCs (kubernetes backend). Default: the cluster's.""",

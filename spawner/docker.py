@@ -16,6 +16,7 @@ from traitlets import Bool, Float, Integer, Unicode, default
 
 from .base import InstanceSpawnerMixin
 from .container import (
+    LABEL_PREFIX,
     make_container_spec,
     make_network_name,
     make_volume_name,
@@ -25,6 +26,8 @@ from .flavors import format_bytes
 from .lifecycle import LifecycleStateMixin, exit_reason
 from .metering import MeteringMixin
 from .oom import says_oom, wrapped
+from .storage_files import LABEL as STORAGE_LABEL
+from .storage_files import MOUNT_OPTIONS, make_storage_file, storage_file
 
 
 class EngineError(web.HTTPError):
@@ -72,6 +75,17 @@ class WorkbenchDockerSpawner(
         help="""Most processes and threads one instance may run (its pids cgroup), so that a
         fork bomb in one instance leaves the others and the hub working. 0: the engine's
         default. Default 1024.""",
+    ).tag(config=True)
+
+    storage_files_dir = Unicode(
+        "",
+        help="""Folder of the files that hold new instances' storage, each a file system of
+        exactly the instance's size that Podman mounts (spawner/storage_files.py). "": each
+        volume is a folder of the engine and its size is only recorded. jupyterhub_config.py
+        sets <data_dir>/storage where the engine is Podman on this machine.
+
+        c.WorkbenchDockerSpawner.storage_files_dir = "/srv/workbench/storage"
+        """,
     ).tag(config=True)
 
     engine_threads = Integer(
@@ -302,9 +316,29 @@ class WorkbenchDockerSpawner(
         try:
             await self._engine("inspect_volume", name)
             self._progress(30, f"Using storage volume {name}")
+            return
         except docker.errors.NotFound:
+            pass
+        if not self.storage_files_dir:
             await self._engine("create_volume", name=name, labels=labels)
             self._progress(30, f"Created storage volume {name}")
+            return
+        size = int(labels.get(f"{LABEL_PREFIX}.storage-gib") or 1)
+        path = storage_file(self.storage_files_dir, name)
+        await asyncio.to_thread(path.unlink, missing_ok=True)  # left by an earlier failure
+        await asyncio.to_thread(make_storage_file, path, size, self.run_as)
+        try:
+            await self._engine(
+                "create_volume",
+                name=name,
+                driver="local",
+                driver_opts={"type": "ext4", "device": str(path), "o": MOUNT_OPTIONS},
+                labels={**labels, STORAGE_LABEL: str(path)},
+            )
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+        self._progress(30, f"Created storage volume {name} ({size} GiB)")
 
     async def _wait_ready(self, ip: str, port: int):
         """Return once JupyterLab answers; raise if the container exits first."""
@@ -430,4 +464,8 @@ class WorkbenchDockerSpawner(
             self.log.info("%s: removed storage volume %s", self._log_name, name)
         except docker.errors.NotFound:
             pass
+        if self.storage_files_dir:
+            await asyncio.to_thread(
+                storage_file(self.storage_files_dir, name).unlink, missing_ok=True
+            )
         await super().delete_forever()

@@ -71,7 +71,8 @@ def podman_env(containers_conf: str | None = CONTAINERS_CONF) -> dict[str, str]:
     return env
 
 
-def _kind_of(url: str) -> str:
+def detect_kind(url: str) -> str:
+    """Whether the engine at url is "docker" or "podman" (asked up to three times)."""
     import docker
 
     for attempt in range(3):
@@ -138,7 +139,7 @@ def find_engine(
         candidates += [f"unix://{DOCKER_SOCKET}", f"unix://{PODMAN_SOCKET}"]
     for url in candidates:
         if ping(url):
-            kind = _kind_of(url)
+            kind = detect_kind(url)
             return Engine(url=url, kind=kind, cli=shutil.which(kind) or kind)
     if start and not docker_host and podman_socket and shutil.which("podman"):
         log.info("starting Podman's Docker-compatible API service on %s", podman_socket)

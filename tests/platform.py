@@ -86,7 +86,7 @@ admin_password = "{ADMIN_PASSWORD}"
 container_prefix = "{self.prefix}"
 max_instances_per_user = 5
 storage_max_gib = 50
-start_timeout = 60
+start_timeout = 120
 ssh_port = {self.ssh_port}
 ssh_activity_seconds = 2
 {f'docker_host = "{engine_url}"' if engine_url else ""}
@@ -108,7 +108,7 @@ ssh_activity_seconds = 2
         env["PYTHONPATH"] = str(REPO)
         return env
 
-    def start(self, timeout: float = 60):
+    def start(self, timeout: float = 180):
         """Start the hub and wait until the platform API answers. Clients hold the URL from
         the first start, so only a first start moves to new ports when one is taken."""
         for attempt in range(1, PORT_ATTEMPTS + 1):

@@ -68,6 +68,8 @@ class InstanceManager:
         self.quotas = None
         # async fn(user, workspace) -> whether the user belongs to it
         self.workspaces = None
+        # features.instances.storage.InstanceStorage: the "storage" of models, growing it
+        self.storage = None
 
     def lock(self, user: str, name: str) -> asyncio.Lock:
         """One operation at a time per instance."""
@@ -113,6 +115,8 @@ class InstanceManager:
         models = [self.model(user, s) for _, s in sorted(servers.items())]
         if workspace is not None:
             models = [m for m in models if m["workspace"] == workspace]
+        if self.storage is not None:
+            await self.storage.annotate(user, models)
         return models
 
     async def get_server(self, user: str, name: str) -> dict:
@@ -123,7 +127,10 @@ class InstanceManager:
         return server
 
     async def get(self, user: str, name: str) -> dict:
-        return self.model(user, await self.get_server(user, name))
+        model = self.model(user, await self.get_server(user, name))
+        if self.storage is not None:
+            await self.storage.annotate(user, [model])
+        return model
 
     async def _current(self, user: str, name: str) -> dict:
         """The model after an operation on an instance known to exist."""
@@ -262,11 +269,12 @@ class InstanceManager:
                 400,
                 f"Cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(allowed))}.",
             )
-        if "storage_gib" in body and body["storage_gib"] != current.get("storage_gib"):
-            raise APIError(
-                400,
-                "The storage size is fixed at creation. Create a new instance for more storage.",
-            )
+        if "storage_gib" in body and body["storage_gib"] != current.get(
+            "storage_gib", self.policy.storage_default_gib
+        ):
+            await self._grow(user, name, server, current, body["storage_gib"])
+            server = await self.get_server(user, name)
+            current = dict(server.get("user_options") or {})
         if "workspace" in body and body["workspace"] != (
             current.get("workspace") or DEFAULT_WORKSPACE
         ):
@@ -306,6 +314,35 @@ class InstanceManager:
             if active:
                 await self._start_and_wait(user, name)
         return await self._current(user, name)
+
+    async def _grow(self, user: str, name: str, server: dict, current: dict, size) -> None:
+        """Grow a stopped instance's storage to `size` GiB (within its owner's quota)."""
+        before = current.get("storage_gib", self.policy.storage_default_gib)
+        low, high = self.policy.storage_min_gib, self.policy.storage_max_gib
+        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+            raise APIError(400, f"storage_gib must be a whole number of GiB from {low} to {high}.")
+        if size < before:
+            raise APIError(
+                400,
+                f"Storage is never shrunk: instance {name!r} has {before} GiB. Copy what you "
+                "keep to a new, smaller instance instead.",
+            )
+        if not server.get("stopped") or server.get("pending"):
+            raise APIError(
+                409,
+                f"Instance {name!r} is running: stop it first, its storage grows while it is "
+                f"stopped (`workbench instances stop {name}`).",
+            )
+        options = {**current, "storage_gib": size}
+        async with self.lock(user, name), self._admission(user):
+            if self.quotas is not None:
+                servers = await self._servers(user)
+                resolved = await self._resolve(options, user)
+                await self._admit(user, name, resolved, servers, create=True, start=False)
+            if self.storage is not None:
+                await self.storage.grow(user, name, size)
+            await self.hub.request("PATCH", server_path(user, name), {"user_options": options})
+        log.info("instance %s/%s: storage %s -> %s GiB", user, name, before, size)
 
     async def delete(self, user: str, name: str) -> None:
         server = await self.get_server(user, name)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from .lifecycle import Lifecycle
 from .live_options import LiveOptionsStore
 from .manager import InstanceManager
+from .storage import InstanceStorage
 
 
 def setup(platform) -> None:
@@ -14,6 +17,7 @@ def setup(platform) -> None:
     manager = InstanceManager(platform.hub, platform.policy, start_timeout=settings.start_timeout)
     manager.lifecycle = Lifecycle(manager, settings)
     manager.quotas = platform["quota_checker"]
+    manager.storage = InstanceStorage(settings, os.environ.get("WORKBENCH_ENGINE_URL", ""))
     platform.hub.live = LiveOptionsStore(platform.db)
     platform["instance_manager"] = manager
     platform.on_start.append(manager.lifecycle.start)

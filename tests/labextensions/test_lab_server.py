@@ -141,6 +141,8 @@ def test_instance_model_from_the_platform(call, tmp_path):
     storage = model["storage"]
     assert storage["path"] == str(tmp_path)
     assert 0 < storage["used"] <= storage["total"] and storage["free"] > 0
+    # the platform holds the instance to its size (Podman): the panel says so in a tooltip
+    assert storage["enforced"] is True and "No space left on device" in storage["note"]
 
 
 def test_flavors(call):

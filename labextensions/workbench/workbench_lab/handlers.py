@@ -109,9 +109,15 @@ class InstanceHandler(WorkbenchHandler):
         if started is not None and model.get("state") == "running":
             uptime = max(0, int((aware_utcnow() - started).total_seconds()))
         try:
-            storage = await asyncio.to_thread(storage_model, self.extensionapp.storage_path)
+            storage = await asyncio.to_thread(
+                storage_model, self.extensionapp.storage_path, model.get("name") or ""
+            )
         except OSError as e:
             storage = {"path": self.extensionapp.storage_path, "error": str(e)}
+        # whether the platform holds the instance to its size, and if not why
+        platform_storage = model.get("storage") or {}
+        storage["enforced"] = platform_storage.get("enforced")
+        storage["note"] = platform_storage.get("note", "")
         self.write_json(
             {
                 "name": model.get("name"),

@@ -103,10 +103,36 @@ def usage_model(before: CgroupReading, after: CgroupReading) -> dict:
     }
 
 
-def storage_model(path: str | os.PathLike) -> dict:
-    """Size, use and free space of the filesystem holding path (statvfs)."""
+# use at which the panel warns; full below FULL_AVAILABLE bytes (or 2 %) available (ext4
+# keeps a little of the free space back, so writes fail before 100 %)
+WARN_PERCENT = 90.0
+FULL_AVAILABLE = 32 * 1024**2
+
+
+def storage_model(path: str | os.PathLike, instance: str = "") -> dict:
+    """Size, use and free space of the filesystem holding path (statvfs), with a warning
+    from WARN_PERCENT full that says what to do."""
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
     free = st.f_bavail * st.f_frsize
     used = total - st.f_bfree * st.f_frsize
-    return {"path": str(path), "total": total, "used": used, "free": free}
+    percent = round(100 * used / total, 1) if total else None
+    full = free < min(FULL_AVAILABLE, total // 50)
+    warning = None
+    if percent is not None and (percent >= WARN_PERCENT or full):
+        what = f"Storage {percent:g}% full"
+        if full:
+            what = "Storage full: writes fail"
+        name = instance or "NAME"
+        warning = (
+            f"{what}. Delete files you no longer need, or stop the instance and grow its "
+            f"storage (`workbench instances update {name} --storage N`, N in GiB)."
+        )
+    return {
+        "path": str(path),
+        "total": total,
+        "used": used,
+        "free": free,
+        "percent": percent,
+        "warning": warning,
+    }

@@ -205,14 +205,15 @@ def test_duplicate_names_and_malformed_bodies(hub, alice, nb1):
     assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
 
 
-def test_running_instances_cannot_be_deleted_and_storage_is_fixed(hub, alice, nb1):
+def test_running_instances_cannot_be_deleted_nor_their_storage_grown(hub, alice, nb1):
     alice.start_instance("nb1")
     with pytest.raises(WorkbenchError) as e:
         alice.delete_instance("nb1")
     assert e.value.status == 409 and "Stop it first" in e.value.message
     with pytest.raises(WorkbenchError) as e:
         alice.update_instance("nb1", storage_gib=40)
-    assert e.value.status == 400 and "fixed at creation" in e.value.message
+    assert e.value.status == 409 and "stop it first" in e.value.message
+    assert alice.instance("nb1")["storage_gib"] == 2
     before = alice.instance("nb1")
     with pytest.raises(WorkbenchError) as e:
         alice.update_instance("nb1", flavor="nope")
