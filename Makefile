@@ -114,6 +114,7 @@ bench: system venv node images
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_datasets.py
 	$(BIN)/python benchmarks/bench_labelling.py
+	$(BIN)/python benchmarks/bench_gallery.py
 
 clean:
 	rm -rf $(VENV) node_modules .run/cache $(LABEXT)/node_modules $(LABEXT)/dist

@@ -1,5 +1,5 @@
 """The `workbench` command: run the platform, build images, manage instances, jobs, models,
-services, batch runs and datasets."""
+services, batch runs, datasets and the gallery."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ INSTANCE_OPTIONS = {
     "ssh": (),
     "switch": ("image", "flavor"),
     "save": ("image", "tag", "description"),
-    "update": ("idle", "max_hours", "description", "ssh", "allowlist"),
+    "update": ("idle", "max_hours", "description", "ssh", "allowlist", "storage"),
     "extend": ("minutes",),
 }
 
@@ -322,12 +322,15 @@ def cmd_instances(args):
         _save_instance(client, args)
         return
     elif action == "update":
-        if (args.idle, args.max_hours, args.description, args.ssh, args.allowlist) == (None,) * 5:
+        changes = (args.idle, args.max_hours, args.description, args.ssh, args.allowlist)
+        if changes + (args.storage,) == (None,) * 6:
             _fail(
                 "say what to change: --idle MINUTES, --max-hours HOURS, --description, "
-                "--ssh on|off, --allowlist CIDR,...",
+                "--ssh on|off, --allowlist CIDR,..., --storage GIB",
                 2,
             )
+        if args.storage is not None:
+            client.update_instance(args.name, args.user, storage_gib=args.storage)
         if args.ssh is not None or args.allowlist is not None:
             current = client.instance_ssh(args.name, args.user)
             enabled = current["enabled"] if args.ssh is None else args.ssh == "on"
@@ -354,6 +357,13 @@ def cmd_instances(args):
     else:
         model = client.instance(args.name, args.user)
     _print_instances([model])
+    storage = model.get("storage") or {}
+    if storage.get("total_bytes"):
+        print(f"Storage: {_size(storage['used_bytes'])} used of {_size(storage['total_bytes'])}")
+    if storage.get("warning"):
+        print(f"Warning: {storage['warning']}")
+    elif storage.get("enforced") is False:
+        print(f"Storage: {storage['note']}")
     if model.get("state") == "running":
         print(f"\nOpen: {client.url}{model['url']}")
     _print_lifecycle(model)
@@ -2225,6 +2235,353 @@ def _dataset_parsers(sub):
         p.set_defaults(func=cmd_dataset_tasks)
 
 
+# --- the gallery (through the platform API) -------------------------------------------------
+
+
+def _asset_id(text: str) -> int:
+    """An asset's id on the command line (argparse type): a number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a gallery asset's id (a number: see `workbench gallery search`)"
+        )
+    return value
+
+
+def _text_argument(text: str | None, what: str) -> str | None:
+    """Text from the command line, or from a file given as @PATH; exit 2 when unreadable."""
+    if text is None or not text.startswith("@"):
+        return text
+    path = Path(os.path.expanduser(text[1:]))
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"{what}: cannot read {path}: {e}", 2)
+
+
+def _tags_argument(values: list[str] | None) -> list[str] | None:
+    """--tag A --tag B,C -> [A, B, C]; None when not given."""
+    if values is None:
+        return None
+    return [tag for value in values for tag in _csv_list(value)]
+
+
+def _print_assets(found) -> None:
+    rows = [
+        [
+            a["id"],
+            a.get("kind", ""),
+            a.get("title", ""),
+            a.get("owner", ""),
+            a.get("version", ""),
+            ",".join(a.get("tags") or []),
+            a.get("uses", 0),
+            f"{a.get('stars', 0)}{'*' if a.get('starred') else ''}",
+            _when(a.get("updated")),
+        ]
+        for a in found
+    ]
+    if not rows:
+        print("No gallery asset matches: publish one with `workbench gallery publish`.")
+        return
+    headers = ["ID", "KIND", "TITLE", "OWNER", "VERSION", "TAGS", "USES", "STARS", "UPDATED"]
+    print(format_table(headers, rows, right=(0, 4, 6, 7)))
+    total = getattr(found, "total", len(found))
+    tags = getattr(found, "tags", {}) or {}
+    more = f" (the first {len(found)} shown: narrow the search or use --limit)"
+    print(f"\n{total} asset(s){more if total > len(found) else ''}.")
+    if tags:
+        ranked = sorted(tags.items(), key=lambda item: (-item[1], item[0]))
+        print("Tags: " + ", ".join(f"{tag} ({count})" for tag, count in ranked))
+
+
+def _print_asset(asset: dict) -> None:
+    print(f"Gallery asset {asset['id']}: {asset.get('title', '')}")
+    where = asset.get("visibility", "")
+    if where == "workspace":
+        where = f"workspace {asset.get('workspace')}"
+    starred = ", starred by you" if asset.get("starred") else ""
+    facts = [
+        ("kind", asset.get("kind", "")),
+        ("owner", asset.get("owner", "")),
+        ("visible to", "everyone" if where == "everyone" else f"members of {where}"),
+        ("tags", ", ".join(asset.get("tags") or []) or "-"),
+        ("version", f"{asset.get('version')} ({_size(asset.get('size') or 0)})"),
+        ("used", f"{asset.get('uses', 0)} time(s); {asset.get('stars', 0)} star(s){starred}"),
+        ("published", _when(asset.get("created"))),
+        ("updated", _when(asset.get("updated"))),
+    ]
+    for name, value in facts:
+        print(f"  {name + ':':<11} {value}")
+    meta = asset.get("meta") or {}
+    for key in sorted(meta):
+        value = meta[key]
+        if key == "preview_sha256" or value in (None, "", [], {}):
+            continue
+        if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+            value = ", ".join(str(v) for v in value)
+        print(f"  {key + ':':<11} {value if isinstance(value, str) else json.dumps(value)}")
+    if asset.get("description"):
+        print()
+        print(asset["description"].rstrip())
+    versions = sorted(asset.get("versions") or [], key=lambda v: v["version"])
+    if versions:
+        print()
+        rows = [
+            [
+                v["version"],
+                _when(v.get("created")),
+                v.get("files", ""),
+                _size(v.get("size") or 0),
+                json.dumps(v["source"]) if v.get("source") else "",
+            ]
+            for v in versions
+        ]
+        print(format_table(["VERSION", "CREATED", "FILES", "SIZE", "SOURCE"], rows, (0, 2, 3)))
+    print(f"\nTake it: workbench gallery use {asset['id']}")
+
+
+def _print_use(answer: dict) -> None:
+    kind = answer.get("kind")
+    if kind == "notebook":
+        print(f"Copied {len(answer.get('files') or [])} file(s) into {answer['path']}.")
+        if answer.get("notebook_path"):
+            print(f"Open {answer['notebook_path']}.")
+    elif kind == "image":
+        image = answer.get("image")
+        print(f"Image {image} is yours to use.")
+        print(f"Start an instance with it: workbench instances create NAME --image {image}")
+    elif kind == "model":
+        model, version = answer.get("model", ""), answer.get("version")
+        name = model.rpartition("/")[2]
+        print(f"Model {model} version {version} is yours.")
+        print(f"Deploy it: workbench services deploy NAME --model {name} --version {version}")
+    elif kind == "dataset":
+        dataset, version = answer.get("dataset", ""), answer.get("version")
+        state = f" ({answer['state']})" if answer.get("state") not in (None, "ready") else ""
+        print(f"Dataset {dataset} version {version}{state} is yours: a training input.")
+    else:
+        _print_json(answer)
+
+
+def _gallery_source(args) -> dict:
+    """publish's source from PATH / --image / --model / --dataset; exit 2 unless one."""
+    given = [
+        name
+        for name, value in (
+            ("PATH", args.path),
+            ("--image", args.image),
+            ("--model", args.model),
+            ("--dataset", args.dataset),
+        )
+        if value
+    ]
+    if len(given) != 1:
+        but = f" (not {' and '.join(given)})" if given else ""
+        _fail(
+            "give one thing to publish: a notebook or folder PATH (with --instance outside an "
+            f"instance), --image IMAGE, --model MODEL or --dataset DATASET{but}",
+            2,
+        )
+    if args.version is not None and (args.path or args.image):
+        _fail("--version is for --model and --dataset", 2)
+    if args.notebook and not args.path:
+        _fail("--notebook names the main notebook of a published folder PATH", 2)
+    if args.instance and not args.path:
+        _fail("--instance goes with a notebook or folder PATH in its storage", 2)
+    return {
+        "path": args.path,
+        "image": args.image,
+        "model": args.model,
+        "dataset": args.dataset,
+        "version": args.version,
+        "instance": args.instance,
+        "notebook": args.notebook,
+    }
+
+
+def cmd_gallery(args):
+    """Gallery commands."""
+    from workbench.resources.gallery import GalleryInputError
+
+    action = args.action
+    # what is checked before any request
+    description = _text_argument(getattr(args, "description", None), "--description")
+    tags = _tags_argument(getattr(args, "tag", None))
+    source = {}
+    if action == "publish":
+        source = _gallery_source(args)
+        if args.asset is None and not (args.title or "").strip():
+            _fail("--title is required (1-120 characters): what the asset is, in a line", 2)
+        if args.asset is not None and (args.title or args.description or args.tag):
+            _fail(
+                "--asset publishes a new version: change the title, description or tags "
+                "with `workbench gallery update`",
+                2,
+            )
+    if action == "update":
+        if tags is None and args.no_tags:
+            tags = []
+        elif args.no_tags:
+            _fail("give --tag or --no-tags, not both", 2)
+        changes = [args.title, description, tags, args.visibility, args.workspace]
+        if all(value is None for value in changes):
+            _fail(
+                "nothing to change: give --title, --description, --tag, --no-tags, "
+                "--visibility or --workspace",
+                2,
+            )
+    client = _client(args)
+    try:
+        _gallery_action(client, args, source, description, tags)
+    except GalleryInputError as e:
+        _fail(e.message, 2)
+
+
+def _gallery_action(client, args, source, description, tags):
+    action = args.action
+    gallery = client.gallery
+    if action == "search":
+        found = gallery.search(
+            args.query,
+            tag=tags,
+            kind=args.kind,
+            sort=args.sort,
+            mine=args.mine,
+            owner=args.owner,
+            limit=args.limit,
+        )
+        if args.json:
+            _print_json({"assets": list(found), "total": found.total, "tags": found.tags})
+        else:
+            _print_assets(found)
+    elif action == "show":
+        asset = gallery.get(args.id)
+        if args.json:
+            _print_json(asset)
+        else:
+            _print_asset(asset)
+    elif action == "publish":
+        asset = gallery.publish(
+            **source,
+            title=args.title,
+            description=description or "",
+            tags=tags or [],
+            visibility=args.visibility,
+            workspace=args.workspace,
+            asset=args.asset,
+            notes=args.notes,
+        )
+        what = "version 1 of" if args.asset is None else f"version {asset.get('version')} of"
+        print(
+            f"Published {what} gallery asset {asset['id']} ({asset.get('kind')}): {asset['title']}"
+        )
+        print(f"Show it: workbench gallery show {asset['id']}")
+    elif action == "use":
+        _print_use(gallery.use(args.id, args.version, name=args.name, path=args.path))
+    elif action in ("star", "unstar"):
+        asset = getattr(gallery, action)(args.id)
+        done = "Starred" if action == "star" else "Took your star back from"
+        print(f"{done} gallery asset {asset['id']} ({asset.get('stars', 0)} star(s)).")
+    elif action == "update":
+        asset = gallery.update(
+            args.id,
+            title=args.title,
+            description=description,
+            tags=tags,
+            visibility=args.visibility,
+            workspace=args.workspace,
+        )
+        print(f"Updated gallery asset {asset['id']}: {asset['title']}")
+    elif action == "unpublish":
+        gallery.unpublish(args.id)
+        print(f"Unpublished gallery asset {args.id} and all its versions.")
+
+
+def _gallery_parsers(sub):
+    """`workbench gallery ...`: search, show, publish, use, star, unstar, update, unpublish."""
+    gallery = sub.add_parser(
+        "gallery", help="share notebooks, images, models and datasets; find and use others'"
+    ).add_subparsers(dest="action", required=True)
+
+    def tag_option(p, what: str):
+        p.add_argument("--tag", action="append", metavar="TAG", help=what)
+
+    p = gallery.add_parser("search", help="assets you may see: search, filter, sort")
+    p.add_argument("query", nargs="?", help="words to find in titles, descriptions and tags")
+    tag_option(p, "only assets with this tag (repeatable, or A,B: all must match)")
+    p.add_argument("--kind", choices=["notebook", "image", "model", "dataset"])
+    p.add_argument(
+        "--sort", choices=["newest", "most_used", "stars"], default="newest", help="default newest"
+    )
+    p.add_argument("--mine", action="store_true", help="only the assets you published")
+    p.add_argument("--owner", help="only the assets this user published")
+    p.add_argument(
+        "--limit", type=int, default=50, help="how many to show (default 50, at most 100)"
+    )
+    p.add_argument("--json", action="store_true", help="the API's answer, as JSON")
+    p = gallery.add_parser("show", help="an asset: description, versions, how to use it")
+    p.add_argument("id", type=_asset_id)
+    p.add_argument("--json", action="store_true", help="the API's answer, as JSON")
+    p = gallery.add_parser(
+        "publish", help="publish a notebook or folder, a saved image, a model or dataset version"
+    )
+    p.add_argument(
+        "path",
+        nargs="?",
+        help="a .ipynb notebook or a folder holding one, in an instance's storage (inside an "
+        "instance: a path here; elsewhere relative to --instance's storage)",
+    )
+    p.add_argument("--instance", help="the instance whose storage holds PATH")
+    p.add_argument("--notebook", help="the main notebook of a folder (default: the first)")
+    p.add_argument("--image", help="one of your saved images: NAME:TAG or saved:YOU/NAME:TAG")
+    p.add_argument("--model", help="one of your models (with --version; default its latest)")
+    p.add_argument("--dataset", help="one of your datasets (with --version; default its latest)")
+    p.add_argument("--version", type=int, help="the model's or dataset's version")
+    p.add_argument("--title", help="1-120 characters (required for a new asset)")
+    p.add_argument("--description", help="Markdown, or @FILE to read it from a file")
+    tag_option(p, "a tag: lower-case letters, digits and '-' (repeatable, or A,B)")
+    p.add_argument(
+        "--visibility",
+        choices=["everyone", "workspace"],
+        default="everyone",
+        help="who sees it: everyone (default) or the members of --workspace",
+    )
+    p.add_argument(
+        "--workspace", help="the workspace whose members see it (--visibility workspace)"
+    )
+    p.add_argument("--asset", type=_asset_id, help="publish a new version of this asset of yours")
+    p.add_argument("--notes", help="with --asset: what changed in this version")
+    p = gallery.add_parser("use", help="take an asset: files, an image, a model or a dataset")
+    p.add_argument("id", type=_asset_id)
+    p.add_argument("--version", type=int, help="the version (default: the latest)")
+    p.add_argument("--name", help="a model or dataset: your new one's name (default: the same)")
+    p.add_argument(
+        "--path", help="a notebook case: the folder to copy it into (default ./gallery/TITLE)"
+    )
+    for action, what in (("star", "star an asset"), ("unstar", "take your star back")):
+        p = gallery.add_parser(action, help=what)
+        p.add_argument("id", type=_asset_id)
+    p = gallery.add_parser(
+        "update", help="change an asset's title, description, tags or visibility"
+    )
+    p.add_argument("id", type=_asset_id)
+    p.add_argument("--title")
+    p.add_argument("--description", help="Markdown, or @FILE to read it from a file")
+    tag_option(p, "the tags, replacing the old ones (repeatable, or A,B)")
+    p.add_argument("--no-tags", action="store_true", help="remove every tag")
+    p.add_argument("--visibility", choices=["everyone", "workspace"])
+    p.add_argument("--workspace", help="the workspace whose members see it")
+    p = gallery.add_parser("unpublish", help="remove an asset with all its versions")
+    p.add_argument("id", type=_asset_id)
+    for p in gallery.choices.values():
+        p.add_argument("--url", help="platform URL (default: the one `workbench login` saved)")
+        p.set_defaults(func=cmd_gallery)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
     parser.add_argument(
@@ -2296,7 +2653,9 @@ def main(argv=None):
     p.add_argument("--image", help="image to create or switch to; save: the new image's name")
     p.add_argument("--tag", help="save: the new image's tag (default latest)")
     p.add_argument("--flavor")
-    p.add_argument("--storage", type=int, help="storage size in GiB (create)")
+    p.add_argument(
+        "--storage", type=int, help="storage size in GiB (create; update: grow a stopped one)"
+    )
     p.add_argument("--idle", type=float, help="create, update: stop after MINUTES idle (0: never)")
     p.add_argument(
         "--max-hours",
@@ -2349,6 +2708,7 @@ def main(argv=None):
     _job_parsers(sub)
     _inference_parsers(sub)
     _dataset_parsers(sub)
+    _gallery_parsers(sub)
 
     args = parser.parse_args(argv)
     try:

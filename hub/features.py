@@ -36,7 +36,9 @@ ROLES = ("viewer", "server")
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 ACTION = re.compile(r"^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$")
-EVENT = re.compile(r"^[a-z][A-Za-z]+$")
+# ModelArts' event names: camelCase ("createModelArtsTrainVersion"), and snake_case for the
+# AI Gallery's ("create_content", "cancel_like_content")
+EVENT = re.compile(r"^[a-z][A-Za-z]*(_[a-z][A-Za-z]*)*$")
 
 
 class FeatureError(ValueError):
@@ -151,7 +153,9 @@ def check(features: Sequence[Feature]) -> None:
                 raise FeatureError(f"{feature.name}: grants scopes it does not declare: {unknown}")
         for event in feature.audit_events:
             if not EVENT.match(event):
-                raise FeatureError(f"{feature.name}: audit event {event!r} is not camelCase")
+                raise FeatureError(
+                    f"{feature.name}: audit event {event!r} is not camelCase or snake_case"
+                )
             if event in events and events[event] != feature.name:
                 raise FeatureError(
                     f"{feature.name}: audit event {event!r} is declared by {events[event]} too"

@@ -1,7 +1,8 @@
 """The model registry in the platform API: models, their versions, files and lineage.
 
 A version is registered from a finished job's output, from an instance's storage (copied by
-a short container on the engine) or as a serving image of its own. Its row is reserved
+a short container on the engine) or as a serving image of its own; another feature of the
+platform (the gallery) registers a model from a folder it fills. Its row is reserved
 first ("copying": the name and number are taken), the files are copied and hashed in worker
 threads into a staging folder, checked against what the format needs, and moved into place
 in one rename; any refusal on the way removes the row and the staging folder, so nothing is
@@ -36,20 +37,56 @@ from .model_files import (
     seal,
 )
 from .model_spec import (
+    FORMATS,
     MODEL_KEYS,
     VERSION_KEYS,
     SpecError,
+    check_command,
     check_description,
     check_files,
     check_keys,
     check_name,
+    check_predictor,
     check_request,
+    check_signature,
     default_image,
 )
 from .storage_copy import StorageCopyError, copy_image
 from .store import COPYING, READY, Model, ModelVersion
 
 log = logging.getLogger("workbench.models")
+
+# what a registration from a filled folder takes: a model's fields without its source
+FOLDER_KEYS = tuple(k for k in MODEL_KEYS if k != "source")
+
+
+def check_folder_request(body: dict) -> dict:
+    """What a registration from a folder asks for, checked as check_request checks the
+    others: format, image name (None: the format's default), command (image models only),
+    signature, predictor."""
+    fmt = body.get("format")
+    if fmt not in FORMATS:
+        raise SpecError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
+    image = body.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        raise SpecError("image must be an image's name (see GET /images).")
+    command = ""
+    if fmt == "image":
+        if image is None:
+            raise SpecError("An image model needs image: the image that serves it.")
+        command = check_command(body.get("command"))
+    elif body.get("command") not in (None, ""):
+        raise SpecError("command is for image models only; the others are served by the platform.")
+    predictor = check_predictor(body.get("predictor"))
+    if fmt == "image" and predictor:
+        raise SpecError("An image model serves itself: it takes no predictor.")
+    return {
+        "format": fmt,
+        "image": image.strip() if isinstance(image, str) else None,
+        "command": command,
+        "signature": check_signature(body.get("signature")),
+        "predictor": predictor,
+    }
 
 
 class ModelRegistry:
@@ -261,6 +298,62 @@ class ModelRegistry:
         await self._fill(model, row, prepared, whole_model=True)
         return await self.get(caller, owner, name)
 
+    async def register_from_folder(
+        self,
+        caller: dict,
+        body: dict,
+        fill: Callable[[Path], None],
+        *,
+        source: dict | None = None,
+    ) -> dict:
+        """Register a model of the caller with its version 1 from the files that
+        fill(folder) writes into an empty staging folder (blocking: it runs in a worker
+        thread; an exception it raises refuses the registration as it is).
+
+        body: a registration without its source (name, description, workspace, format,
+        image, signature, predictor, command). The usual checks run: the name, the
+        caller's workspace, the format, the image (one the caller may use, built here), the
+        files (no links, devices or pipes; within the size limit; what the format and the
+        predictor need). source: what the version records as its source ({"kind": ...},
+        kept as it is; never one a registration request may send). A refusal leaves no
+        model, no version and no folder. The model's JSON with that version."""
+        owner = caller["name"]
+        try:
+            check_keys(body, FOLDER_KEYS, "A model registration from a folder")
+            name = check_name(body.get("name"))
+            description = check_description(body.get("description"))
+            workspace = body.get("workspace") or "default"
+            if not isinstance(workspace, str):
+                raise SpecError("workspace must be a workspace's name.")
+            if workspace != "default" and workspace not in await self._member_of(owner):
+                raise SpecError(f"You are not a member of workspace {workspace!r}.")
+            spec = check_folder_request(body)
+        except SpecError as e:
+            raise APIError(400, str(e)) from None
+        spec["source"] = dict(source or {"kind": "folder"})
+        prepared = dict(spec, metrics={}, fill=fill)
+        prepared["image"] = await self._image(owner, spec["image"] or default_image(spec["format"]))
+
+        def insert(session):
+            if store.find_model(session, owner, name) is not None:
+                return None
+            model = Model(owner=owner, name=name, description=description, workspace=workspace)
+            session.add(model)
+            session.flush()
+            row = self._row(model.id, 1, prepared)
+            session.add(row)
+            session.flush()
+            return model, row
+
+        async with self._lock(owner):
+            made = await self.db.run(insert)
+        if made is None:
+            raise APIError(409, f"You already have a model named {name!r}: pick another name.")
+        model, row = made
+        await self._fill(model, row, prepared, whole_model=True)
+        log.info("model %s/%s registered from a folder (%s)", owner, name, spec["source"])
+        return await self.get(caller, owner, name)
+
     async def add_version(self, caller: dict, owner: str, name: str, body: dict) -> dict:
         """Register a new version of a model: the version's JSON. What the body leaves out
         (format, signature, and for the same format image and predictor) is the latest
@@ -397,6 +490,15 @@ class ModelRegistry:
         """Fill the staging folder from the source; the files' manifest."""
         source = prepared["source"]
         limit = self.limit
+        fill = prepared.get("fill")
+        if fill is not None:
+
+            def filled():
+                fill(staging)
+                seal(staging)
+                return hash_tree(staging, limit)
+
+            return await asyncio.to_thread(filled)
         if source["kind"] == "job":
             if self.job_service is None:
                 raise APIError(400, "Jobs are not enabled on this platform.")

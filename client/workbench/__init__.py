@@ -17,6 +17,8 @@ the platform is and holds its token):
     search = workbench.search("train.py", space={"lr": "float:1e-4:1:log"}, objective="loss")
     best = search.wait(progress=True).best_trial; workbench.compare(search)
     workbench.tensorboard(search)         # in a notebook: TensorBoard over its trials' runs
+    case = workbench.gallery.publish("cases/mnist", title="MNIST in 5 minutes", tags=["vision"])
+    workbench.gallery.use(workbench.gallery.search("bert", kind="model")[0]["id"], name="bert")
 
 Inside a training job, workbench.training has the helpers a script uses (checkpoints,
 metrics, hyperparameters).

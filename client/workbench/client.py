@@ -18,6 +18,7 @@ from .resources.batch import Batch
 from .resources.datasets import Datasets
 from .resources.experiments import Comparison, Experiments, Search
 from .resources.flavors import Flavors
+from .resources.gallery import Gallery
 from .resources.hub import HubAPI
 from .resources.images import Images
 from .resources.instances import Instances
@@ -64,6 +65,7 @@ NAMESPACES = {
     "batch": Batch,
     "datasets": Datasets,
     "experiments": Experiments,
+    "gallery": Gallery,
     "hub_api": HubAPI,
     "tensorboards": Tensorboards,
 }
@@ -81,7 +83,7 @@ class AsyncWorkbenchClient:
 
     The resources are namespaces: client.instances, .images, .flavors, .keys, .audit,
     .usage, .quotas, .workspaces, .jobs, .models, .services, .batch, .datasets, .experiments,
-    .tensorboards, and .hub_api (JupyterHub's API, for services); client.search() and
+    .gallery, .tensorboards, and .hub_api (JupyterHub's API, for services); client.search() and
     client.compare() call client.experiments, client.tensorboard() client.tensorboards.open().
     Every call raises WorkbenchError on a refusal or when no answer comes.
 
@@ -135,6 +137,7 @@ class AsyncWorkbenchClient:
     services: Services
     batch: Batch
     experiments: Experiments
+    gallery: Gallery
     hub_api: HubAPI
     tensorboards: Tensorboards
 

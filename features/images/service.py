@@ -42,6 +42,22 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
+# saved images named so are snapshots of images published to the gallery: the gallery holds
+# them (and counts them in its quota), so their owner unpublishes rather than deletes them
+SNAPSHOT_PREFIX = "gallery-"
+
+
+def own_image_name(name) -> str:
+    """A name a user may give an image they save or pull (InvalidImage otherwise)."""
+    name = validate_image_name(name)
+    if name.startswith(SNAPSHOT_PREFIX):
+        raise InvalidImage(
+            f"Image names starting with {SNAPSHOT_PREFIX!r} are kept for gallery snapshots: "
+            "pick another name."
+        )
+    return name
+
+
 GIB = 1024**3
 
 
@@ -155,7 +171,7 @@ class ImageService:
                 400, f"Unknown field(s): {', '.join(unknown)}; send name, tag, description."
             )
         try:
-            name = validate_image_name(body.get("name"))
+            name = own_image_name(body.get("name"))
             tag = validate_tag(body.get("tag") or "latest")
             description = validate_description(body.get("description"))
         except InvalidImage as e:
@@ -448,7 +464,10 @@ class ImageService:
         def usage(session):
             rows = session.scalars(
                 select(SavedImageRow).where(
-                    SavedImageRow.owner == user, SavedImageRow.state != "failed"
+                    SavedImageRow.owner == user,
+                    SavedImageRow.state != "failed",
+                    # published snapshots count toward the gallery's quota instead
+                    SavedImageRow.name.not_like(f"{SNAPSHOT_PREFIX}%"),
                 )
             ).all()
             return len(rows), sum(r.added_size for r in rows)
@@ -510,6 +529,14 @@ class ImageService:
 
     async def delete(self, user: str, name: str, tag: str):
         row = await self._own_row(user, name, tag)
+        if name.startswith(SNAPSHOT_PREFIX):
+            asset = name.removeprefix(SNAPSHOT_PREFIX)
+            raise APIError(
+                409,
+                f"Image {name}:{tag} is the snapshot of your gallery asset {asset}: others "
+                f"use it from there. Unpublish the asset instead (`workbench gallery "
+                f"unpublish {asset}`), which removes it.",
+            )
         if row["state"] == "saving":
             raise APIError(409, f"Image {name}:{tag} is being saved; wait until it is done.")
         users = await self.users_of(row["name"], user)
@@ -673,7 +700,7 @@ class ImageService:
         url = self._registry()[0]
         try:
             ref, slug, ref_name, ref_tag = parse_pushed_ref(body.get("ref"), url, self.namespace)
-            name = validate_image_name(body.get("name") or ref_name)
+            name = own_image_name(body.get("name") or ref_name)
             tag = validate_tag(body.get("tag") or ref_tag)
             description = validate_description(body.get("description"))
         except InvalidImage as e:

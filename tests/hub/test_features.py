@@ -141,6 +141,7 @@ def test_installed_features():
         "inference",
         "datasets",
         "experiments",
+        "gallery",
     }
     # each comes after what it requires
     assert names.index("images") < names.index("quotas") < names.index("instances")
@@ -149,6 +150,7 @@ def test_installed_features():
     assert names.index("jobs") < names.index("inference")
     assert names.index("jobs") < names.index("datasets")
     assert names.index("jobs") < names.index("experiments")
+    assert max(names.index(n) for n in ("images", "inference", "datasets")) < names.index("gallery")
 
 
 def test_a_new_feature_plugs_in(notes, tmp_path, monkeypatch):

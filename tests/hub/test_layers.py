@@ -16,6 +16,7 @@ LAYERS = [
     ("features",),
     ("ssh_gateway",),
     ("training_bridge", "inference_bridge"),
+    ("gallery",),  # snapshots models and datasets of both bridges
 ]
 PACKAGES = {Path(folder).name: level for level, folders in enumerate(LAYERS) for folder in folders}
 # the panel's server extension runs inside instances: it may use the client only

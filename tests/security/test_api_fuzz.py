@@ -154,7 +154,7 @@ def test_every_route_is_described(tmp_path, monkeypatch):
     samples |= {"owner": "alice", "version": "1", "path": "output/model.pt"}
     samples |= {"key_name": "ci", "rest": "v2/models/mnist/infer"}
     samples |= {"label": "cat", "sample": "7", "task": "team-1", "run": "2"}
-    samples |= {"search_id": "4", "tensorboard_id": "5"}
+    samples |= {"search_id": "4", "tensorboard_id": "5", "asset_id": "3"}
 
     def handler_of(url: str):
         for rule in rules:

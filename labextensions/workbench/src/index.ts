@@ -21,6 +21,7 @@ import {
 } from './actions';
 import { deployPlugin } from './deploy';
 import { experimentsExtension } from './experiments';
+import { GalleryCommandIDs, galleryPlugin } from './gallery';
 import { createFromFolder } from './labelling/create';
 import { LabellingView } from './labelling/view';
 import { WorkbenchPanel, workbenchIcon } from './panel';
@@ -71,6 +72,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: (owner, name) =>
         void app.restored.then(() =>
           app.commands.execute(LabellingCommandIDs.open, { owner, name })
+        ),
+      openGallery: asset =>
+        void app.commands.execute(
+          GalleryCommandIDs.open,
+          asset === null ? {} : { asset }
         )
     });
     app.shell.add(panel, 'left', { rank: 50 });
@@ -232,5 +238,6 @@ export default [
   statusPlugin,
   trainingPlugin,
   deployPlugin,
-  labellingPlugin
+  labellingPlugin,
+  galleryPlugin
 ];

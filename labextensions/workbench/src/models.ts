@@ -26,6 +26,12 @@ export interface IInstance {
     total?: number;
     used?: number;
     free?: number;
+    percent?: number | null;
+    // from 90 % full: what to do
+    warning?: string | null;
+    // whether the platform holds the instance to its size (null: the cluster decides)
+    enforced?: boolean | null;
+    note?: string;
     error?: string;
   };
 }

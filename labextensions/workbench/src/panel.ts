@@ -1,8 +1,11 @@
+import { Notification } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { notifyError } from './actions';
 import { DatasetsSection } from './datasets';
+import { onGalleryChanged } from './gallery/model';
+import { SharedSection } from './gallery/shared';
 import { requestAPI } from './handler';
 import {
   describeFlavor,
@@ -34,6 +37,8 @@ export interface IPanelActions {
   ssh(): void;
   /** Open a dataset's labelling view. */
   label(owner: string, name: string): void;
+  /** Open the gallery view, on an asset if given. */
+  openGallery(asset: number | null): void;
 }
 
 /** The sidebar panel: this instance, its live usage and its actions. */
@@ -60,6 +65,7 @@ export class WorkbenchPanel extends Widget {
         <tr><th>Uptime</th><td data-field="uptime">…</td></tr>
         <tr><th>Storage</th><td data-field="storage">…</td></tr>
       </table>
+      <div class="jp-Workbench-warning" data-field="storage-warning" hidden></div>
       <div class="jp-Workbench-meters">
         <div class="jp-Workbench-meter" data-meter="cpu">
           <div class="jp-Workbench-meterLabel"><span>CPU</span><span data-text></span></div>
@@ -97,6 +103,9 @@ export class WorkbenchPanel extends Widget {
       actions.label(owner, name)
     );
     this.node.append(this._datasets.node);
+    this._shared = new SharedSection(asset => actions.openGallery(asset));
+    this.node.append(this._shared.node);
+    onGalleryChanged(() => void this._shared.refresh());
   }
 
   /** Reload the instance's model from the platform (through the server extension). */
@@ -115,6 +124,7 @@ export class WorkbenchPanel extends Widget {
     }
     this._refreshSaveSupport();
     void this._datasets.refresh();
+    void this._shared.refresh();
   }
 
   /** Show a save's progress under the buttons. */
@@ -180,13 +190,25 @@ export class WorkbenchPanel extends Widget {
     this._field('state', instance.state);
     this._field('uptime', formatDuration(instance.uptime_seconds));
     const storage = instance.storage;
-    this._field(
-      'storage',
-      storage.error
-        ? `unknown (${storage.error})`
-        : `${formatBytes(storage.used)} used of ${formatBytes(storage.total)}`
-    );
+    let text = storage.error
+      ? `unknown (${storage.error})`
+      : `${formatBytes(storage.used)} used of ${formatBytes(storage.total)}`;
+    if (storage.enforced === false) {
+      text += ' (size not enforced)';
+    }
+    this._field('storage', text);
+    this._q('[data-field="storage"]').title = storage.note || '';
+    const warning = this._q('[data-field="storage-warning"]');
+    warning.textContent = storage.warning || '';
+    warning.hidden = !storage.warning;
+    if (storage.warning && !this._storageWarned) {
+      // once per page: the panel's refresh keeps the line up to date
+      this._storageWarned = true;
+      Notification.warning(storage.warning, { autoClose: false });
+    }
   }
+
+  private _storageWarned = false;
 
   private _showUsage(usage: IUsage | null): void {
     const show = (meter: string, text: string, value: number | null) => {
@@ -233,6 +255,7 @@ export class WorkbenchPanel extends Widget {
   }
 
   private _datasets: DatasetsSection;
+  private _shared: SharedSection;
   private _notified = false;
   private _timer = 0;
 }

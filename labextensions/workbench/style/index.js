@@ -1,3 +1,4 @@
 import './base.css';
 import './labelling.css';
+import './gallery.css';
 import 'uplot/dist/uPlot.min.css';

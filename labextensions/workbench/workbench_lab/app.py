@@ -7,7 +7,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode, default
 
-from . import datasets, deploy, experiments, handlers, tensorboard, training
+from . import datasets, deploy, experiments, gallery, handlers, tensorboard, training
 from .platform import PlatformClient
 
 
@@ -124,6 +124,7 @@ class WorkbenchLabApp(ExtensionApp):
                 *deploy.routes(),
                 *datasets.routes(),
                 *experiments.routes(),
+                *gallery.routes(),
                 *tensorboard.routes(),
             ]
         )
