@@ -42,8 +42,8 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
 	fi
 
-# What only the tests use: a browser, a PostgreSQL server, an LDAP server, SSH clients, rsync
-# and pgrep.
+# What only the tests and benchmarks use: a browser, a PostgreSQL server, an LDAP server, SSH
+# clients and a server (the benchmark's jump host), rsync and pgrep.
 test-system:
 	@need=""; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
@@ -51,6 +51,7 @@ test-system:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	[ -x /usr/sbin/slapd ] || need="$$need slapd"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
+	[ -x /usr/sbin/sshd ] || need="$$need openssh-server"; \
 	command -v rsync >/dev/null || need="$$need rsync"; \
 	command -v pgrep >/dev/null || need="$$need procps"; \
 	if [ -n "$$need" ]; then \
@@ -104,7 +105,7 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: system venv node images
+bench: system test-system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
 	$(BIN)/python benchmarks/bench_save.py
 	$(BIN)/python benchmarks/bench_ssh.py

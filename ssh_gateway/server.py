@@ -1,10 +1,12 @@
 """The gateway's SSH server: sign users in, then bridge their channels to the instance's sshd.
 
-Each user connection gets one client connection to the instance's own OpenSSH server
-(signed in with the gateway's key for that instance). Sessions are bridged request by
-request (pty, env, shell/exec/subsystem, window changes, signals, exit status, stderr), and
-direct-tcpip channels (ssh -L, -D) are forwarded over the same client connection, so what
-runs in the instance is plain OpenSSH: SFTP, scp, rsync and editors behave as with any host.
+Users' channels are opened on a client connection to the instance's own OpenSSH server
+(signed in with the gateway's key for that instance), kept warm between users' connections
+(ssh_gateway.upstream), so a new `ssh host cmd` costs a channel there, not a second key
+exchange. Sessions are bridged request by request (pty, env, shell/exec/subsystem, window
+changes, signals, exit status, stderr), and direct-tcpip channels (ssh -L, -D) are forwarded
+the same way, so what runs in the instance is plain OpenSSH: SFTP, scp, rsync and editors
+behave as with any host.
 
 Access is decided at sign-in and again at every new channel (a multiplexing client such as
 OpenSSH's ControlMaster opens many over one connection), and every open connection is
@@ -20,11 +22,15 @@ import time
 from collections import defaultdict
 
 import asyncssh
+from traitlets import Float, Integer
+from traitlets.config import LoggingConfigurable
 
 from spawner.instance_keys import instance_private_pem
 from ssh_gateway.keys import find_key
 
 from .directory import Directory, InstanceUnavailable, Target, split_login
+from .upstream import Upstream, UpstreamPool
+from .wire import quiet_packet_logs, tune
 
 log = logging.getLogger("workbench.ssh")
 
@@ -43,6 +49,10 @@ USER_CIPHERS = [
     "aes192-ctr",
     "aes256-ctr",
 ]
+
+
+class _StaleAddress(Exception):
+    """The instance's sshd did not answer at the address kept for it."""
 
 
 class Throttle:
@@ -95,8 +105,43 @@ class Activity:
         return list(self.open)
 
 
-class Gateway:
-    """What every connection shares: the directory, the throttle, activity, the secret."""
+class Gateway(LoggingConfigurable):
+    """What every connection shares: the directory, the throttle, activity, the secret, and
+    the warm connections to instances."""
+
+    hub_cache_seconds = Float(
+        30,
+        min=0,
+        help="""Longest time, in seconds, the gateway reuses the hub's answer about a user's
+        instances (running or not, their SSH settings) for new sign-ins and channels. It is
+        reused only while a connection to the instance's sshd, made before the answer, is
+        still open: the instance has run without a break since, and the hub cannot change a
+        running instance's options. Keys and SSH settings changed on a running instance are
+        read from the database at every decision. 0 asks the hub every time. Default 30.
+        Example: c.Gateway.hub_cache_seconds = 10""",
+    ).tag(config=True)
+    upstream_idle_seconds = Float(
+        120,
+        min=0,
+        help="""Seconds a connection to an instance's sshd stays open without channels, so
+        that the next `ssh`, `scp` or editor's command opens a channel on it instead of a new
+        connection. Default 120. Example: c.Gateway.upstream_idle_seconds = 300""",
+    ).tag(config=True)
+    upstream_sessions = Integer(
+        8,
+        min=1,
+        help="""Session channels (shells, commands, SFTP) the gateway opens at once on one
+        connection to an instance's sshd before it opens another; OpenSSH's sshd allows 10
+        (MaxSessions). Default 8. Example: c.Gateway.upstream_sessions = 4""",
+    ).tag(config=True)
+    activity_report_seconds = Float(
+        5,
+        min=0,
+        help="""At most one activity report to the hub per instance within this many seconds
+        for new connections (open ones are reported every ssh_activity_seconds anyway), so a
+        burst of `ssh host cmd` does not become a burst of hub requests. Default 5.
+        Example: c.Gateway.activity_report_seconds = 0""",
+    ).tag(config=True)
 
     def __init__(
         self,
@@ -104,7 +149,10 @@ class Gateway:
         secret: bytes,
         throttle: Throttle | None = None,
         max_auth_attempts: int = 6,
+        **kwargs,
     ):
+        kwargs.setdefault("log", log)
+        super().__init__(**kwargs)
         self.directory = directory
         self.secret = secret
         self.throttle = throttle or Throttle()
@@ -114,20 +162,53 @@ class Gateway:
         self.report_activity = None  # async fn(user, instance), set by the process
         self.audit = None  # hub.audit.AuditLog, set by the process
         self.connections: set[GatewayConnection] = set()  # signed in, still open
+        self.upstreams = UpstreamPool(
+            self.connect_upstream,
+            idle_seconds=self.upstream_idle_seconds,
+            sessions_per_connection=self.upstream_sessions,
+        )
+        self._reported: dict[tuple[str, str], float] = {}  # (user, instance): monotonic
+        self._touched: dict[tuple[str, str], float] = {}  # (user, fingerprint): monotonic
         self._tasks: set[asyncio.Task] = set()
+
+    def background(self, coro):
+        """Run coro without waiting for it, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def vouched_since(self, login: str) -> float | None:
+        """From when the hub's answers about the login's instance may be reused: since the
+        newest open connection to its sshd was made (and no longer ago than
+        hub_cache_seconds); None (ask the hub) when none is open."""
+        parts = split_login(login)
+        if parts is None or not self.hub_cache_seconds:
+            return None
+        since = self.upstreams.running_since(*parts)
+        if since is None:
+            return None
+        return max(since, time.monotonic() - self.hub_cache_seconds)
+
+    async def decide(
+        self, login: str, fingerprint: str, source: str, since: float | None = None
+    ) -> tuple[Target | None, str]:
+        return await self.directory.decide(login, fingerprint, source, since)
 
     async def recheck(self):
         """Decide again for every open connection, and close those whose access is gone.
 
-        Connections that share a login, key and address are decided once.
+        Connections that share a login, key and address are decided once, and the hub is
+        asked once per user, afresh.
         """
         groups: dict[tuple[str, str, str], list[GatewayConnection]] = defaultdict(list)
         for connection in list(self.connections):
             groups[(connection.login, connection.fingerprint, connection.source)].append(connection)
         if not groups:
             return
+        now = time.monotonic()
         reasons = await asyncio.gather(
-            *(self.refusal(*key) for key in groups), return_exceptions=True
+            *(self.refusal(*key, since=now) for key in groups), return_exceptions=True
         )
         for connections, reason in zip(groups.values(), reasons, strict=True):
             if isinstance(reason, BaseException):
@@ -147,10 +228,32 @@ class Gateway:
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("ssh: re-checking open connections failed")
 
-    async def refusal(self, login: str, fingerprint: str, source: str) -> str:
+    async def refusal(
+        self, login: str, fingerprint: str, source: str, since: float | None = None
+    ) -> str:
         """Why this key may no longer reach the instance from source; "" if it still may."""
-        target, reason = await self.directory.decide(login, fingerprint, source)
+        target, reason = await self.decide(login, fingerprint, source, since)
         return "" if target is not None else reason
+
+    def signed_in(self, target: Target, fingerprint: str):
+        """After a sign-in: the key's last use and the instance's activity, in the
+        background and at most once per key a minute (per instance every
+        activity_report_seconds), so that bursts of connections cost no more."""
+        now = time.monotonic()
+        key = (target.user, fingerprint)
+        if now - self._touched.get(key, -1e9) >= 60:
+            self._touched[key] = now
+            db = self.directory.db
+            self.background(db.run(lambda s: find_key(s, target.user, fingerprint)))
+        instance = (target.user, target.instance)
+        if self.report_activity is not None and (
+            now - self._reported.get(instance, -1e9) >= self.activity_report_seconds
+        ):
+            self._reported[instance] = now
+            self.background(self.report_activity(target.user, target.instance))
+        if len(self._touched) > 10000 or len(self._reported) > 10000:
+            self._touched.clear()
+            self._reported.clear()
 
     def audit_connection(self, outcome: str, login: str, source: str, reason: str, **details):
         """One connectSSH event per connection attempt, stored off the event loop."""
@@ -158,7 +261,7 @@ class Gateway:
             return
         parts = split_login(login)
         actor = parts[0] if parts else login
-        task = asyncio.ensure_future(
+        self.background(
             self.audit.emit(
                 "connectSSH",
                 actor=actor,
@@ -170,11 +273,34 @@ class Gateway:
                 details={"login": login, **details},
             )
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
-    async def connect_upstream(self, target: Target) -> asyncssh.SSHClientConnection:
-        host, port = await self.directory.address(target.user, target.instance)
+    async def connect_upstream(
+        self, target: Target, upstream: Upstream
+    ) -> asyncssh.SSHClientConnection:
+        """Sign in to the target's sshd, as the client `upstream`; InstanceUnavailable if the
+        instance is not running or its sshd does not answer.
+
+        A new connection asks the hub afresh whether the instance runs."""
+        try:
+            return await self._connect_upstream(target, upstream, known=True)
+        except _StaleAddress:
+            # the address kept for this run of the instance did not answer: ask the engine
+            self.directory.forget_address(target.user, target.instance)
+            return await self._connect_upstream(target, upstream, known=False)
+
+    async def _connect_upstream(
+        self, target: Target, upstream: Upstream, known: bool
+    ) -> asyncssh.SSHClientConnection:
+        kept = self.directory.kept_address(target.user, target.instance) if known else None
+        try:
+            host, port = await self.directory.address(target.user, target.instance, known=known)
+        except InstanceUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - the engine or cluster failed: say so, log why
+            log.exception("ssh: finding %s/%s failed", target.user, target.instance)
+            raise InstanceUnavailable(
+                f"Instance {target.instance!r} cannot be reached now; try again in a moment."
+            ) from None
         key = asyncssh.import_private_key(
             instance_private_pem(self.secret, target.user, target.instance)
         )
@@ -182,6 +308,7 @@ class Gateway:
             return await asyncssh.connect(
                 host,
                 port,
+                client_factory=lambda: upstream,
                 username="jovyan",
                 client_keys=[key],
                 known_hosts=None,  # the instance's host key is made at each start
@@ -191,10 +318,13 @@ class Gateway:
                 compression_algs=None,
                 window=WINDOW,
                 max_pktsize=MAX_PKTSIZE,
-                keepalive_interval=30,
+                keepalive_interval=15,
+                keepalive_count_max=3,
                 connect_timeout=15,
             )
         except (OSError, asyncssh.Error) as e:
+            if kept is not None and host == kept:
+                raise _StaleAddress() from None
             log.warning(
                 "ssh: cannot reach the SSH server of %s/%s at %s:%s: %s",
                 target.user,
@@ -208,6 +338,10 @@ class Gateway:
                 "image may predate SSH support). Restart it with `workbench instances stop "
                 f"{target.instance}` and `workbench instances start {target.instance}`."
             ) from None
+
+    def close(self):
+        """Close every connection to instances (the gateway stops)."""
+        self.upstreams.close_all()
 
     def connection(self) -> GatewayConnection:
         return GatewayConnection(self)
@@ -224,16 +358,19 @@ class GatewayConnection(asyncssh.SSHServer):
         self.target: Target | None = None
         self.decisions: dict[tuple[str, str], Target | None] = {}
         self.refusals: dict[str, str] = {}  # fingerprint: why its key was refused
-        self.upstream: asyncio.Future | None = None
+        self.upstream: asyncio.Future | None = None  # the instance's sshd answered (or not)
+        self.channels: set = set()  # this connection's channels to the instance
         self.authenticated = False
         self.fingerprint = ""
         self.failed_attempts = 0  # keys refused on this connection
         self.revoked = ""  # why the connection was closed after sign-in
+        self.closed = False
 
     # --- sign-in ------------------------------------------------------------------------
 
     def connection_made(self, conn):
         self.conn = conn
+        tune(conn)
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.source = peer[0]
 
@@ -256,8 +393,8 @@ class GatewayConnection(asyncssh.SSHServer):
             if delay:
                 await asyncio.sleep(delay)
             try:
-                target, reason = await self.gateway.directory.decide(
-                    username, fingerprint, self.source
+                target, reason = await self.gateway.decide(
+                    username, fingerprint, self.source, self.gateway.vouched_since(username)
                 )
             except Exception:  # noqa: BLE001 - refuse, and say why in the log only
                 log.exception("ssh: checking %s from %s failed", username, self.source)
@@ -273,7 +410,7 @@ class GatewayConnection(asyncssh.SSHServer):
             self.fingerprint = fingerprint
         return target is not None
 
-    async def auth_completed(self):
+    def auth_completed(self):
         target = self.target
         self.authenticated = True
         self.gateway.connections.add(self)
@@ -286,13 +423,11 @@ class GatewayConnection(asyncssh.SSHServer):
             self.source,
             target.key_name,
         )
-        self.upstream = asyncio.ensure_future(self.gateway.connect_upstream(target))
-        asyncio.ensure_future(self._audit_sign_in(target))
-        fingerprint = self.fingerprint
-        db = self.gateway.directory.db
-        await db.run(lambda s: find_key(s, target.user, fingerprint))
-        if self.gateway.report_activity is not None:
-            asyncio.ensure_future(self.gateway.report_activity(target.user, target.instance))
+        # a warm connection to the instance's sshd, or one opened now, while the client
+        # asks for its first channel
+        self.upstream = asyncio.ensure_future(self.gateway.upstreams.warm(target))
+        self.gateway.background(self._audit_sign_in(target))
+        self.gateway.signed_in(target, self.fingerprint)
 
     async def _audit_sign_in(self, target: Target):
         """Audit the signed-in connection once its hop to the instance is open, or failed."""
@@ -308,6 +443,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.gateway.audit_connection(outcome, self.login, self.source, reason, **details)
 
     def connection_lost(self, exc):
+        self.closed = True
         if self.authenticated:
             target = self.target
             self.gateway.connections.discard(self)
@@ -318,12 +454,12 @@ class GatewayConnection(asyncssh.SSHServer):
                 target.instance,
                 self.source,
             )
-            if self.upstream is not None:
-                if self.upstream.done():
-                    if not self.upstream.cancelled() and self.upstream.exception() is None:
-                        self.upstream.result().close()
-                else:
-                    self.upstream.cancel()
+            # the shared connection to the instance stays; this connection's channels go
+            for channel in list(self.channels):
+                channel.close()
+            self.channels.clear()
+            if self.upstream is not None and not self.upstream.done():
+                self.upstream.cancel()
         else:
             parts = split_login(self.login) or (self.login, "")
             if not self.failed_attempts:  # no key offered: refused keys count themselves
@@ -341,9 +477,11 @@ class GatewayConnection(asyncssh.SSHServer):
                     "denied", self.login, self.source, reason, keys=list(self.refusals)
                 )
 
-    async def upstream_connection(self) -> asyncssh.SSHClientConnection:
-        """The client connection to the instance's sshd; InstanceUnavailable if none."""
-        return await asyncio.shield(self.upstream)
+    async def upstream_connection(self, session: bool) -> Upstream:
+        """A connection to the instance's sshd with room for one more channel, taken until
+        the channel ends (Upstream.release); InstanceUnavailable if there is none."""
+        await asyncio.shield(self.upstream)  # the sign-in's outcome, audited once
+        return await self.gateway.upstreams.acquire(self.target, session)
 
     async def check_channel(self) -> bool:
         """Decide again before a new channel opens. Where access is gone, the connection
@@ -351,14 +489,16 @@ class GatewayConnection(asyncssh.SSHServer):
         if self.revoked:
             return False
         try:
-            reason = await self.gateway.refusal(self.login, self.fingerprint, self.source)
+            reason = await self.gateway.refusal(
+                self.login, self.fingerprint, self.source, self.gateway.vouched_since(self.login)
+            )
         except Exception:  # noqa: BLE001 - refuse the channel, say why in the log only
             log.exception("ssh: re-checking %s from %s failed", self.login, self.source)
             return False
         if reason:
             asyncio.get_running_loop().call_soon(self.revoke, reason)
             return False
-        return True
+        return not self.revoked
 
     def revoke(self, reason: str):
         """Close a signed-in connection whose access was withdrawn."""
@@ -383,12 +523,17 @@ class GatewayConnection(asyncssh.SSHServer):
             fingerprint=self.fingerprint,
             revoked=True,
         )
+        for channel in list(self.channels):
+            channel.close()
+        self.channels.clear()
         self.conn.disconnect(
             asyncssh.DISC_BY_APPLICATION,
             "Access to this instance was withdrawn (key removed, SSH turned off, address not "
             "allowed, or account deleted). Check its SSH settings and your keys, then connect "
             "again.",
         )
+        # nothing else waits on the instance's warm connections when its access is gone
+        self.gateway.upstreams.close_idle(target.user, target.instance)
 
     def unavailable(self, message: str):
         log.info(
@@ -411,15 +556,24 @@ class GatewayConnection(asyncssh.SSHServer):
                     asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "Permission denied"
                 )
             try:
-                upstream = await self.upstream_connection()
+                upstream = await self.upstream_connection(session=False)
             except InstanceUnavailable as e:
                 self.unavailable(str(e))
                 raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
-            down = TunnelEnd()
-            up = TunnelEnd(peer=down)
-            await upstream.create_connection(
-                lambda: up, dest_host, dest_port, window=WINDOW, max_pktsize=MAX_PKTSIZE
-            )
+            down = TunnelEnd(self)
+            up = TunnelEnd(self, peer=down, upstream=upstream)
+            try:
+                await upstream.conn.create_connection(
+                    lambda: up, dest_host, dest_port, window=WINDOW, max_pktsize=MAX_PKTSIZE
+                )
+            except BaseException:
+                up.release()
+                raise
+            if self.revoked or self.closed:
+                up.chan.close()  # the user's connection went while this channel opened
+                raise asyncssh.ChannelOpenError(
+                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "Permission denied"
+                )
             return down
 
         return forward()
@@ -436,7 +590,14 @@ class TunnelEnd(asyncssh.SSHTCPSession):
     banners): what arrives before the user's channel is confirmed is kept, not dropped.
     """
 
-    def __init__(self, peer: TunnelEnd | None = None):
+    def __init__(
+        self,
+        owner: GatewayConnection,
+        peer: TunnelEnd | None = None,
+        upstream: Upstream | None = None,
+    ):
+        self.owner = owner
+        self.upstream = upstream  # the instance's side: the connection its channel is on
         self.chan = None
         self.peer = peer
         self.ready = False
@@ -448,6 +609,15 @@ class TunnelEnd(asyncssh.SSHTCPSession):
 
     def connection_made(self, chan):
         self.chan = chan
+        quiet_packet_logs(chan)
+        if self.upstream is not None:
+            self.owner.channels.add(chan)
+
+    def release(self):
+        """Give the channel's place on the instance's connection back (once)."""
+        if self.upstream is not None:
+            self.upstream.release(session=False)
+            self.upstream = None
 
     def session_started(self):
         self.ready = True
@@ -496,6 +666,9 @@ class TunnelEnd(asyncssh.SSHTCPSession):
 
     def connection_lost(self, exc):
         self.ready = False
+        if self.upstream is not None:
+            self.owner.channels.discard(self.chan)
+            self.release()
         self.peer.close()
 
 
@@ -506,14 +679,17 @@ class BridgedSession(asyncssh.SSHServerSession):
         self.owner = owner
         self.chan = None
         self.up = None
+        self.upstream: Upstream | None = None  # the connection self.up is on
         self.pty = None
         self.request = ("shell", None)
         self.pending: list[tuple[bytes, int | None]] = []
         self.eof = False
+        self.gone = False  # the user's channel closed
         self.task = None
 
     def connection_made(self, chan):
         self.chan = chan
+        quiet_packet_logs(chan)
 
     def pty_requested(self, term_type, term_size, term_modes):
         self.pty = [term_type, term_size, term_modes]
@@ -533,21 +709,24 @@ class BridgedSession(asyncssh.SSHServerSession):
 
     def session_started(self):
         self.chan.pause_reading()  # until the instance's side is open
-        self.task = asyncio.ensure_future(self._open())
+        self.task = self.owner.gateway.background(self._open_or_fail())
 
-    async def _open(self):
-        if not await self.owner.check_channel():
-            # nothing of this channel reaches the instance
-            self.chan.write_stderr(b"Permission denied\r\n")
-            self.chan.exit(1)
-            return
+    async def _open_or_fail(self):
         try:
-            upstream = await self.owner.upstream_connection()
-        except InstanceUnavailable as e:
-            self.owner.unavailable(str(e))
-            self.chan.write_stderr((str(e) + "\r\n").encode())
+            await self._open()
+        except Exception:  # noqa: BLE001 - end the user's channel; the log says why
+            log.exception("ssh: opening a session of %s failed", self.owner.login)
+            if self.up is not None:
+                self.up.close()
+            self._fail("The gateway could not open the session; try again.")
+
+    def _fail(self, message: str):
+        if not self.gone:
+            self.chan.write_stderr((message + "\r\n").encode())
             self.chan.exit(1)  # the client disconnects when its session ends
-            return
+
+    def _session_options(self) -> dict:
+        """What the instance's session is opened with: the user's requests so far."""
         kind, arg = self.request
         kwargs = {
             "env": dict(self.chan.get_environment_bytes()),
@@ -562,12 +741,49 @@ class BridgedSession(asyncssh.SSHServerSession):
             kwargs["command"] = arg
         elif kind == "subsystem":
             kwargs["subsystem"] = arg
-        try:
-            self.up, _ = await upstream.create_session(lambda: UpstreamSession(self), **kwargs)
-        except (asyncssh.Error, OSError) as e:
-            self.chan.write_stderr(f"The instance refused the session: {e}\r\n".encode())
-            self.chan.exit(1)
+        return kwargs
+
+    async def _open(self):
+        if not await self.owner.check_channel():
+            # nothing of this channel reaches the instance
+            self._fail("Permission denied")
             return
+        for attempt in range(2):
+            if self.gone:
+                return
+            try:
+                upstream = await self.owner.upstream_connection(session=True)
+            except InstanceUnavailable as e:
+                self.owner.unavailable(str(e))
+                self._fail(str(e))
+                return
+            kwargs = self._session_options()
+            try:
+                self.up, _ = await upstream.conn.create_session(
+                    lambda: UpstreamSession(self), **kwargs
+                )
+            except asyncssh.ChannelOpenError as e:
+                upstream.release(session=True)
+                if attempt == 0 and (upstream.closed or upstream.sessions > 0):
+                    # closed as the instance stopped, or full: the sshd's MaxSessions is
+                    # lower than upstream_sessions; the next try takes another connection
+                    if not upstream.closed:
+                        upstream.max_sessions = max(1, upstream.sessions)
+                    continue
+                self._fail(f"The instance refused the session: {e.reason}")
+                return
+            except (asyncssh.Error, OSError) as e:
+                upstream.release(session=True)
+                self._fail(f"The instance refused the session: {e}")
+                return
+            break
+        self.upstream = upstream
+        if self.gone or self.owner.closed or self.owner.revoked:
+            self.up.close()  # the user's side went while the instance's side opened
+            return
+        self.owner.channels.add(self.up)
+        if self.pty and tuple(self.pty[1]) != tuple(kwargs["term_size"]):
+            self.up.change_terminal_size(*self.pty[1])  # resized while the channel opened
         for data, datatype in self.pending:
             self.up.write(data, datatype)
         self.pending = []
@@ -613,14 +829,22 @@ class BridgedSession(asyncssh.SSHServerSession):
             self.up.resume_reading()
 
     def connection_lost(self, exc):
+        self.gone = True
         if self.up is not None:
             self.up.close()
-        elif self.task is not None:
-            self.task.cancel()
 
     def upstream_closed(self):
-        """The instance's side closed: pass on how the command ended, then close."""
+        """The instance's side closed: give its place back, pass on how the command ended,
+        then close."""
         up = self.up
+        if up is None:
+            return  # the channel never opened: _open gave its place back
+        self.owner.channels.discard(up)
+        if self.upstream is not None:
+            self.upstream.release(session=True)
+            self.upstream = None
+        if self.gone:
+            return
         signal = up.get_exit_signal()
         status = up.get_exit_status()
         try:
@@ -641,18 +865,25 @@ class UpstreamSession(asyncssh.SSHClientSession):
     def __init__(self, down: BridgedSession):
         self.down = down
 
+    def connection_made(self, chan):
+        quiet_packet_logs(chan)
+
     def data_received(self, data, datatype):
-        self.down.chan.write(data, datatype)
+        if not self.down.gone:
+            self.down.chan.write(data, datatype)
 
     def eof_received(self):
-        self.down.chan.write_eof()
+        if not self.down.gone:
+            self.down.chan.write_eof()
         return True
 
     def pause_writing(self):
-        self.down.chan.pause_reading()
+        if not self.down.gone:
+            self.down.chan.pause_reading()
 
     def resume_writing(self):
-        self.down.chan.resume_reading()
+        if not self.down.gone:
+            self.down.chan.resume_reading()
 
     def connection_lost(self, exc):
         self.down.upstream_closed()
