@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import mimetypes
-from urllib.parse import quote
-
 from tornado import web
-from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIHandler, needs_scope
+from hub.service.api import APIHandler, download_type, needs_scope
 
 from .service import GalleryService
 
@@ -19,7 +14,6 @@ VERSION = ASSET + r"/versions/(?P<version>[0-9]{1,9})"
 PREVIEW_CSP = (
     "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
 )
-CHUNK = 1024 * 1024
 
 
 class GalleryAPIHandler(APIHandler):
@@ -148,26 +142,12 @@ class FileHandler(GalleryAPIHandler):
         f, size, sha = await self.gallery.open_file(
             self.current_user, int(asset_id), int(version), path
         )
-        try:
-            self.set_header("Content-Type", download_type(path))
-            self.set_header("X-Content-Type-Options", "nosniff")
-            self.set_header("Content-Length", str(size))
-            self.set_header("X-Workbench-SHA256", sha)
-            filename = path.rsplit("/", 1)[-1]
-            self.set_header(
-                "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
-            )
-            while True:
-                chunk = await asyncio.to_thread(f.read, CHUNK)
-                if not chunk:
-                    break
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return
-        finally:
-            await asyncio.to_thread(f.close)
-        self.finish()
+        await self.send_file(
+            f,
+            download_type(path),
+            path.rsplit("/", 1)[-1],
+            {"Content-Length": str(size), "X-Workbench-SHA256": sha},
+        )
 
 
 class PreviewHandler(GalleryAPIHandler):
@@ -221,17 +201,6 @@ class UseHandler(GalleryAPIHandler):
         details = {k: v for k, v in answer.items() if k != "files" and isinstance(v, (str, int))}
         self.audit_details = dict(list(details.items())[:8])
         self.write_json(answer)
-
-
-def download_type(path: str) -> str:
-    """The Content-Type of a downloaded file: guessed, but never one a browser would render
-    as a page of the platform's origin."""
-    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if kind.startswith("text/") or kind in ("application/json", "application/xml"):
-        return "text/plain; charset=utf-8"
-    if "html" in kind or "xml" in kind or "svg" in kind or "javascript" in kind:
-        return "application/octet-stream"
-    return kind
 
 
 default_handlers = [

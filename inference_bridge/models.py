@@ -262,18 +262,38 @@ class ModelRegistry:
         """Register a model with its version 1: the model's JSON with that version."""
         owner = caller["name"]
         try:
-            check_keys(body, MODEL_KEYS, "A model registration")
-            name = check_name(body.get("name"))
-            description = check_description(body.get("description"))
-            workspace = body.get("workspace") or "default"
-            if not isinstance(workspace, str):
-                raise SpecError("workspace must be a workspace's name.")
-            if workspace != "default" and workspace not in await self._member_of(owner):
-                raise SpecError(f"You are not a member of workspace {workspace!r}.")
+            name, description, workspace = await self._new_model(
+                owner, body, MODEL_KEYS, "A model registration"
+            )
             spec = check_request(body)
         except SpecError as e:
             raise APIError(400, str(e)) from None
         prepared = await self._prepare(owner, spec)
+        model, row = await self._reserve(
+            owner,
+            name,
+            description,
+            workspace,
+            prepared,
+            f"add a version (POST /models/{owner}/{name}/versions) or pick another name.",
+        )
+        await self._fill(model, row, prepared, whole_model=True)
+        return await self.get(caller, owner, name)
+
+    async def _new_model(self, owner: str, body: dict, keys, what: str) -> tuple[str, str, str]:
+        """(name, description, workspace) of a new model's registration; SpecError why not."""
+        check_keys(body, keys, what)
+        name = check_name(body.get("name"))
+        description = check_description(body.get("description"))
+        workspace = body.get("workspace") or "default"
+        if not isinstance(workspace, str):
+            raise SpecError("workspace must be a workspace's name.")
+        if workspace != "default" and workspace not in await self._member_of(owner):
+            raise SpecError(f"You are not a member of workspace {workspace!r}.")
+        return name, description, workspace
+
+    async def _reserve(self, owner, name, description, workspace, prepared, taken: str):
+        """(model, its version 1) reserved for filling; 409 "...<taken>" if the name is in use."""
 
         def insert(session):
             if store.find_model(session, owner, name) is not None:
@@ -289,14 +309,8 @@ class ModelRegistry:
         async with self._lock(owner):
             made = await self.db.run(insert)
         if made is None:
-            raise APIError(
-                409,
-                f"You already have a model named {name!r}: add a version (POST "
-                f"/models/{owner}/{name}/versions) or pick another name.",
-            )
-        model, row = made
-        await self._fill(model, row, prepared, whole_model=True)
-        return await self.get(caller, owner, name)
+            raise APIError(409, f"You already have a model named {name!r}: {taken}")
+        return made
 
     async def register_from_folder(
         self,
@@ -319,37 +333,18 @@ class ModelRegistry:
         model, no version and no folder. The model's JSON with that version."""
         owner = caller["name"]
         try:
-            check_keys(body, FOLDER_KEYS, "A model registration from a folder")
-            name = check_name(body.get("name"))
-            description = check_description(body.get("description"))
-            workspace = body.get("workspace") or "default"
-            if not isinstance(workspace, str):
-                raise SpecError("workspace must be a workspace's name.")
-            if workspace != "default" and workspace not in await self._member_of(owner):
-                raise SpecError(f"You are not a member of workspace {workspace!r}.")
+            name, description, workspace = await self._new_model(
+                owner, body, FOLDER_KEYS, "A model registration from a folder"
+            )
             spec = check_folder_request(body)
         except SpecError as e:
             raise APIError(400, str(e)) from None
         spec["source"] = dict(source or {"kind": "folder"})
         prepared = dict(spec, metrics={}, fill=fill)
         prepared["image"] = await self._image(owner, spec["image"] or default_image(spec["format"]))
-
-        def insert(session):
-            if store.find_model(session, owner, name) is not None:
-                return None
-            model = Model(owner=owner, name=name, description=description, workspace=workspace)
-            session.add(model)
-            session.flush()
-            row = self._row(model.id, 1, prepared)
-            session.add(row)
-            session.flush()
-            return model, row
-
-        async with self._lock(owner):
-            made = await self.db.run(insert)
-        if made is None:
-            raise APIError(409, f"You already have a model named {name!r}: pick another name.")
-        model, row = made
+        model, row = await self._reserve(
+            owner, name, description, workspace, prepared, "pick another name."
+        )
         await self._fill(model, row, prepared, whole_model=True)
         log.info("model %s/%s registered from a folder (%s)", owner, name, spec["source"])
         return await self.get(caller, owner, name)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import mimetypes
 from urllib.parse import quote
 
 from tornado import web
-from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope
+from hub.service.api import APIError, APIHandler, OwnedCollection, download_type, needs_scope
 
 from .models import ModelRegistry
 
@@ -142,31 +139,7 @@ class FileHandler(ModelsAPIHandler):
     @needs_scope("models:read")
     async def get(self, owner, name, version, path):
         f = await self.registry.open_file(self.current_user, owner, name, int(version), path)
-        try:
-            self.set_header("Content-Type", _download_type(path))
-            self.set_header("X-Content-Type-Options", "nosniff")
-            filename = path.rsplit("/", 1)[-1]
-            self.set_header(
-                "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
-            )
-            while True:
-                chunk = await asyncio.to_thread(f.read, 1024 * 1024)
-                if not chunk:
-                    break
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return
-        finally:
-            f.close()
-        self.finish()
-
-
-def _download_type(path: str) -> str:
-    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if kind.startswith("text/") or kind in ("application/json", "text/html"):
-        return "text/plain; charset=utf-8"  # never rendered as a page of ours
-    return kind
+        await self.send_file(f, download_type(path), path.rsplit("/", 1)[-1])
 
 
 default_handlers = [

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from urllib.parse import quote
 
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from hub.service.api import APIError, APIHandler, OwnedCollection, needs_scope
+from hub.service.api import APIError, APIHandler, OwnedCollection, download_type, needs_scope
 
 from .service import JobService
 
@@ -218,27 +217,7 @@ class FileHandler(JobsAPIHandler):
     @needs_scope("jobs:read")
     async def get(self, owner, name, version, path):
         f = await self.jobs.open_file(self.current_user, owner, name, int(version), path)
-        try:
-            kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-            if kind.startswith("text/") or kind in ("application/json", "text/html"):
-                kind = "text/plain; charset=utf-8"  # never rendered as a page of ours
-            self.set_header("Content-Type", kind)
-            self.set_header("X-Content-Type-Options", "nosniff")
-            filename = path.rsplit("/", 1)[-1]
-            self.set_header(
-                "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
-            )
-            while True:
-                chunk = await asyncio.to_thread(f.read, 1024 * 1024)
-                if not chunk:
-                    break
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return
-        finally:
-            f.close()
-        self.finish()
+        await self.send_file(f, download_type(path), path.rsplit("/", 1)[-1])
 
 
 default_handlers = [

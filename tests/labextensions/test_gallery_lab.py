@@ -21,43 +21,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from pytest_jupyter import jupyter_server as jupyter_server_fixtures
 from tornado.httpclient import HTTPClientError
 from workbench import WorkbenchError
 from workbench_lab.gallery import PREVIEW_CSP
 
-# pytest-jupyter's fixtures for this module only (as tests/labextensions/test_lab_server.py
-# explains: as a plugin they would act on every test collected after this module)
-JUPYTER_FIXTURES = (
-    "jp_asyncio_loop",
-    "jp_server_cleanup",
-    "jp_environ",
-    "jp_home_dir",
-    "jp_data_dir",
-    "jp_config_dir",
-    "jp_runtime_dir",
-    "jp_system_jupyter_path",
-    "jp_env_jupyter_path",
-    "jp_system_config_path",
-    "jp_env_config_path",
-    "jp_kernel_dir",
-    "echo_kernel_spec",
-    "jp_argv",
-    "jp_http_port",
-    "jp_base_url",
-    "jp_root_dir",
-    "jp_nbconvert_templates",
-    "jp_logging_stream",
-    "jp_configurable_serverapp",
-    "jp_serverapp",
-    "jp_web_app",
-    "jp_auth_header",
-    "jp_fetch",
-    "http_server",
-    "http_server_port",
-    "http_server_client",
-)
-globals().update({name: getattr(jupyter_server_fixtures, name) for name in JUPYTER_FIXTURES})
+from tests.labextensions.jupyter_fixtures import use_jupyter_fixtures
+
+# pytest-jupyter's fixtures behind jp_fetch, for this module's tests only
+use_jupyter_fixtures(globals())
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import asyncio
 from urllib.parse import quote
 
 from tornado import web
-from tornado.iostream import StreamClosedError
 
 from hub.service.api import APIError, APIHandler, needs_scope
 
@@ -31,27 +30,6 @@ class DatasetAPIHandler(APIHandler):
     def dataset_location(self, owner: str, name: str, *parts) -> str:
         prefix = f"{self.settings['api_prefix']}/datasets/{quote(owner, safe='')}/"
         return prefix + "/".join([quote(name, safe=""), *(quote(str(p), safe="") for p in parts)])
-
-    async def send_file(self, f, content_type: str, filename: str | None = None) -> None:
-        """Stream an open binary file back (closed after)."""
-        try:
-            self.set_header("Content-Type", content_type)
-            self.set_header("X-Content-Type-Options", "nosniff")
-            if filename:
-                self.set_header(
-                    "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
-                )
-            while True:
-                chunk = await asyncio.to_thread(f.read, CHUNK)
-                if not chunk:
-                    break
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return
-        finally:
-            f.close()
-        self.finish()
 
 
 class VersionsAPIHandler(DatasetAPIHandler):
