@@ -110,9 +110,9 @@ class ImageKind:
             )
         try:
             engine = service.engine
-        except APIError as e:
+        except APIError:
             raise APIError(
-                e.code,
+                400,
                 "Saved images are published to the gallery on the Docker/Podman backend only; "
                 "on Kubernetes push the image to the registry and share it there instead.",
             ) from None
