@@ -81,7 +81,15 @@ images: venv system
 	$(BIN)/workbench images build python
 
 # every CPU image of the catalog (PyTorch, TensorFlow, MindSpore: ~9 GB, ~8 min the first time)
+# the base image first, then the images built on it and the hub image (for Kubernetes) side
+# by side (every line of their progress names its image), then the summary of the catalog's
 images-all: venv system
+	$(BIN)/workbench images build python
+	@names=$$($(BIN)/python -c "from images.catalog import load_catalog; \
+	print(*(e.name for e in load_catalog() if e.base), 'hub')"); \
+	pids=""; for name in $$names; do $(BIN)/workbench images build $$name & pids="$$pids $$!"; done; \
+	failed=0; for pid in $$pids; do wait $$pid || failed=1; done; \
+	if [ $$failed -ne 0 ]; then echo "an image build failed: its lines above say which and why"; exit 1; fi
 	$(BIN)/workbench images build
 
 lint: lint-js

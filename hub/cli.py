@@ -2582,6 +2582,48 @@ def _gallery_parsers(sub):
         p.set_defaults(func=cmd_gallery)
 
 
+# --- kubernetes ------------------------------------------------------------------------
+
+
+def cmd_kubernetes_render(args):
+    from deploy.bundle import run_render
+
+    code = run_render(args.values, args.namespace, args.secrets)
+    if code:
+        sys.exit(code)
+
+
+def _kubernetes_parsers(sub):
+    kube = sub.add_parser("kubernetes", help="deploy the platform on Kubernetes").add_subparsers(
+        dest="action", required=True
+    )
+    p = kube.add_parser(
+        "render",
+        help="print every manifest of the platform (pipe it to `kubectl apply -f -`)",
+        description="Print every manifest of the platform as one YAML stream: "
+        "`workbench kubernetes render -f values.yaml | kubectl apply -f -` installs and "
+        "upgrades it. The values are merged over deploy/values.yaml (every key documented "
+        "there). Bad values: the reason on stderr, nothing on stdout, exit status 2.",
+    )
+    p.add_argument(
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a values file (repeatable: later files win)",
+    )
+    p.add_argument("--namespace", help="the platform's namespace (default: the values')")
+    p.add_argument(
+        "--secrets",
+        metavar="FILE",
+        help="the generated secrets, read back so nothing rotates, written when new ones are "
+        "made (default: workbench-secrets.yaml beside the first values file); also takes "
+        "`kubectl get secret hub -o yaml` output",
+    )
+    p.set_defaults(func=cmd_kubernetes_render)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="workbench", description="ai-workbench platform")
     parser.add_argument(
@@ -2599,7 +2641,11 @@ def main(argv=None):
     images = sub.add_parser("images", help="build and list images").add_subparsers(
         dest="images_command", required=True
     )
-    p = images.add_parser("build", help="build catalog images (default: all)")
+    p = images.add_parser(
+        "build",
+        help="build catalog images (default: every instance image); name a platform image "
+        "to build it, e.g. `workbench images build hub`",
+    )
     p.add_argument("names", nargs="*")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.add_argument("--catalog", help="another catalog file, e.g. images/catalog-gpu.yaml")
@@ -2709,6 +2755,7 @@ def main(argv=None):
     _inference_parsers(sub)
     _dataset_parsers(sub)
     _gallery_parsers(sub)
+    _kubernetes_parsers(sub)
 
     args = parser.parse_args(argv)
     try:

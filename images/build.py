@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import email.parser
 import hashlib
 import logging
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Catalog, ImageEntry
+from .catalog import Catalog, CatalogError, ImageEntry, UnknownImage, load_platform_catalog
 from .overrides import OVERRIDES_FILE, read_overrides, relax_wheel
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,18 @@ BOOTSTRAP_PACKAGES = (
     "python3,python3-venv,python3-pip,ca-certificates,git,tini,curl,procps,less,openssh-client,"
     "libgomp1,openssh-server,rsync"
 )
+
+# The platform's own images (catalog-platform.yaml: the hub's) install, instead of kernels and
+# the JupyterLab panel, the platform's distribution (ai-workbench, with the entry's extras) and
+# the client from wheels built on the host, their dependencies from a wheelhouse fetched once,
+# and the platform's Node.js parts (package.json: configurable-http-proxy), installed on the
+# host with npm ci and copied in, so the build runs offline but for Debian's packages.
+PROJECT = HERE.parent
+PROJECT_FILES = [PROJECT / "setup.cfg", PROJECT / "pyproject.toml", PROJECT / "README.md"]
+NODE_PARTS = [PROJECT / "package.json", PROJECT / "package-lock.json"]
+NODE_CONTEXT = "node"
+# dependencies published only as sources that one build turns into pure-Python wheels, at most
+MAX_SDIST_BUILDS = 5
 
 Progress = Callable[[str], None]
 
@@ -135,6 +148,31 @@ def _sha(*paths: Path, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
+def platform_packages() -> list[Path]:
+    """The folders of the platform's distribution (setup.cfg's packages.find include)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(PROJECT / "setup.cfg")
+    names = {
+        pattern.rstrip("*").rstrip(".")
+        for pattern in cfg.get("options.packages.find", "include", fallback="").split()
+    }
+    return sorted(PROJECT / name for name in names if (PROJECT / name).is_dir())
+
+
+def platform_source_hash() -> str:
+    """Hash of the platform distribution's sources: its packages and its project files."""
+    parts = [f"{p.name}:{source_hash(p)}" for p in platform_packages()]
+    return _sha(*(f for f in PROJECT_FILES if f.exists()), extra=",".join(parts))
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+    return dst
+
+
 class ImageBuilder:
     """Builds catalog images with the engine's CLI (podman or docker)."""
 
@@ -148,8 +186,11 @@ class ImageBuilder:
         env: dict | None = None,
         progress: Progress = print,
         pip: list[str] | None = None,
+        platform: Catalog | None = None,
     ):
         self.catalog = catalog
+        # the platform's own images, built by name only (default: catalog-platform.yaml)
+        self._platform = platform
         self.cli = cli
         self.cache_dir = Path(cache_dir)
         self.env = dict(env or os.environ)
@@ -158,6 +199,38 @@ class ImageBuilder:
             self.env["DOCKER_HOST"] = engine_url
         self.progress = progress
         self.pip = pip or [sys.executable, "-m", "pip"]
+
+    @property
+    def platform(self) -> Catalog:
+        """The platform's own images (catalog-platform.yaml), with the catalog's registry."""
+        if self._platform is None:
+            self._platform = load_platform_catalog(registry=self.catalog.registry)
+        return self._platform
+
+    def build_order(self, names: list[str] | None = None) -> list[ImageEntry]:
+        """What to build for `names`, bases first: every instance image without names; a
+        name of the platform catalog (e.g. "hub") builds that platform image."""
+        if not names:
+            return self.catalog.build_order()
+        instance, platform = [], []
+        for name in names:
+            if name in self.catalog.names:
+                instance.append(name)
+                continue
+            try:
+                entry = self.platform.get(name)
+            except (UnknownImage, CatalogError):
+                known = self.catalog.names + self._platform_names()
+                raise UnknownImage(name, known) from None
+            if entry not in platform:
+                platform.append(entry)
+        return (self.catalog.build_order(instance) if instance else []) + platform
+
+    def _platform_names(self) -> list[str]:
+        try:
+            return self.platform.names
+        except CatalogError:
+            return []
 
     # engine queries
 
@@ -298,6 +371,139 @@ class ImageBuilder:
             stamp.write_text(digest)
         return [wheel, *sorted(house.glob("*.whl"))]
 
+    def platform_wheel(self) -> Path:
+        """The platform distribution's wheel (ai-workbench), built (once per source version)
+        from a copy of its packages and project files, so that the build leaves nothing in
+        the project's folder."""
+        out = self.cache_dir / "wheels" / "local" / f"ai-workbench-{platform_source_hash()}"
+        built = sorted(out.glob("*.whl"))
+        if not built:
+            self.progress(f"building the ai-workbench wheel from {PROJECT}")
+            with tempfile.TemporaryDirectory(prefix="workbench-platform-") as tmp:
+                copy = Path(tmp) / "ai-workbench"
+                copy.mkdir()
+                for f in PROJECT_FILES:
+                    if f.exists():
+                        shutil.copy2(f, copy / f.name)
+                for package in platform_packages():
+                    shutil.copytree(
+                        package,
+                        copy / package.name,
+                        ignore=lambda folder, names: [n for n in names if _is_output((n,))],
+                    )
+                _run(
+                    [*self.pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out)]
+                    + [str(copy)],
+                    step=f"building the ai-workbench wheel from {PROJECT}",
+                )
+            built = sorted(out.glob("*.whl"))
+        if len(built) != 1:
+            raise BuildError(f"building the ai-workbench wheel: expected one wheel in {out}")
+        return built[0]
+
+    def platform_dependencies(self, entry: ImageEntry, wheels: list[Path]) -> list[Path]:
+        """The wheels every dependency of the platform's wheels needs (with the entry's
+        extras), for the images' interpreter; fetched once per set of requirements."""
+        metadata = []
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as z:
+                name = next(
+                    n for n in z.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)
+                )
+                parsed = email.parser.Parser().parsestr(z.read(name).decode())
+            metadata += parsed.get_all("Requires-Dist") or []
+        extras = ",".join(entry.extras)
+        digest = _sha(
+            extra=IMAGE_PYTHON + ",".join(IMAGE_PLATFORMS) + "|" + extras + "|" + "|".join(metadata)
+        )
+        house = self.cache_dir / "wheels" / f"platform-deps-{digest}"
+        stamp = house / ".complete"
+        local = {w.name for w in wheels}
+        if not stamp.exists():
+            house.mkdir(parents=True, exist_ok=True)
+            self.progress(f"[{entry.name}] fetching the platform's dependencies into {house}")
+            # the local wheels by path: pip takes them as they are, never an index's namesake
+            first, *others = wheels
+            wanted = [f"{first}[{extras}]" if extras else str(first), *map(str, others)]
+            pure = self.cache_dir / "wheels" / "platform-pure"
+            pure.mkdir(parents=True, exist_ok=True)
+            for attempt in range(MAX_SDIST_BUILDS + 1):
+                try:
+                    _run(
+                        self._download_cmd(house, [*wanted, "--find-links", str(pure)]),
+                        step=f"[{entry.name}] fetching the platform's dependencies",
+                    )
+                    break
+                except BuildError as e:
+                    missing = re.search(r"No matching distribution found for ([\w.-]+)", str(e))
+                    if not missing or attempt == MAX_SDIST_BUILDS:
+                        raise
+                    self.pure_wheel(missing[1], pure, entry)
+            for name in local:
+                (house / name).unlink(missing_ok=True)
+            stamp.write_text(digest)
+        return sorted(w for w in house.glob("*.whl") if w.name not in local)
+
+    def pure_wheel(self, requirement: str, folder: Path, entry: ImageEntry) -> Path:
+        """A wheel built on the host of a dependency published only as source (such as
+        onetimepass, which the native authenticator needs); only pure Python fits every
+        interpreter, so anything else is refused with what to do."""
+        self.progress(f"[{entry.name}] {requirement} has no wheel: building it from its sources")
+        with tempfile.TemporaryDirectory(prefix="workbench-sdist-") as tmp:
+            _run(
+                [*self.pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp, requirement],
+                step=f"[{entry.name}] building a wheel of {requirement}",
+            )
+            built = sorted(Path(tmp).glob("*.whl"))
+            if not built or not built[0].name.endswith("-none-any.whl"):
+                raise BuildError(
+                    f"[{entry.name}] {requirement} has no wheel for Python {IMAGE_PYTHON} on "
+                    f"manylinux and its sources build no pure-Python wheel ({built}): add a "
+                    "wheel of it to the build host's pip find-links"
+                )
+            return Path(shutil.copy2(built[0], folder / built[0].name))
+
+    def node_modules(self) -> Path:
+        """The platform's Node.js parts (package.json and its lock: configurable-http-proxy),
+        installed once per lock with `npm ci` on the build host; images copy the folder, so
+        their builds need no npm and no registry."""
+        missing = [str(f) for f in NODE_PARTS if not f.exists()]
+        if missing:
+            raise BuildError(
+                f"installing the platform's Node.js parts: {', '.join(missing)} missing "
+                "(they ship with the project's sources)"
+            )
+        out = self.cache_dir / "node" / f"platform-{_sha(*NODE_PARTS)}"
+        stamp = out / ".complete"
+        if not stamp.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            for f in NODE_PARTS:
+                shutil.copy2(f, out / f.name)
+            self.progress(f"installing the platform's Node.js parts into {out} (npm ci)")
+            _run(
+                ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+                + ["--prefix", str(out)],
+                step="installing the platform's Node.js parts (npm ci)",
+            )
+            stamp.write_text("done")
+        return out / "node_modules"
+
+    def source_url(self) -> str:
+        """Where the platform's sources live (the image's org.opencontainers.image.source):
+        the checkout's origin remote, if it has one."""
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    def platform_args(self, entry: ImageEntry) -> list[str]:
+        """A platform image's build arguments: its version and where its sources live."""
+        args = [("VERSION", entry.engine_version), ("SOURCE_URL", self.source_url())]
+        return [part for key, value in args for part in ("--build-arg", f"{key}={value}")]
+
     def core_ref(self, entry: ImageEntry) -> str:
         """Where the CORE_STAGE of a base image's Dockerfile is tagged."""
         return f"{entry.ref}-{CORE_STAGE}"
@@ -345,6 +551,10 @@ class ImageBuilder:
                 step="bootstrapping the base OS (debootstrap)",
                 on_line=lambda line: None,
             )
+            # openssh-server's install made host keys: no image may carry a private key that
+            # every image built here would share (instances' sshd makes its own at start)
+            for key in Path(root, "etc", "ssh").glob("ssh_host_*"):
+                key.unlink()
             tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
             imp = subprocess.run(
                 [self.cli, "import", "-", BASE_OS_IMAGE],
@@ -362,6 +572,10 @@ class ImageBuilder:
         base = self.foundation_ref(self.catalog.get(entry.base)) if entry.base else BASE_OS_IMAGE
         base_id = self._inspect(base, "{{.Id}}") or ""
         args = " ".join(self.environment_args(entry))
+        if entry.platform:
+            args += " ".join(["", *self.platform_args(entry)])
+            args += f"|{platform_source_hash()},{source_hash(CLIENT_PACKAGE)}"
+            return _sha(self.image_dir(entry), *NODE_PARTS, extra=f"{entry.ref}|{base_id}|{args}")
         # every image's last layers
         args += "|" + ",".join(source_hash(p) for p in [*SERVER_PACKAGES, CLIENT_PACKAGE])
         return _sha(
@@ -394,7 +608,7 @@ class ImageBuilder:
 
     def build(self, names: list[str] | None = None, *, force: bool = False) -> list[BuildResult]:
         """Build `names` (all if empty) and what they build on; skip those up to date."""
-        order = self.catalog.build_order(names)
+        order = self.build_order(names)
         results = []
         for i, entry in enumerate(order, 1):
             self.progress(f"[{i}/{len(order)}] {entry.name} ({entry.ref})")
@@ -410,27 +624,38 @@ class ImageBuilder:
         if not force and self.built_hash(entry.ref) == digest and (not core or self.exists(core)):
             self.progress(f"[{entry.name}] up to date")
             return BuildResult(entry.name, entry.ref, "up to date", 0.0, self.size(entry.ref))
-        house = self.wheelhouse(entry)
         previous = self._inspect(entry.ref, "{{.Id}}")
         with tempfile.TemporaryDirectory(prefix=f"workbench-build-{entry.name}-") as ctx:
             ctx_path = Path(ctx)
             for item in self.image_dir(entry).iterdir():
                 if item.is_file():
                     shutil.copy2(item, ctx_path / item.name)
-            shutil.copy2(KERNEL_INSTALLER, ctx_path / "install_kernel.py")
-            shutil.copy2(PLATFORM_INSTALLER, ctx_path / PLATFORM_INSTALLER.name)
             wheels = ctx_path / "wheels"
             wheels.mkdir()
             platform = ctx_path / PLATFORM_WHEELS
             platform.mkdir()
-            for whl, folder in [
-                *((w, wheels) for w in house.glob("*.whl")),
-                *((w, platform) for w in [*self.server_wheels(), *self.client_wheels()]),
-            ]:
-                try:
-                    os.link(whl, folder / whl.name)
-                except OSError:  # another filesystem
-                    shutil.copy2(whl, folder / whl.name)
+            if entry.platform:
+                own = [self.platform_wheel(), self.client_wheel()]
+                pairs = [
+                    *((w, wheels) for w in self.platform_dependencies(entry, own)),
+                    *((w, platform) for w in own),
+                ]
+                shutil.copytree(
+                    self.node_modules(),
+                    ctx_path / NODE_CONTEXT / "node_modules",
+                    symlinks=True,
+                    copy_function=_link_or_copy,
+                )
+            else:
+                house = self.wheelhouse(entry)
+                shutil.copy2(KERNEL_INSTALLER, ctx_path / "install_kernel.py")
+                shutil.copy2(PLATFORM_INSTALLER, ctx_path / PLATFORM_INSTALLER.name)
+                pairs = [
+                    *((w, wheels) for w in house.glob("*.whl")),
+                    *((w, platform) for w in [*self.server_wheels(), *self.client_wheels()]),
+                ]
+            for whl, folder in pairs:
+                _link_or_copy(whl, folder / whl.name)
             args = [self.cli, "build"]
             if entry.base:
                 base = self.foundation_ref(self.catalog.get(entry.base))
@@ -438,6 +663,11 @@ class ImageBuilder:
             else:
                 args += ["--build-arg", f"BASE_IMAGE={BASE_OS_IMAGE}"]
             args += self.environment_args(entry)
+            if entry.platform:
+                args += self.platform_args(entry)
+                # the dependency wheels' names (versions included): their layer's cache key
+                names = ",".join(sorted(p.name for p in wheels.glob("*.whl")))
+                args += ["--build-arg", f"WHEELS={_sha(extra=names)}"]
             # the core stage first (no label: its id stays while its inputs do), then the
             # image, which finds every layer up to the core's in the cache
             builds = [[*args, "--target", CORE_STAGE, "--tag", core]] if core else []

@@ -1,4 +1,4 @@
-"""The image catalog: the preset images the platform offers and how they are named."""
+"""The image catalogs: the preset images the platform offers, its own images, and their names."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ import yaml
 
 HERE = Path(__file__).parent
 DEFAULT_CATALOG = HERE / "catalog.yaml"
+# the platform's own images (the hub's): built and deployed, never offered to users
+PLATFORM_CATALOG = HERE / "catalog-platform.yaml"
+PLATFORM_KIND = "platform"
 
 TAG_RE = re.compile(
     r"^(?P<engine>[a-z0-9]+)_(?P<version>[0-9][0-9a-z.]*)"
     r"-(?P<processor>cpu|cuda_[0-9]+\.[0-9]+)"
+    r"-py_(?P<python>[0-9]+\.[0-9]+)"
+    r"-(?P<os>[a-z]+_[0-9.]+)"
+    r"-(?P<arch>x86_64|aarch64)$"
+)
+# a platform image's tag: <component>_<platform version>-py_<x.y>-<os>_<version>-<arch>
+PLATFORM_TAG_RE = re.compile(
+    r"^(?P<engine>[a-z0-9]+)_(?P<version>[0-9][0-9a-z.]*)"
     r"-py_(?P<python>[0-9]+\.[0-9]+)"
     r"-(?P<os>[a-z]+_[0-9.]+)"
     r"-(?P<arch>x86_64|aarch64)$"
@@ -66,6 +76,8 @@ class ImageEntry:
     environments: tuple[Environment, ...] = field(default_factory=tuple)
     base: str = ""
     build_args: tuple[tuple[str, str], ...] = ()  # extra Dockerfile arguments, e.g. CUDA_IMAGE
+    platform: bool = False  # one of the platform's own images (catalog-platform.yaml)
+    extras: tuple[str, ...] = ()  # platform images: the ai-workbench extras they install
 
     @property
     def ref(self) -> str:
@@ -102,8 +114,9 @@ class ImageEntry:
 class Catalog:
     """The preset images, in catalog order, looked up by name or reference."""
 
-    def __init__(self, entries: list[ImageEntry]):
+    def __init__(self, entries: list[ImageEntry], registry: str = ""):
         self.entries = list(entries)
+        self.registry = registry  # the prefix its "{registry}" stands for, e.g. "localhost/"
         self._by_name = {e.name: e for e in self.entries}
         self._by_ref = {e.ref: e for e in self.entries}
 
@@ -140,17 +153,24 @@ class Catalog:
         return order
 
 
-def _parse_entry(raw: dict, registry: str) -> ImageEntry:
+def _registry_prefix(registry: str) -> str:
+    """The registry as the catalogs' "{registry}" takes it: empty, or ending in "/"."""
+    return registry if not registry or registry.endswith("/") else registry + "/"
+
+
+def _parse_entry(raw: dict, registry: str, platform: bool = False) -> ImageEntry:
     required = ("name", "repository", "tag", "description", "dockerfile")
     missing = [k for k in required if not raw.get(k)]
     if missing:
         raise CatalogError(f"catalog entry {raw.get('name', raw)!r} lacks {', '.join(missing)}")
-    match = TAG_RE.match(raw["tag"])
+    match = (PLATFORM_TAG_RE if platform else TAG_RE).match(raw["tag"])
     if not match:
-        raise CatalogError(
-            f"image {raw['name']!r}: tag {raw['tag']!r} does not follow "
-            "<engine>_<version>-<cpu|cuda_x.y>-py_<x.y>-<os>_<version>-<arch>"
+        form = (
+            "<component>_<version>-py_<x.y>-<os>_<version>-<arch>"
+            if platform
+            else "<engine>_<version>-<cpu|cuda_x.y>-py_<x.y>-<os>_<version>-<arch>"
         )
+        raise CatalogError(f"image {raw['name']!r}: tag {raw['tag']!r} does not follow {form}")
     envs = tuple(
         Environment(
             name=e["name"],
@@ -161,8 +181,13 @@ def _parse_entry(raw: dict, registry: str) -> ImageEntry:
         )
         for e in raw.get("environments", [])
     )
-    if not envs:
+    if not envs and not platform:
         raise CatalogError(f"image {raw['name']!r} lists no environments")
+    if platform and (envs or raw.get("base")):
+        raise CatalogError(
+            f"platform image {raw['name']!r}: platform images have no kernel environments "
+            "and build on the bootstrapped Debian base (no `environments` or `base`)"
+        )
     return ImageEntry(
         name=raw["name"],
         repository=raw["repository"].replace("{registry}", registry),
@@ -171,32 +196,66 @@ def _parse_entry(raw: dict, registry: str) -> ImageEntry:
         dockerfile=raw["dockerfile"],
         engine=str(raw.get("engine", match["engine"])),
         engine_version=str(raw.get("engine_version", match["version"])),
-        processor=str(raw.get("processor", match["processor"])),
+        processor=str(raw.get("processor", "cpu" if platform else match["processor"])),
         python=str(raw.get("python", match["python"])),
         os=str(raw.get("os", match["os"])),
         arch=str(raw.get("arch", match["arch"])),
         environments=envs,
         base=raw.get("base", ""),
         build_args=tuple((str(k), str(v)) for k, v in (raw.get("build_args") or {}).items()),
+        platform=platform,
+        extras=tuple(str(x) for x in raw.get("extras") or ()),
     )
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"cannot read image catalog {path}: {e}") from e
+    return data or {}
+
+
+def _entries(data: dict, path: Path, registry: str, platform: bool) -> list[ImageEntry]:
+    entries = [_parse_entry(raw, registry, platform) for raw in data.get("images", [])]
+    names = [e.name for e in entries]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise CatalogError(f"duplicate image names in {path}: {', '.join(sorted(dupes))}")
+    return entries
 
 
 def load_catalog(path: str | Path | None = None, registry: str = "localhost/") -> Catalog:
     """Read the catalog file (the shipped one by default)."""
     path = Path(path) if path else DEFAULT_CATALOG
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogError(f"cannot read image catalog {path}: {e}") from e
-    if registry and not registry.endswith("/"):
-        registry += "/"
-    entries = [_parse_entry(raw, registry) for raw in (data or {}).get("images", [])]
-    names = [e.name for e in entries]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise CatalogError(f"duplicate image names in {path}: {', '.join(sorted(dupes))}")
-    catalog = Catalog(entries)
-    for entry in entries:
+    data = _read(path)
+    if data.get("kind") == PLATFORM_KIND:
+        raise CatalogError(
+            f"{path} lists the platform's own images, which are not instance images: build "
+            "one by name (`workbench images build hub`) and keep instance catalogs apart"
+        )
+    registry = _registry_prefix(registry)
+    catalog = Catalog(_entries(data, path, registry, platform=False), registry=registry)
+    for entry in catalog:
         if entry.base:
             catalog.get(entry.base)
     return catalog
+
+
+def load_platform_catalog(path: str | Path | None = None, registry: str = "localhost/") -> Catalog:
+    """Read the platform's own images (images/catalog-platform.yaml by default): the hub's
+    image. Never part of what users pick from; the image build command builds them by name."""
+    path = Path(path) if path else PLATFORM_CATALOG
+    data = _read(path)
+    if data.get("kind") != PLATFORM_KIND:
+        raise CatalogError(f"{path} is no platform catalog (it lacks `kind: {PLATFORM_KIND}`)")
+    registry = _registry_prefix(registry)
+    return Catalog(_entries(data, path, registry, platform=True), registry=registry)
+
+
+def platform_image_ref(name: str, registry: str = "") -> str:
+    """The reference of one of the platform's own images, e.g. platform_image_ref("hub") is
+    "ai-workbench/hub:workbench_0.1.0-py_3.11-debian_12-x86_64" and
+    platform_image_ref("hub", "registry.example.com") puts "registry.example.com/" before it.
+    Raises UnknownImage for a name the platform catalog lacks."""
+    return load_platform_catalog(registry=registry).get(name).ref

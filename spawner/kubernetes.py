@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 
+from kubernetes_asyncio.config import ConfigException
 from kubespawner import KubeSpawner
+from tornado import web
 from traitlets import Float, TraitError, Unicode, default, validate
 
 from .base import InstanceSpawnerMixin
@@ -45,7 +47,45 @@ def _merge_volumes(configured, ours: dict):
     return kept + list(ours.values())
 
 
-class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
+NO_CLUSTER = (
+    "No Kubernetes cluster to start instances in ({error}). The hub starts them from a pod "
+    "of the cluster (its service account) or with a kubeconfig ($KUBECONFIG): ask the "
+    "platform's administrator to deploy it so."
+)
+
+
+class _ClusterOptionalKubeSpawner(KubeSpawner):
+    """KubeSpawner that can be made where no cluster is configured (no service account, no
+    kubeconfig): the hub, its pages and the platform API keep working, and starting an
+    instance fails with what to do (KubeSpawner loads the cluster's configuration in
+    __init__, which would fail every page that makes a spawner)."""
+
+    cluster_error = ""
+
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        except (ConfigException, OSError) as e:
+            self.cluster_error = str(e)
+            self.api = None
+
+    async def poll(self):
+        if self.cluster_error:
+            return 0  # nothing runs where there is no cluster
+        return await super().poll()
+
+    async def stop(self, now=False):
+        if self.cluster_error:
+            return
+        return await super().stop(now=now)
+
+    async def delete_forever(self):
+        if self.cluster_error:
+            return  # no PVC was made
+        return await super().delete_forever()
+
+
+class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, _ClusterOptionalKubeSpawner):
     """Run each instance as a pod with its flavor's resources and its own PersistentVolumeClaim."""
 
     gpu_node_label = Unicode(
@@ -234,6 +274,8 @@ class WorkbenchKubeSpawner(InstanceSpawnerMixin, MeteringMixin, KubeSpawner):
         """Check the options, set the pod's image, resources and PVC, start it; report progress."""
         self._progress_reset()
         try:
+            if self.cluster_error:
+                raise web.HTTPError(503, NO_CLUSTER.format(error=self.cluster_error))
             await self._apply_spec()
             self._progress(30, f"Starting pod {self.pod_name} in namespace {self.namespace}")
             start_future = asyncio.ensure_future(super().start())

@@ -661,3 +661,30 @@ async def test_pods_get_the_platform_api_url(make_spawner, kube, traits, expecte
     env = {e["name"]: e.get("value") for e in notebook(pod)["env"]}
     assert env["JUPYTERHUB_API_URL"].startswith(traits["hub_connect_url"] + "/")
     assert env.get("WORKBENCH_API_URL") == expected
+
+
+async def test_without_a_cluster_the_hub_works_and_a_start_says_what_to_do(monkeypatch, tmp_path):
+    """A hub with backend kubernetes but neither a service account nor a kubeconfig (the
+    hub image run outside a cluster): making a spawner, as every page does, works; polling
+    says it is not running; stop and delete do nothing; a start answers 503 with what to do."""
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    kube_clients.load_config.cache_clear()  # loaded for the other tests' cluster double
+    try:
+        spawner = WorkbenchKubeSpawner(
+            _mock=True,
+            user=SimpleNamespace(name="alice", id=1, url="/user/alice/"),
+            orm_spawner=orm.Spawner(name="one", user_options={}),
+            namespace=NAMESPACE,
+        )
+        assert spawner.cluster_error
+        assert await spawner.poll() == 0
+        await spawner.stop()
+        await spawner.delete_forever()
+        with pytest.raises(web.HTTPError) as raised:
+            await spawner.start()
+        assert raised.value.status_code == 503
+        assert "No Kubernetes cluster to start instances in" in raised.value.log_message
+        assert "$KUBECONFIG" in raised.value.log_message
+    finally:
+        kube_clients.load_config.cache_clear()

@@ -1,0 +1,1 @@
+"""The platform on Kubernetes: every manifest from one values file (`workbench kubernetes`)."""
