@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                         side,
                         len(got[side]),
                         time.perf_counter() - started,
-                        percentile(got[side], 50),
+                        percentile(got[side], 0.5),
                     )
                 if i:
                     hub_times += got["hub"]
@@ -135,15 +135,15 @@ def main(argv=None) -> int:
                 if dc is not None:
                     remove_by_prefix(dc, hub.prefix)
             engines.close()
-    hub_med, plain_med = percentile(hub_times, 50), percentile(plain_times, 50)
+    hub_med, plain_med = percentile(hub_times, 0.5), percentile(plain_times, 0.5)
     ratio = hub_med / plain_med
     print()
     print(
         f"{args.users} starts per side, {args.concurrency} at a time, {args.rounds} rounds, "
         f"{flavor.name}, {os.cpu_count()} CPUs"
     )
-    print(f"  hub    median {hub_med:6.2f} s  p95 {percentile(hub_times, 95):6.2f} s")
-    print(f"  plain  median {plain_med:6.2f} s  p95 {percentile(plain_times, 95):6.2f} s")
+    print(f"  hub    median {hub_med:6.2f} s  p95 {percentile(hub_times, 0.95):6.2f} s")
+    print(f"  plain  median {plain_med:6.2f} s  p95 {percentile(plain_times, 0.95):6.2f} s")
     met = "met" if ratio <= 1.3 else "missed"
     print(f"  ratio  {ratio:.2f} (target <= 1.3 at 10 concurrent starts: {met})")
     return 0
