@@ -66,6 +66,24 @@ def metadata(name: str, namespace: str, component: str, **more) -> dict:
     return meta
 
 
+def deployment(component: str, namespace: str, pod_spec: dict, annotations: dict) -> dict:
+    """A Deployment of one replica of the component's pod, replaced (never two at once)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(component, namespace, component),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector(component)},
+            "template": {
+                "metadata": {"labels": labels(component), "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 

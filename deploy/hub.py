@@ -26,7 +26,7 @@ from .common import (
     b64,
     checksum,
     container_security_context,
-    labels,
+    deployment,
     metadata,
     selector,
 )
@@ -389,20 +389,7 @@ def make_deployment(
         "checksum/secret": checksum(secret["data"]),
         **hub["podAnnotations"],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(HUB, namespace, HUB),
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector(HUB)},
-            "template": {
-                "metadata": {"labels": labels(HUB), "annotations": annotations},
-                "spec": pod_spec,
-            },
-        },
-    }
+    return deployment(HUB, namespace, pod_spec, annotations)
 
 
 def make_services(namespace: str, settings) -> list[dict]:

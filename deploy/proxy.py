@@ -12,7 +12,7 @@ from .common import (
     REGISTRY_SECRET,
     checksum,
     container_security_context,
-    labels,
+    deployment,
     metadata,
     selector,
 )
@@ -80,20 +80,7 @@ def make_deployment(values: dict, namespace: str, image: str, settings, secret: 
         pod_spec["imagePullSecrets"] = [{"name": REGISTRY_SECRET}]
     token = secret["data"]["proxy-token"]
     annotations = {"checksum/proxy-token": checksum({"token": token}), **proxy["podAnnotations"]}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(PROXY, namespace, PROXY),
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector(PROXY)},
-            "template": {
-                "metadata": {"labels": labels(PROXY), "annotations": annotations},
-                "spec": pod_spec,
-            },
-        },
-    }
+    return deployment(PROXY, namespace, pod_spec, annotations)
 
 
 def make_public_service(service: dict, namespace: str, name: str, component: str, ports) -> dict:

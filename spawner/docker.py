@@ -29,6 +29,9 @@ from .oom import says_oom, wrapped
 from .storage_files import LABEL as STORAGE_LABEL
 from .storage_files import MOUNT_OPTIONS, make_storage_file, storage_file
 
+# how often the spawn form lists the engine's images before doing without the list
+LIST_IMAGES_ATTEMPTS = 3
+
 
 class EngineError(web.HTTPError):
     """The container engine cannot be reached (HTTP 503); the message says what to do."""
@@ -277,12 +280,27 @@ class WorkbenchDockerSpawner(
             self.log.warning("%s: could not remove network %s: %s", self._log_name, name, e)
 
     async def available_images(self) -> set[str] | None:
-        """The image references present on the engine (for the spawn form)."""
-        try:
-            images = await self._engine("images")
-        except web.HTTPError:
-            return None
-        return {tag for image in images for tag in image.get("RepoTags") or []}
+        """The image references present on the engine (for the spawn form); None when the
+        engine cannot list them (the form then offers every image, and a start still checks
+        that its image is present)."""
+        for attempt in range(1, LIST_IMAGES_ATTEMPTS + 1):
+            try:
+                images = await self._engine("images")
+            except web.HTTPError:
+                return None
+            except docker.errors.APIError as e:
+                # Podman fails a whole listing with "image not known" when an image is
+                # removed while it lists: list again rather than fail the spawn page
+                self.log.warning(
+                    "%s: listing the engine's images failed (attempt %s): %s",
+                    self._log_name,
+                    attempt,
+                    e,
+                )
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            return {tag for image in images for tag in image.get("RepoTags") or []}
+        return None
 
     async def pull_image(self, image):
         # images are built or pulled by `workbench images build`; _apply_spec checked
@@ -345,7 +363,11 @@ class WorkbenchDockerSpawner(
         url = f"http://{ip}:{port}{self.server.base_url}api"
         client = AsyncHTTPClient()
         deadline = time.monotonic() + self.start_timeout
-        next_inspect = 0.0
+        # whether the container exited is asked of the engine less and less often (0.5 s,
+        # then 1 s, then every 2 s): each inspect costs the engine CPU that starting
+        # instances need, and a container that fails usually fails in its first seconds
+        inspect_every = 0.5
+        next_inspect = time.monotonic() + inspect_every
         while time.monotonic() < deadline:
             try:
                 await client.fetch(url, request_timeout=2, follow_redirects=False)
@@ -356,8 +378,9 @@ class WorkbenchDockerSpawner(
             except (TimeoutError, OSError):
                 pass
             if time.monotonic() >= next_inspect:
-                next_inspect = time.monotonic() + 0.5
                 await self._raise_if_exited()
+                inspect_every = min(inspect_every * 2, 2.0)
+                next_inspect = time.monotonic() + inspect_every
             await asyncio.sleep(self.ready_poll_interval)
         raise web.HTTPError(
             504,
