@@ -115,6 +115,8 @@ format:
 
 bench: system test-system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
+	$(BIN)/python benchmarks/bench_spawn_concurrent.py
+	$(BIN)/python benchmarks/bench_hub_scale.py
 	$(BIN)/python benchmarks/bench_save.py
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/workbench images build pytorch

@@ -163,24 +163,9 @@ class Lifecycle:
                 log.exception("instance lifecycle check failed")
             await asyncio.sleep(interval)
 
-    async def servers(self):
+    def servers(self):
         """(user, name, server model) of every instance, stopped ones included."""
-        offset, limit = 0, 200
-        while True:
-            users = await self.hub.request(
-                "GET", f"/users?include_stopped_servers=1&offset={offset}&limit={limit}"
-            )
-            if isinstance(users, dict):  # paginated form
-                users = users.get("items", [])
-            for user in users or []:
-                servers = {n: s for n, s in (user.get("servers") or {}).items() if n}
-                if self.hub.live is not None:
-                    await self.hub.live.overlay(user["name"], servers)
-                for name, server in servers.items():
-                    yield user["name"], name, server
-            if not users or len(users) < limit:
-                return
-            offset += limit
+        return self.manager.all_servers()
 
     async def check(self):
         seen = set()

@@ -41,19 +41,24 @@ class LiveOptionsStore:
 
     async def overlay(self, user: str, servers: dict) -> dict:
         """servers (name: hub server model) with live options laid over their user_options."""
-        if not servers:
-            return servers
+        await self.overlay_users({user: servers})
+        return servers
+
+    async def overlay_users(self, servers_by_user: dict[str, dict]) -> None:
+        """overlay() for many users' servers ({user: {name: server}}) in one query: the
+        auto-stop round reads every instance at once."""
+        users = [user for user, servers in servers_by_user.items() if servers]
+        if not users:
+            return
 
         def read(session):
-            rows = session.scalars(select(LiveOptions).where(LiveOptions.user == user))
-            return {row.instance: json.loads(row.options) for row in rows}
+            rows = session.scalars(select(LiveOptions).where(LiveOptions.user.in_(users)))
+            return [(row.user, row.instance, json.loads(row.options)) for row in rows]
 
-        live = await self.db.run(read)
-        for name, options in live.items():
-            server = servers.get(name)
+        for user, name, options in await self.db.run(read):
+            server = servers_by_user[user].get(name)
             if server is not None and server.get("user_options") is not None:
                 server["user_options"] = {**server["user_options"], **options}
-        return servers
 
     async def set(self, user: str, name: str, options: dict):
         def write(session):

@@ -109,6 +109,30 @@ class InstanceManager:
             raise APIError(404, f"No user {user!r}.")
         return servers
 
+    async def all_servers(self):
+        """(user, name, server model) of every user's instances, stopped ones included: one
+        request to the hub and one query of live options per 200 users, whatever the
+        number of instances (the auto-stop round and workspaces read them all)."""
+        offset, limit = 0, 200
+        while True:
+            users = await self.hub.request(
+                "GET", f"/users?include_stopped_servers=1&offset={offset}&limit={limit}"
+            )
+            if isinstance(users, dict):  # paginated form
+                users = users.get("items", [])
+            page = {
+                user["name"]: {n: s for n, s in (user.get("servers") or {}).items() if n}
+                for user in users or []
+            }
+            if self.hub.live is not None:
+                await self.hub.live.overlay_users(page)
+            for user, servers in page.items():
+                for name, server in servers.items():
+                    yield user, name, server
+            if not users or len(users) < limit:
+                return
+            offset += limit
+
     async def list(self, user: str, workspace: str | None = None) -> list[dict]:
         """The user's instances; with workspace, only those in it."""
         servers = await self._servers(user)
@@ -120,8 +144,9 @@ class InstanceManager:
         return models
 
     async def get_server(self, user: str, name: str) -> dict:
-        await self._servers(user)
-        server = await self.hub.server(user, name)
+        # one request to the hub: the user's model holds every server's model, stopped ones
+        # included, as the server's own URL answers it (a panel polls this for each instance)
+        server = (await self._servers(user)).get(name)
         if server is None:
             raise APIError(404, f"No instance {name!r} of user {user!r}.")
         return server
@@ -400,7 +425,13 @@ class InstanceManager:
 
     @staticmethod
     def _failed(name: str, message: str) -> str:
-        message = message.removeprefix("Spawn failed: ")
+        message = message.removeprefix("Spawn failed: ").strip()
+        if not message:
+            # JupyterHub's start timeout carries no text of its own
+            message = (
+                "it was not running within the start timeout (the machine may be busy "
+                "starting others): start it again"
+            )
         return f"Instance {name!r} failed to start: {message}"
 
     async def _stop(self, user: str, name: str):

@@ -33,16 +33,18 @@ class WorkspaceService:
         """{(user, instance): hub server model} of every instance in the workspace."""
         members = await self.members(name)
         if members is None:
-            users = await self.hub.request("GET", "/users?include_stopped_servers=1")
-            if isinstance(users, dict):
-                users = users.get("items", [])
-            members = [u["name"] for u in users or []]
+            # everyone's instances: the hub's user list holds them, 200 users a request
+            held = [item async for item in self.manager.all_servers()]
+        else:
+            held = []
+            for user in members:
+                for instance, server in ((await self.hub.servers(user)) or {}).items():
+                    held.append((user, instance, server))
         found = {}
-        for user in members:
-            for instance, server in ((await self.hub.servers(user)) or {}).items():
-                options = server.get("user_options") or {}
-                if (options.get("workspace") or workspaces.DEFAULT) == name:
-                    found[(user, instance)] = server
+        for user, instance, server in held:
+            options = server.get("user_options") or {}
+            if (options.get("workspace") or workspaces.DEFAULT) == name:
+                found[(user, instance)] = server
         return found
 
 
