@@ -28,6 +28,7 @@ from tests.hub.test_browser import (  # noqa: F401 - browser is the shared fixtu
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 USER = "jobpages"
+NEWCOMER = "jobpages-new"  # a user with no jobs
 PASSWORD = "pw-" + secrets.token_hex(8)
 IMAGE = "python"
 FLAVOR = "cpu.tiny"
@@ -125,12 +126,19 @@ def test_job_page_keeps_names_from_the_url_as_text():
     assert json.loads(found) == config
 
 
-def test_home_page_links_to_the_jobs_page(hub, owner, page):
-    page.goto(f"{hub.url}/hub/home")
-    page.click("#jobs-link")
-    page.wait_for_url("**/services/workbench/jobs")
-    expect(page.locator("h1")).to_have_text("Training jobs")
-    expect(page.locator("#no-jobs")).to_contain_text("No jobs yet")
+def test_home_page_links_to_the_jobs_page(hub, browser):  # noqa: F811
+    # a user of their own: the other tests here give "jobpages" jobs, in any order
+    password = "pw-" + secrets.token_hex(8)
+    hub.add_user(NEWCOMER, password)
+    with signed_in(browser, hub, NEWCOMER, password) as page:
+        page.goto(f"{hub.url}/hub/home")
+        page.click("#jobs-link")
+        page.wait_for_url("**/services/workbench/jobs")
+        expect(page.locator("h1")).to_have_text("Training jobs")
+        expect(page.locator("#no-jobs")).to_be_visible()
+        expect(page.locator("#no-jobs")).to_contain_text("No jobs yet")
+        expect(page.locator("#jobs tbody tr")).to_have_count(0)
+        expect(page.locator("#list-info")).to_have_text("0 of 0 jobs")
 
 
 def test_list_logs_and_stop_of_a_job_submitted_through_the_api(hub, owner, page):

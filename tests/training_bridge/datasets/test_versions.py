@@ -98,25 +98,39 @@ def cat(n: int) -> str:
     return f"images/cat-{n}.png"
 
 
-@pytest.fixture(scope="module")
-def pets(ver):
-    """An image classification dataset of 10 images, 8 of them labelled (5 cats, 3 dogs)."""
-    create(ver, "pets", "image_classification", ["cat", "dog"])
+def make_pets(client, name: str) -> str:
+    """An image classification dataset of 10 images, 8 of them labelled (5 cats, 3 dogs).
+    Each test makes its own, so that what one publishes, changes or deletes is no other's
+    starting point."""
+    create(client, name, "image_classification", ["cat", "dog"])
     post_archive(
-        ver, f"datasets/{OWNER}/pets/samples", {cat(i): image(color=COLORS[i]) for i in range(10)}
+        client,
+        f"datasets/{OWNER}/{name}/samples",
+        {cat(i): image(color=COLORS[i]) for i in range(10)},
     )
-    label(ver, "pets", {cat(i): [{"label": "cat" if i < 5 else "dog"}] for i in range(8)})
-    return "pets"
+    label(client, name, {cat(i): [{"label": "cat" if i < 5 else "dog"}] for i in range(8)})
+    return name
 
 
-def test_a_version_is_a_read_only_folder_of_links_to_the_stored_files(hub, ver, pets):
+def change(client, name: str, samples: dict[str, dict]) -> None:
+    """After a first version: cat-0 relabelled a dog, cat-1 deleted, a new image (a cat)."""
+    label(client, name, {cat(0): [{"label": "dog"}]})
+    client.api("POST", f"datasets/{OWNER}/{name}/samples/delete", {"ids": [samples[cat(1)]["id"]]})
+    post_archive(
+        client, f"datasets/{OWNER}/{name}/samples", {"images/new.png": image(color=(1, 2, 3))}
+    )
+    label(client, name, {"images/new.png": [{"label": "cat"}]})
+
+
+def test_a_version_is_a_read_only_folder_of_links_to_the_stored_files(hub, ver):
+    pets = make_pets(ver, "pets-links")
     create(ver, "empty", "image_classification", ["cat"])
     with pytest.raises(WorkbenchError) as e:
         ver.api("POST", f"datasets/{OWNER}/empty/versions", {})
     assert e.value.status == 409 and "no samples to publish" in e.value.message
     for bad in ({"train_ratio": 0}, {"train_ratio": 1.5}, {"seed": -1}, {"colour": "red"}):
         with pytest.raises(WorkbenchError) as e:
-            ver.api("POST", f"datasets/{OWNER}/pets/versions", bad)
+            ver.api("POST", f"datasets/{OWNER}/{pets}/versions", bad)
         assert e.value.status == 400, bad
 
     v1 = publish(ver, pets, description="first", train_ratio=0.75, seed=7)
@@ -170,14 +184,11 @@ def test_a_version_is_a_read_only_folder_of_links_to_the_stored_files(hub, ver, 
     assert [v["version"] for v in ver.api("GET", f"datasets/{OWNER}/{pets}")["versions"]] == [1]
 
 
-def test_versions_share_files_and_the_diff_names_what_changed(hub, ver, pets):
+def test_versions_share_files_and_the_diff_names_what_changed(hub, ver):
+    pets = make_pets(ver, "pets-diff")
+    assert publish(ver, pets, description="first", train_ratio=0.75, seed=7)["version"] == 1
     samples = samples_of(ver, OWNER, pets)
-    label(ver, pets, {cat(0): [{"label": "dog"}]})
-    ver.api("POST", f"datasets/{OWNER}/{pets}/samples/delete", {"ids": [samples[cat(1)]["id"]]})
-    post_archive(
-        ver, f"datasets/{OWNER}/{pets}/samples", {"images/new.png": image(color=(1, 2, 3))}
-    )
-    label(ver, pets, {"images/new.png": [{"label": "cat"}]})
+    change(ver, pets, samples)
     v2 = publish(ver, pets, description="second", train_ratio=0.75, seed=7)
     assert v2["version"] == 2 and v2["samples"] == 10 and v2["labelled"] == 8
     v1 = ver.api("GET", f"datasets/{OWNER}/{pets}/versions/1")
@@ -250,13 +261,19 @@ def boxes_by_file(samples: dict[str, dict]) -> dict:
     }
 
 
-def test_exports_in_every_format_import_back_with_the_same_labels(ver, pets):
-    # image classification: ModelArts' manifest, of the samples now and of a version
+def test_exports_in_every_format_import_back_with_the_same_labels(ver):
+    # image classification: ModelArts' manifest, of the samples now and of a version published
+    # before they changed
+    pets = make_pets(ver, "pets-export")
+    assert publish(ver, pets, train_ratio=0.75, seed=7)["version"] == 1
+    change(ver, pets, samples_of(ver, OWNER, pets))
     data = export(ver, pets, "modelarts")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert "manifest.jsonl" in names and cat(0) in names
     copy = import_back(ver, "pets-now", "image_classification", "modelarts", data)
-    assert labels_by(copy) == labels_by(samples_of(ver, OWNER, pets))
+    now = labels_by(samples_of(ver, OWNER, pets))
+    assert labels_by(copy) == now
+    assert now[cat(0)] == ["dog"] and cat(1) not in now and now["images/new.png"] == ["cat"]
     copy = import_back(
         ver, "pets-v1", "image_classification", "modelarts", export(ver, pets, "modelarts", 1)
     )
@@ -325,7 +342,12 @@ time.sleep(600)
 """
 
 
-def test_a_version_a_job_reads_cannot_be_deleted_until_the_job_ends(hub, ver, ver_other, pets):
+def test_a_version_a_job_reads_cannot_be_deleted_until_the_job_ends(hub, ver, ver_other):
+    # version 1 of the 10 samples, version 2 (the one the job reads) of 10 after a change
+    pets = make_pets(ver, "pets-job")
+    publish(ver, pets, train_ratio=0.75, seed=7)
+    change(ver, pets, samples_of(ver, OWNER, pets))
+    assert publish(ver, pets, train_ratio=0.75, seed=7)["version"] == 2
     source = {"kind": "file", "entry": "read.py", "archive": archive({"read.py": JOB})}
     for inputs, words in (
         ({"data": {"dataset": pets, "version": 9}}, "has no version 9"),
@@ -342,7 +364,7 @@ def test_a_version_a_job_reads_cannot_be_deleted_until_the_job_ends(hub, ver, ve
             source,
             inputs={"data": {"dataset": f"{OWNER}/{pets}", "version": 2}},
         )
-    assert e.value.status == 400 and "No dataset 'pets'" in e.value.message
+    assert e.value.status == 400 and f"No dataset '{pets}'" in e.value.message
 
     submit(ver, "ver-train", source, inputs={"data": {"dataset": pets, "version": 2}})
     with pytest.raises(WorkbenchError) as e:

@@ -7,9 +7,10 @@ and the best value; its detail shows the three trials with their parameters and 
 API gives them, the best one marked, and the objective charted by trial and against each
 parameter. Trials ticked (and a run typed in as owner/job/version) compare with the values
 of GET /experiments/compare, the rows that differ highlighted and the loss curves overlaid.
-The search is deleted from the page. Another user ("exppeek") sees none of it. Values are
-shown as text, never run as HTML. Needs Chromium at /usr/bin/chromium (or
-$WORKBENCH_CHROMIUM): a missing browser fails.
+A second search (two trials, run alongside the first) is deleted from the page, the first
+one staying. Another user ("exppeek") sees none of it. Values are shown as text, never run
+as HTML. Needs Chromium at /usr/bin/chromium (or $WORKBENCH_CHROMIUM): a missing browser
+fails.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ USER = "exppages"
 OTHER = "exppeek"
 PASSWORD = "pw-" + secrets.token_hex(8)
 JOB = "exp-page-quad"
+DOOMED_JOB = "exp-page-gone"
 HOSTILE = '<img src=x onerror="window.pwned=1"><b>bold</b> & done'
 SCRIPT = Path(__file__).parent / "job_quadratic.py"
 SPACE = {
@@ -81,12 +83,9 @@ def wait_search(client, search_id: int) -> dict:
     return model
 
 
-@pytest.fixture(scope="module")
-def owner(hub):
-    """exppages with a finished search of three trials."""
-    client = hub.add_user(USER, PASSWORD)
-    body = {
-        "job": JOB,
+def search_body(job: str, trials: int, description: str = "") -> dict:
+    return {
+        "job": job,
         "source": {
             "kind": "file",
             "entry": "quadratic.py",
@@ -94,19 +93,34 @@ def owner(hub):
         },
         "image": "python",
         "flavor": "cpu.tiny",
-        "description": HOSTILE,
+        "description": description,
         "hyperparameters": {"steps": 3, "sleep": 0.1},
         "space": SPACE,
         "objective": {"metric": "loss", "direction": "minimize"},
-        "trials": 3,
+        "trials": trials,
         "parallel": 1,
         "sampler": {"type": "random", "seed": 7},
         "pruner": "none",
     }
-    search = client.api("POST", "searches", body)
+
+
+@pytest.fixture(scope="module")
+def owner(hub):
+    """exppages with two finished searches: `search` (three trials, a description of HTML)
+    that the tests show and compare, and `doomed` (two trials, of another job) that the
+    deletion test deletes, so that the others find theirs in any order. Both run at once."""
+    client = hub.add_user(USER, PASSWORD)
+    search = client.api("POST", "searches", search_body(JOB, 3, HOSTILE))
+    doomed = client.api("POST", "searches", search_body(DOOMED_JOB, 2))
     client.search = wait_search(client, search["id"])
+    client.doomed = wait_search(client, doomed["id"])
     yield client
-    for path in (f"searches/{search['id']}", f"jobs/{USER}/{JOB}"):
+    for path in (
+        f"searches/{search['id']}",
+        f"searches/{doomed['id']}",
+        f"jobs/{USER}/{JOB}",
+        f"jobs/{USER}/{DOOMED_JOB}",
+    ):
         try:
             client.api("DELETE", path)
         except WorkbenchError as e:
@@ -252,16 +266,21 @@ def test_another_user_sees_none_of_it(hub, owner, browser):  # noqa: F811
 
 
 def test_the_owner_deletes_the_search_from_the_page(hub, owner, browser):  # noqa: F811
-    search_id = owner.search["id"]
+    doomed = owner.doomed
+    assert doomed["state"] == "completed", doomed
+    search_id = doomed["id"]
     with signed_in(browser, hub, USER, PASSWORD) as page:
         page.goto(f"{hub.url}/services/workbench/experiments#search/{search_id}")
-        expect(page.locator("#trials tr.trial-row")).to_have_count(3)
+        expect(page.locator("#trials tr.trial-row")).to_have_count(2)
         page.once("dialog", lambda dialog: dialog.accept())
         page.click("#delete-search")
         expect(page.locator(f"#searches tr[data-search='{search_id}']")).to_have_count(0)
         expect(page.locator("#search-detail")).to_be_hidden()
+        # only that search: the other one stays listed
+        expect(page.locator(f"#searches tr[data-search='{owner.search['id']}']")).to_be_visible()
     with pytest.raises(WorkbenchError) as e:
         owner.api("GET", f"searches/{search_id}")
     assert e.value.status == 404
+    assert owner.api("GET", f"searches/{owner.search['id']}")["state"] == "completed"
     # its trials' job runs stay
-    assert len(owner.api("GET", f"jobs/{USER}/{JOB}")["versions"]) == 3
+    assert len(owner.api("GET", f"jobs/{USER}/{DOOMED_JOB}")["versions"]) == 2
