@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 export CONTAINERS_CONF := $(CURDIR)/spawner/containers.conf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := .run/apt-updated
+# test processes: each takes whole test modules and starts its own hubs; most of a test's time
+# is spent waiting on containers, so two processes keep both cores of a 2-core machine busy
+TEST_WORKERS ?= 2
 
 .PHONY: up test system test-system venv node images images-all lint lint-js labextension format bench clean help
 
@@ -22,7 +25,7 @@ up: system venv node images
 test: system test-system venv node images-all lint-js
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -v $(PYTEST_ARGS)
+	$(BIN)/pytest -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 $(APT_STAMP):
 	@mkdir -p .run

@@ -80,6 +80,10 @@ c.JupyterHub.services = [
         },
         "oauth_no_confirm": True,
         "display": False,
+        # JupyterHub exits when the service does not answer in time (30 s by default); it
+        # answers in about 5 s, but imports every feature first, which on a loaded machine
+        # has taken over 30 s
+        "timeout": 120,
         # what the service may act on in a signed-in browser's name (the platform's scopes)
         "oauth_client_allowed_scopes": list(rbac.custom_scopes()),
     }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import random
 import subprocess
 
@@ -64,11 +65,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
-    """The local container engine (Podman's service is started if needed)."""
+    """The local container engine (Podman's service is started if needed, by one test
+    process: the others wait for it and use it)."""
     settings, _ = load_settings(
         REPO / "workbench.toml" if (REPO / "workbench.toml").exists() else None
     )
-    return settings.engine()
+    lock = REPO / ".run" / "engine.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return settings.engine()
 
 
 @pytest.fixture(scope="session")

@@ -215,6 +215,17 @@ async def platform(tmp_path_factory, engine, base_image):
 ME = {"name": OWNER, "admin": False}
 
 
+@pytest.fixture(autouse=True)
+async def no_services_left(platform):
+    """Every test starts with no services: each makes the ones it needs, and what it made
+    (running, stopped or failed) is deleted after it, so no test sees another's."""
+    yield
+    manager = platform_manager(platform["app"])
+    for service in await manager.list(ME):
+        if service["owner"] == OWNER:
+            await manager.delete(ME, OWNER, service["name"])
+
+
 def platform_manager(app) -> ServiceManager:
     return app.settings["service_manager"]
 
@@ -238,6 +249,16 @@ async def wait_until(check, within=60.0, step=0.2):
         await asyncio.sleep(step)
 
 
+async def deployed(platform, name, *predictors, **more) -> dict:
+    """A service of the test's own, made here and running with every predictor ready."""
+    manager = platform["manager"]
+    await manager.create(ME, body(name, *predictors, **more))
+    await running(manager, name)
+    for p in predictors:
+        await wait_until(lambda p=p: _ready(manager, name, f"{p['model']}:{p['version']}"))
+    return await manager.get(ME, OWNER, name)
+
+
 async def running(manager, name):
     async def check():
         service = await manager.get(ME, OWNER, name)
@@ -256,13 +277,19 @@ async def call(platform, name, key, data="{}", sleep=0.0, headers=None):
         return answer.status, (json.loads(text) if text else None)
 
 
-def containers(platform) -> list[str]:
+def containers(platform, prefix=None) -> list[str]:
+    """The engine's containers of this module's manager, or of one service (its object name)."""
     api = docker.APIClient(base_url=platform["engine"], timeout=30)
     return [
         c["Names"][0].lstrip("/")
         for c in api.containers(all=True)
-        if c["Names"][0].lstrip("/").startswith(platform["prefix"])
+        if c["Names"][0].lstrip("/").startswith(prefix or platform["prefix"])
     ]
+
+
+def object_of(platform, name) -> str:
+    """The prefix of a service's engine objects (its replicas are `<object>-<hex>`)."""
+    return platform["manager"].runtime(OWNER, name).object_name + "-"
 
 
 class Load:
@@ -290,6 +317,7 @@ class Load:
 
 async def test_bad_requests_are_refused_with_the_reason_and_start_nothing(platform):
     manager = platform["manager"]
+    before = (await manager.list(ME), containers(platform))
     cases = [
         (body("bad", predictor(1, 60), predictor(2, 30)), 400, "add to 100"),
         (body("bad", predictor(1, 50), predictor(2, 50), predictor(1, 0)), 400, "at most 2"),
@@ -314,8 +342,8 @@ async def test_bad_requests_are_refused_with_the_reason_and_start_nothing(platfo
         assert e.value.code == 409 and "checksum mismatch" in e.value.message
     finally:
         platform["registry"].changed.clear()
-    assert await manager.list(ME) == []
-    assert containers(platform) == []
+    assert (await manager.list(ME), containers(platform)) == before
+    assert "bad" not in [s["name"] for s in await manager.list(ME)]
 
 
 async def test_a_public_service_is_callable_by_its_workspaces_members_only(platform):
@@ -348,6 +376,7 @@ async def test_a_public_service_is_callable_by_its_workspaces_members_only(platf
 async def test_a_replica_that_keeps_failing_fails_the_service_with_its_reason(platform):
     manager = platform["manager"]
     await manager.create(ME, body("broken", {**predictor(1), "model": "broken"}))
+    replicas = object_of(platform, "broken")
 
     async def failed():
         service = await manager.get(ME, OWNER, "broken")
@@ -356,7 +385,7 @@ async def test_a_replica_that_keeps_failing_fails_the_service_with_its_reason(pl
     service = await wait_until(failed, within=60)
     assert "exited with code 3: boom: no weights" in service["reason"], service["reason"]
     assert "3 failures in a row" in service["reason"]
-    assert service["predictors"][0]["replicas"] == [] and containers(platform) == []
+    assert service["predictors"][0]["replicas"] == [] and containers(platform, replicas) == []
     key = (await manager.create_key(ME, OWNER, "broken", {}))["key"]
     status, answer = await call(platform, "broken", key)
     assert status == 503 and "boom" in answer["message"]
@@ -418,7 +447,9 @@ async def _ready(manager, name, key):
 
 
 async def test_promote_and_rollback_under_load_drop_nothing(platform):
-    manager, name = platform["manager"], "split"
+    manager, name = platform["manager"], "promote"
+    await deployed(platform, name, predictor(1, 90), predictor(2, 10))
+    replicas = object_of(platform, name)
     key = (await manager.create_key(ME, OWNER, name, {}))["key"]
     load = Load(platform, name, key)
     await asyncio.sleep(1)
@@ -429,7 +460,7 @@ async def test_promote_and_rollback_under_load_drop_nothing(platform):
     assert results and all(status == 200 for status, _ in results), Counter(s for s, _ in results)
     after = await asyncio.gather(*(call(platform, name, key) for _ in range(20)))
     assert {a["model_version"] for _, a in after} == {"2"}
-    assert len(containers(platform)) == 1  # the old version's replica is gone
+    assert len(containers(platform, replicas)) == 1  # the old version's replica is gone
 
     await manager.update(ME, OWNER, name, {"predictors": [predictor(2, 50), predictor(1, 50)]})
     await wait_until(lambda: _ready(manager, name, "echo:1"))
@@ -441,12 +472,13 @@ async def test_promote_and_rollback_under_load_drop_nothing(platform):
     results = await load.stop()
     assert {a["model_version"] for s, a in results} == {"1", "2"}
     assert all(status == 200 for status, _ in results)
-    replicas = rolled["predictors"][0]["replicas"]
-    assert len(containers(platform)) == len(replicas) == 1
+    rolled_replicas = rolled["predictors"][0]["replicas"]
+    assert len(containers(platform, replicas)) == len(rolled_replicas) == 1
 
 
 async def test_a_killed_replica_is_replaced(platform):
-    manager, name = platform["manager"], "split"
+    manager, name = platform["manager"], "killed"
+    await deployed(platform, name, predictor(1))
     key = (await manager.create_key(ME, OWNER, name, {}))["key"]
     before = (await manager.get(ME, OWNER, name))["predictors"][0]["replicas"]
     load = Load(platform, name, key, concurrency=2)
@@ -514,7 +546,7 @@ async def test_scale_to_zero_and_the_first_request_waits(platform):
 
 async def test_a_restarted_manager_takes_up_running_replicas(platform):
     manager = platform["manager"]
-    before = (await manager.get(ME, OWNER, "scaled"))["predictors"][0]["replicas"]
+    before = (await deployed(platform, "taken-up", predictor(1)))["predictors"][0]["replicas"]
     await manager.close()
     again = ServiceManager(
         db=platform["db"],
@@ -528,22 +560,28 @@ async def test_a_restarted_manager_takes_up_running_replicas(platform):
     )
     await again.startup()
     platform["manager"] = platform["app"].settings["service_manager"] = again
-    await wait_until(lambda: _ready(again, "scaled", "echo:1"))
-    after = (await again.get(ME, OWNER, "scaled"))["predictors"][0]["replicas"]
+    await wait_until(lambda: _ready(again, "taken-up", "echo:1"))
+    after = (await again.get(ME, OWNER, "taken-up"))["predictors"][0]["replicas"]
     assert [r["id"] for r in after] == [r["id"] for r in before]
 
 
 async def test_stop_start_and_delete(platform):
-    manager, name = platform["manager"], "scaled"
+    manager, name = platform["manager"], "stopped"
+    await deployed(platform, name, predictor(1))
+    replicas = object_of(platform, name)
     stopped = await manager.stop(ME, OWNER, name)
     assert stopped["state"] == "stopped" and stopped["predictors"][0]["replicas"] == []
+    assert containers(platform, replicas) == []
     key = (await manager.create_key(ME, OWNER, name, {}))["key"]
     status, answer = await call(platform, name, key)
     assert status == 503 and "stopped" in answer["message"]
     await manager.start(ME, OWNER, name)
     await running(manager, name)
     assert (await call(platform, name, key))[0] == 200
-    for service in ("scaled", "split", "zero"):
-        await manager.delete(ME, OWNER, service)
-    assert containers(platform) == []
-    assert await manager.list(ME) == []
+    assert len(containers(platform, replicas)) == 1
+    await manager.delete(ME, OWNER, name)
+    assert containers(platform, replicas) == []
+    assert name not in [s["name"] for s in await manager.list(ME)]
+    with pytest.raises(APIError) as e:
+        await manager.get(ME, OWNER, name)
+    assert e.value.code == 404

@@ -36,6 +36,7 @@ JOB = "iris-train"
 MODEL = "iris"
 SERVICE = "iris"  # the deploy form's default: the model's name
 FOLDER = "iris-v2"  # a folder of the instance's storage, registered as version 2
+API_MODEL = "iris-api"  # the model deployed through the API when the panel deployed none
 # registering copies and hashes the files; a deployment starts a kserve container (imports
 # kserve, sklearn and numpy) on a shared machine
 REGISTER_TIMEOUT_MS = 180_000
@@ -123,8 +124,46 @@ def open_deploy_panel(page: Page):
     return panel
 
 
-def service_view(page: Page):
-    return page.locator(f".jp-WorkbenchDeploy-service[data-service='{USER}/{SERVICE}']")
+def service_view(page: Page, name: str = SERVICE):
+    return page.locator(f".jp-WorkbenchDeploy-service[data-service='{USER}/{name}']")
+
+
+@pytest.fixture(scope="module")
+def state():
+    """What the tests of this module pass on: the model and service the panel made."""
+    return {}
+
+
+@pytest.fixture
+def deployed(dpl, state):
+    """A model of one version from the job's output, deployed as a service of its name on
+    cpu.small with one replica running: the panel's, or, where that test has not run (alone,
+    another order), the same made through the API under a name of its own, deleted after
+    (the panel's test starts with no model at all)."""
+    if "model" in state:
+        yield state
+        return
+    body = {
+        "name": API_MODEL,
+        "format": "sklearn",
+        "source": {"kind": "job", "job": JOB, "path": "output/model"},
+    }
+    dpl.api("POST", "models", body)
+    predictor = {"model": API_MODEL, "version": 1, "weight": 100, "flavor": "cpu.small"}
+    try:
+        deadline = time.monotonic() + REGISTER_TIMEOUT_MS / 1000
+        while dpl.api("GET", f"models/{USER}/{API_MODEL}/versions/1")["state"] != "ready":
+            assert time.monotonic() < deadline, "the model's files were not copied in time"
+            time.sleep(1)
+        dpl.api("POST", "services", {"name": API_MODEL, "predictors": [predictor]})
+        deadline = time.monotonic() + READY_TIMEOUT_MS / 1000
+        while (service := dpl.api("GET", f"services/{USER}/{API_MODEL}"))["state"] != "running":
+            assert time.monotonic() < deadline, service
+            time.sleep(1)
+        yield {"model": API_MODEL, "service": API_MODEL}
+    finally:
+        quietly(dpl.api, "DELETE", f"services/{USER}/{API_MODEL}")
+        quietly(dpl.api, "DELETE", f"models/{USER}/{API_MODEL}")
 
 
 def call(view, path: str, request: dict | None, status: int) -> dict:
@@ -142,7 +181,7 @@ def call(view, path: str, request: dict | None, status: int) -> dict:
     return json.loads(answer.inner_text())
 
 
-def test_register_a_job_output_deploy_it_call_it_and_chart_its_metrics(hub, dpl, page):
+def test_register_a_job_output_deploy_it_call_it_and_chart_its_metrics(hub, dpl, page, state):
     page.goto(f"{hub.url}/user/{USER}/{NAME}/lab")
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
     panel = open_deploy_panel(page)
@@ -215,6 +254,7 @@ def test_register_a_job_output_deploy_it_call_it_and_chart_its_metrics(hub, dpl,
     service = service_view(page)
     expect(service).to_be_visible(timeout=CALL_TIMEOUT_MS)
     expect(deploy).to_have_count(0)
+    state.update(model=MODEL, service=SERVICE)
     expect(service.locator("[data-field='state']")).to_have_text(
         "running", timeout=READY_TIMEOUT_MS
     )
@@ -282,10 +322,13 @@ def test_register_a_job_output_deploy_it_call_it_and_chart_its_metrics(hub, dpl,
     expect(item.locator("[data-field='predictors']")).to_have_text("iris:1 100% · 1/1 replicas")
 
 
-def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promote(hub, dpl, page):
+def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promote(
+    hub, dpl, page, deployed
+):
+    model, name = deployed["model"], deployed["service"]
     # the model's file, put into a folder of the instance's storage
     data = dpl.session.get(
-        f"{dpl.api_url}/models/{USER}/{MODEL}/versions/1/files/model.joblib", timeout=60
+        f"{dpl.api_url}/models/{USER}/{model}/versions/1/files/model.joblib", timeout=60
     ).content
     contents = f"{hub.url}/user/{USER}/{NAME}/api/contents"
     r = dpl.session.put(f"{contents}/{FOLDER}", json={"type": "directory"})
@@ -295,8 +338,16 @@ def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promot
     assert r.status_code in (200, 201), r.text[:300]
 
     # the file browser's context menu on the folder: "Register as Model…"
-    page.locator("li.lm-TabBar-tab[data-id='filebrowser']").click()
+    if not page.locator("#jp-main-dock-panel").is_visible():
+        page.goto(f"{hub.url}/user/{USER}/{NAME}/lab")
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
     browser_panel = page.locator("#filebrowser")
+    # its tab toggles it (a fresh JupyterLab shows it already): click until it shows
+    for _ in range(4):
+        if browser_panel.is_visible():
+            break
+        page.locator("li.lm-TabBar-tab[data-id='filebrowser']").click()
+        page.wait_for_timeout(1000)
     expect(browser_panel).to_be_visible()
     browser_panel.locator("[data-command='filebrowser:refresh']").first.click()
     folder = browser_panel.locator(".jp-DirListing-item", has_text=FOLDER)
@@ -311,41 +362,51 @@ def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promot
     expect(form.locator("select[name='job']")).to_be_hidden()
     # outside the server's folder: the server extension refuses
     form.locator("input[name='path']").fill("../../etc")
-    form.locator("input[name='name']").fill(MODEL)
+    form.locator("input[name='name']").fill(model)
     form.locator("select[name='format']").select_option("sklearn")
     form.locator("button[data-action='register']").click()
     expect(form.locator(".jp-WorkbenchDeploy-error")).to_contain_text(
         "outside this server's folder", timeout=CALL_TIMEOUT_MS
     )
     form.locator("input[name='path']").fill(FOLDER)
-    expect(form.locator(".jp-WorkbenchDeploy-hint")).to_contain_text(f"version 2 of {USER}/{MODEL}")
+    expect(form.locator(".jp-WorkbenchDeploy-hint")).to_contain_text(f"version 2 of {USER}/{model}")
     form.locator("button[data-action='register']").click()
     # a short container copies the folder from the storage: then the model's view shows
-    view = page.locator(f".jp-WorkbenchDeploy-model[data-model='{USER}/{MODEL}']")
+    view = page.locator(f".jp-WorkbenchDeploy-model[data-model='{USER}/{model}']")
     expect(view).to_be_visible(timeout=REGISTER_TIMEOUT_MS)
     expect(form).to_have_count(0)
     row = view.locator("tr[data-version='2']")
     expect(row.locator("[data-field='state']")).to_have_text("ready", timeout=REGISTER_TIMEOUT_MS)
     expect(row.locator("[data-field='from']")).to_have_text(f"files {NAME}:{FOLDER}")
-    version = dpl.api("GET", f"models/{USER}/{MODEL}/versions/2")
+    version = dpl.api("GET", f"models/{USER}/{model}/versions/2")
     assert version["source"] == {"kind": "storage", "instance": NAME, "path": FOLDER}
     assert version["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
     shot(page, "06-registered-from-files")
 
     # version 2 as a canary with 30 % of the requests
-    page.locator(f"li.lm-TabBar-tab[data-id='jp-workbench-service-{USER}-{SERVICE}-tab']").click()
-    service = service_view(page)
-    expect(service).to_be_visible()
+    tab = page.locator(f"li.lm-TabBar-tab[data-id='jp-workbench-service-{USER}-{name}-tab']")
+    if tab.count():
+        tab.click()
+    else:  # not opened in this page yet: from the panel's list
+        panel = open_deploy_panel(page)
+        panel.locator("button[data-action='refresh']").click()
+        item = panel.locator(f"li[data-service='{USER}/{name}']")
+        expect(item).to_be_visible(timeout=CALL_TIMEOUT_MS)
+        item.click()
+    service = service_view(page, name)
+    expect(service).to_be_visible(timeout=CALL_TIMEOUT_MS)
     service.locator("button[data-action='refresh']").click()
     new_canary = service.locator(".jp-WorkbenchDeploy-newCanary")
     expect(new_canary).to_be_visible(timeout=CALL_TIMEOUT_MS)
     expect(new_canary.locator("select[name='canary_version']")).to_have_value("2")
     new_canary.locator("input[name='canary_weight']").fill("30")
     new_canary.locator("button[data-action='canary']").click()
-    canary = service.locator("tr[data-predictor='iris:2']")
+    canary = service.locator(f"tr[data-predictor='{model}:2']")
     expect(canary.locator("[data-field='weight']")).to_have_text("30%", timeout=CALL_TIMEOUT_MS)
-    expect(service.locator("tr[data-predictor='iris:1'] [data-field='weight']")).to_have_text("70%")
-    expect(canary.locator("[data-field='model']")).to_have_text("iris:2 (canary)")
+    expect(service.locator(f"tr[data-predictor='{model}:1'] [data-field='weight']")).to_have_text(
+        "70%"
+    )
+    expect(canary.locator("[data-field='model']")).to_have_text(f"{model}:2 (canary)")
     expect(canary.locator("[data-field='replicas']")).to_contain_text(
         "1 ready of 1", timeout=READY_TIMEOUT_MS
     )
@@ -356,20 +417,22 @@ def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promot
 
     # the slider: half the requests to the canary
     slider.locator("input[name='canary']").fill("50")
-    expect(slider.locator("[data-field='split']")).to_have_text("iris:1 50% · iris:2 50%")
+    expect(slider.locator("[data-field='split']")).to_have_text(f"{model}:1 50% · {model}:2 50%")
     slider.locator("button[data-action='weights']").click()
     expect(canary.locator("[data-field='weight']")).to_have_text("50%", timeout=CALL_TIMEOUT_MS)
-    weights = [p["weight"] for p in dpl.api("GET", f"services/{USER}/{SERVICE}")["predictors"]]
+    weights = [p["weight"] for p in dpl.api("GET", f"services/{USER}/{name}")["predictors"]]
     assert weights == [50, 50]
-    answer = call(service, f"v1/models/{MODEL}:predict", {"instances": [SETOSA]}, 200)
+    answer = call(service, f"v1/models/{model}:predict", {"instances": [SETOSA]}, 200)
     assert answer["predictions"][0]["predict"] == 0, answer
 
     # promote: the canary takes all the traffic, the old predictor goes
     service.locator("button[data-action='promote']").click()
-    expect(service.locator("tr[data-predictor='iris:1']")).to_have_count(0, timeout=CALL_TIMEOUT_MS)
+    expect(service.locator(f"tr[data-predictor='{model}:1']")).to_have_count(
+        0, timeout=CALL_TIMEOUT_MS
+    )
     expect(canary.locator("[data-field='weight']")).to_have_text("100%")
     expect(slider).to_be_hidden()
-    predictors = dpl.api("GET", f"services/{USER}/{SERVICE}")["predictors"]
+    predictors = dpl.api("GET", f"services/{USER}/{name}")["predictors"]
     assert [(p["version"], p["weight"]) for p in predictors] == [(2, 100)]
     shot(page, "08-promoted")
 
@@ -377,5 +440,5 @@ def test_register_a_storage_folder_from_the_file_browser_as_a_canary_then_promot
     service.locator("button[data-action='stop']").click()
     expect(service.locator("[data-field='state']")).to_have_text("stopped", timeout=90_000)
     expect(service.locator("button[data-action='start']")).to_be_enabled()
-    assert dpl.api("GET", f"services/{USER}/{SERVICE}")["state"] == "stopped"
+    assert dpl.api("GET", f"services/{USER}/{name}")["state"] == "stopped"
     shot(page, "09-stopped")

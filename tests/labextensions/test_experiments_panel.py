@@ -32,6 +32,7 @@ USER = "xpanel"
 NAME = "xp-nb"
 SCRIPT = "job_quadratic.py"
 JOB = "job-quadratic"  # the form's default name for the script
+API_JOB = "xp-searched"  # the job of the search made through the API when the panel made none
 SLOW_JOB = "xp-slow"
 SOURCE = Path(__file__).parents[1] / "training_bridge" / "experiments" / SCRIPT
 # each trial runs about 4 s: longer than the view's refresh, so a running trial is seen
@@ -93,8 +94,57 @@ def page(hub, xpanel, browser):
 
 @pytest.fixture(scope="module")
 def state():
-    """What the tests of this module pass on: the search started from the panel."""
+    """What the tests of this module pass on: the search started from the panel and its job."""
     return {}
+
+
+# the search the panel's form makes (test_search_from_the_panel_...), as the API takes it
+SEARCH_BODY = {
+    "image": "python",
+    "flavor": "cpu.tiny",
+    "hyperparameters": FIXED,
+    "space": {
+        "x": {"type": "float", "low": -1, "high": 1},
+        "lr": {"type": "float", "low": 1e-4, "high": 1, "log": True},
+        "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
+    },
+    "objective": {"metric": "loss", "direction": "minimize"},
+    "trials": 4,
+    "parallel": 2,
+    "sampler": {"type": "tpe", "seed": 7},
+}
+
+
+@pytest.fixture
+def searched(xpanel, state) -> dict:
+    """A completed search of 4 trials: the one the panel started, or, where that test has not
+    run (alone, another order), the same search started through the API as a job of its own
+    (the panel's test makes its job from nothing)."""
+    if "search" not in state:
+        body = {
+            **SEARCH_BODY,
+            "job": API_JOB,
+            "source": {
+                "kind": "file",
+                "entry": SCRIPT,
+                "archive": archive({SCRIPT: SOURCE.read_text()}),
+            },
+        }
+        search = xpanel.api("POST", "searches", body)
+        state.update(search=search["id"], job=API_JOB)
+    deadline = time.monotonic() + SEARCH_TIMEOUT_MS / 1000
+    while (search := xpanel.api("GET", f"searches/{state['search']}"))["state"] != "completed":
+        assert search["state"] == "running", search
+        assert time.monotonic() < deadline, search
+        time.sleep(2)
+    return state
+
+
+def open_lab(page: Page, hub):
+    """JupyterLab, unless a test before left it open."""
+    if not page.locator("#jp-main-dock-panel").is_visible():
+        page.goto(f"{hub.url}/user/{USER}/{NAME}/lab")
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
 
 
 def relay(hub, client, method: str, path: str, **kwargs):
@@ -121,6 +171,12 @@ def show_tab(page: Page, selector: str, tab_id: str):
 
 
 def search_view(page: Page, search_id: int):
+    """The search's view: its tab brought to the front, or opened from the panel's list."""
+    tab = page.locator(f"li.lm-TabBar-tab[data-id='jp-workbench-search-{search_id}-tab']")
+    if not tab.count():
+        item = open_training_panel(page).locator(f"li[data-search='{search_id}']")
+        expect(item).to_be_visible(timeout=CALL_TIMEOUT_MS)
+        item.click()
     return show_tab(
         page,
         f".jp-WorkbenchExperiments-search[data-search='{search_id}']",
@@ -139,9 +195,9 @@ def fill_param(form, index: int, name: str, kind: str, **fields):
         row.locator("input[name='param-log']").check()
 
 
-def final_value(client, version: int, metric: str = "loss"):
+def final_value(client, version: int, metric: str = "loss", job: str = JOB):
     """The value at the highest step of a version's metric, from the jobs API."""
-    points = client.api("GET", f"jobs/{USER}/{JOB}/versions/{version}/metrics")[metric]
+    points = client.api("GET", f"jobs/{USER}/{job}/versions/{version}/metrics")[metric]
     return max(points, key=lambda p: p["step"])["value"]
 
 
@@ -160,12 +216,15 @@ def test_relay_refuses_bad_requests_with_what_to_do(hub, xpanel):
     r = relay(hub, xpanel, "POST", "searches", data="{not json")
     assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
     # the platform's own refusal comes back with its message: nothing was made
-    r = relay(hub, xpanel, "POST", "searches", json={"path": SCRIPT, "space": {}, "trials": 2})
+    searches = xpanel.api("GET", "searches")
+    refused = {"path": SCRIPT, "job": "xp-refused", "space": {}, "trials": 2}
+    r = relay(hub, xpanel, "POST", "searches", json=refused)
     assert r.status_code == 400, r.text
     assert "space is empty: give at least one parameter" in r.json()["message"], r.json()
-    assert xpanel.api("GET", "searches") == []
-    with pytest.raises(WorkbenchError):
-        xpanel.api("GET", f"jobs/{USER}/{JOB}")
+    assert xpanel.api("GET", "searches") == searches
+    with pytest.raises(WorkbenchError) as e:
+        xpanel.api("GET", f"jobs/{USER}/xp-refused")
+    assert e.value.status == 404
     for query, message in [
         ("", "Pick the runs to compare"),
         ("?run=not-a-run", "is not a run"),
@@ -216,7 +275,7 @@ def test_search_from_the_panel_shows_trials_states_and_the_best(hub, xpanel, pag
     expect(view).to_be_visible(timeout=CALL_TIMEOUT_MS)
     expect(form).to_have_count(0)  # the form closed
     search_id = int(view.get_attribute("data-search"))
-    state["search"] = search_id
+    state.update(search=search_id, job=JOB)
     search = xpanel.api("GET", f"searches/{search_id}")
     assert (search["job"], search["trials_planned"], search["parallel"]) == (JOB, 4, 2)
     x = search["space"]["x"]
@@ -282,13 +341,15 @@ def test_search_from_the_panel_shows_trials_states_and_the_best(hub, xpanel, pag
     shot(page, "03-completed")
 
 
-def test_compare_two_runs_from_the_panel(hub, xpanel, page, state):
+def test_compare_two_runs_from_the_panel(hub, xpanel, page, searched):
+    job = searched["job"]
+    open_lab(page, hub)
     panel = open_training_panel(page)
     panel.locator("button[data-action='compare']").click()
     view = page.locator(".jp-WorkbenchExperiments-compare")
     expect(view).to_be_visible()
-    view.locator("select[name='pick-job']").select_option(f"{USER}/{JOB}")
-    runs = [f"{USER}/{JOB}/1", f"{USER}/{JOB}/2"]
+    view.locator("select[name='pick-job']").select_option(f"{USER}/{job}")
+    runs = [f"{USER}/{job}/1", f"{USER}/{job}/2"]
     for run in runs:
         view.locator(f"input[name='pick-version'][value='{run}']").check()
     heads = view.locator("thead th.jp-WorkbenchExperiments-run")
@@ -309,7 +370,9 @@ def test_compare_two_runs_from_the_panel(hub, xpanel, page, state):
     for run in comparison["runs"]:
         i = column[f"{run['owner']}/{run['name']}/{run['version']}"]
         cell = view.locator(f"tr[data-kind='metric'][data-name='loss'] td[data-run='{i}']")
-        assert json.loads(cell.get_attribute("data-value")) == final_value(xpanel, run["version"])
+        assert json.loads(cell.get_attribute("data-value")) == final_value(
+            xpanel, run["version"], job=job
+        )
 
     # parameters: x differs between the trials and is marked; the fixed steps are not
     assert comparison["differs"]["x"] is True and comparison["differs"]["steps"] is False
@@ -336,16 +399,24 @@ def test_compare_two_runs_from_the_panel(hub, xpanel, page, state):
     shot(page, "04-compare")
 
     # a search's trials compare from its view: all of them when none is ticked
-    search = search_view(page, state["search"])
+    search = search_view(page, searched["search"])
     search.locator("button[data-action='compare']").click()
     expect(view.locator("[data-field='what']")).to_have_text(
-        f"the trials of search {state['search']}"
+        f"the trials of search {searched['search']}"
     )
     expect(heads).to_have_count(4, timeout=CALL_TIMEOUT_MS)
 
 
-def test_tensorboard_over_the_compared_runs(hub, xpanel, page, state):
+def test_tensorboard_over_the_compared_runs(hub, xpanel, page, searched):
+    # the search's trials compared from its view (all of them: none is ticked)
+    open_lab(page, hub)
+    search_view(page, searched["search"]).locator("button[data-action='compare']").click()
     view = show_tab(page, ".jp-WorkbenchExperiments-compare", "jp-workbench-compare-tab")
+    expect(view.locator("[data-field='what']")).to_have_text(
+        f"the trials of search {searched['search']}"
+    )
+    heads = view.locator("thead th.jp-WorkbenchExperiments-run")
+    expect(heads).to_have_count(4, timeout=CALL_TIMEOUT_MS)
     view.locator("button[data-action='tensorboard']").click()
     board = page.locator(".jp-WorkbenchExperiments-tensorboard")
     expect(board).to_be_visible()
@@ -370,49 +441,51 @@ def test_tensorboard_over_the_compared_runs(hub, xpanel, page, state):
         time.sleep(1)
 
 
-def test_use_best_parameters_reruns_the_job_with_them(hub, xpanel, page, state):
-    search_id = state["search"]
+def test_use_best_parameters_reruns_the_job_with_them(hub, xpanel, page, searched):
+    search_id, name = searched["search"], searched["job"]
+    open_lab(page, hub)
     view = search_view(page, search_id)
     search = xpanel.api("GET", f"searches/{search_id}")
     best = next(t for t in search["trials"] if t["number"] == search["best_trial"])
-    versions = len(xpanel.api("GET", f"jobs/{USER}/{JOB}")["versions"])
+    versions = len(xpanel.api("GET", f"jobs/{USER}/{name}")["versions"])
+    assert versions == 4  # the search's trials
     view.locator("button[data-action='rerun-best']").click()
 
     # the job's view shows the new version, a normal run of the job with the best parameters
-    job = page.locator(f".jp-WorkbenchTraining-job[data-job='{USER}/{JOB}']")
+    job = page.locator(f".jp-WorkbenchTraining-job[data-job='{USER}/{name}']")
     expect(job).to_be_visible(timeout=CALL_TIMEOUT_MS)
     expect(job.locator("select[name='version']")).to_have_value(
         str(versions + 1), timeout=CALL_TIMEOUT_MS
     )
-    version = xpanel.api("GET", f"jobs/{USER}/{JOB}/versions/{versions + 1}")
+    version = xpanel.api("GET", f"jobs/{USER}/{name}/versions/{versions + 1}")
     assert version["spec"]["hyperparameters"] == {**FIXED, **best["params"]}
     expect(job.locator("[data-field='state']")).to_have_text("succeeded", timeout=RUN_TIMEOUT_MS)
     # it reported the best trial's loss again
-    assert final_value(xpanel, versions + 1) == pytest.approx(best["value"])
+    assert final_value(xpanel, versions + 1, job=name) == pytest.approx(best["value"])
     # the search itself is as it was
     assert len(xpanel.api("GET", f"searches/{search_id}")["trials"]) == 4
     shot(page, "06-best-rerun")
 
-    # the job view's Compare versions: all five side by side, the re-run beside the trials
+    # the job view's Compare versions: all of them side by side, the re-run beside the trials
     job.locator("button[data-action='compare']").click()
     compare = page.locator(".jp-WorkbenchExperiments-compare")
     expect(compare).to_be_visible()
     heads = compare.locator("thead th.jp-WorkbenchExperiments-run")
-    expect(heads).to_have_count(5, timeout=CALL_TIMEOUT_MS)
-    assert [heads.nth(i).get_attribute("data-key") for i in range(5)] == [
-        f"{USER}/{JOB}/{v}" for v in range(1, 6)
+    expect(heads).to_have_count(versions + 1, timeout=CALL_TIMEOUT_MS)
+    assert [heads.nth(i).get_attribute("data-key") for i in range(versions + 1)] == [
+        f"{USER}/{name}/{v}" for v in range(1, versions + 2)
     ]
 
     # the job view's Search…: the search form over the job, from the shown version's spec
     job = show_tab(
         page,
-        f".jp-WorkbenchTraining-job[data-job='{USER}/{JOB}']",
-        f"jp-workbench-job-{USER}-{JOB}-tab",
+        f".jp-WorkbenchTraining-job[data-job='{USER}/{name}']",
+        f"jp-workbench-job-{USER}-{name}-tab",
     )
     job.locator("button[data-action='search']").click()
     form = page.locator(".jp-WorkbenchExperiments-searchForm")
     expect(form.locator(".jp-WorkbenchTraining-title")).to_have_text(
-        f"Search hyperparameters of {JOB} (from version {versions + 1})"
+        f"Search hyperparameters of {name} (from version {versions + 1})"
     )
     expect(form.locator("input[name='path']")).to_be_hidden()  # the job's own code
     expect(form.locator("textarea[name='hyperparameters']")).to_have_value(
@@ -446,6 +519,7 @@ def test_stop_a_search_from_its_view(hub, xpanel, page):
         "parallel": 1,
     }
     search = xpanel.api("POST", "searches", body)
+    open_lab(page, hub)
     panel = open_training_panel(page)
     item = panel.locator(f"li[data-search='{search['id']}']")
     expect(item).to_be_visible(timeout=CALL_TIMEOUT_MS)

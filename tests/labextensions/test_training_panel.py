@@ -26,6 +26,7 @@ from tests.hub.test_browser import (
     browser,
 )
 from tests.labextensions.lab import lab_page
+from tests.training_bridge.jobs_helpers import archive, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -33,6 +34,7 @@ USER = "tracy"
 NAME = "train-nb"
 NOTEBOOK = "train.ipynb"
 JOB = "train"
+API_JOB = "train-api"  # the job submitted through the API when the panel submitted none
 # from submission to the first metric line: a container start and IPython on a shared machine
 RUN_TIMEOUT_MS = 180_000
 STOP_TIMEOUT_MS = 90_000
@@ -110,8 +112,40 @@ def page(hub, tracy, browser):
         yield page
 
 
-def version_of(client, v: int) -> dict:
-    return client.api("GET", f"jobs/{USER}/{JOB}/versions/{v}")
+@pytest.fixture(scope="module")
+def state():
+    """What the tests of this module pass on: the job the panel submitted."""
+    return {}
+
+
+@pytest.fixture
+def first_run(tracy, state) -> str:
+    """A job whose version 1 succeeded as the panel's form submits it (12 steps, 2 s apart,
+    cpu.tiny, a metric rule of its own): the one the panel submitted, or, where that test has
+    not run (alone, another order), the same job submitted through the API under a name of
+    its own (the panel's test submits its job from nothing)."""
+    if "job" not in state:
+        body = {
+            "name": API_JOB,
+            "source": {
+                "kind": "notebook",
+                "entry": NOTEBOOK,
+                "archive": archive({NOTEBOOK: json.dumps(TRAIN_NOTEBOOK)}),
+            },
+            "image": "python",
+            "flavor": "cpu.tiny",
+            "hyperparameters": {"steps": 12, "delay": 2},
+            "metrics": [{"name": "done", "regex": r"training done (\d+)"}],
+        }
+        tracy.api("POST", "jobs", body)
+        state["job"] = API_JOB
+    model = wait_for(tracy, USER, state["job"], 1, timeout=RUN_TIMEOUT_MS / 1000)
+    assert model["state"] == "succeeded", model
+    return state["job"]
+
+
+def version_of(client, v: int, job: str = JOB) -> dict:
+    return client.api("GET", f"jobs/{USER}/{job}/versions/{v}")
 
 
 def open_training_panel(page: Page):
@@ -122,7 +156,7 @@ def open_training_panel(page: Page):
     return panel
 
 
-def test_submit_the_open_notebook_follow_its_log_and_chart_open_its_output(hub, tracy, page):
+def test_submit_the_open_notebook_follow_its_log_and_chart_open_its_output(hub, tracy, page, state):
     page.goto(f"{hub.url}/user/{USER}/{NAME}/lab/tree/{NOTEBOOK}")
     notebook = page.locator(".jp-NotebookPanel")
     expect(notebook).to_be_visible(timeout=LAB_TIMEOUT_MS)
@@ -166,6 +200,7 @@ def test_submit_the_open_notebook_follow_its_log_and_chart_open_its_output(hub, 
     view = page.locator(f".jp-WorkbenchTraining-job[data-job='{USER}/{JOB}']")
     expect(view).to_be_visible(timeout=CALL_TIMEOUT_MS)
     expect(form).to_have_count(0)  # the form closed
+    state["job"] = JOB
     spec = version_of(tracy, 1)["spec"]
     assert spec["source"] == {"kind": "notebook", "entry": NOTEBOOK}
     assert (spec["image"], spec["flavor"]) == ("python", "cpu.tiny")
@@ -220,18 +255,28 @@ def test_submit_the_open_notebook_follow_its_log_and_chart_open_its_output(hub, 
     shot(page, "05-output")
 
 
-def test_rerun_with_edits_then_stop_it_from_the_job_view(hub, tracy, page):
-    view = page.locator(f".jp-WorkbenchTraining-job[data-job='{USER}/{JOB}']")
+def test_rerun_with_edits_then_stop_it_from_the_job_view(hub, tracy, page, first_run):
+    job = first_run
+    if not page.locator("#jp-main-dock-panel").is_visible():
+        page.goto(f"{hub.url}/user/{USER}/{NAME}/lab")
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    view = page.locator(f".jp-WorkbenchTraining-job[data-job='{USER}/{job}']")
+    tab = page.locator(f"li.lm-TabBar-tab[data-id='jp-workbench-job-{USER}-{job}-tab']")
     if not view.is_visible():
-        page.locator(f"li.lm-TabBar-tab[data-id='jp-workbench-job-{USER}-{JOB}-tab']").click()
-    expect(view).to_be_visible()
+        if tab.count():
+            tab.click()
+        else:  # not opened in this page yet: from the panel's list
+            item = open_training_panel(page).locator(f"li[data-job='{USER}/{job}']")
+            expect(item).to_be_visible(timeout=CALL_TIMEOUT_MS)
+            item.click()
+    expect(view).to_be_visible(timeout=CALL_TIMEOUT_MS)
 
     # re-run with edits: the form holds version 1's spec
     view.locator("button[data-action='rerun']").click()
     form = page.locator(".jp-WorkbenchTraining-form")
     expect(form).to_be_visible()
     expect(form.locator(".jp-WorkbenchTraining-title")).to_have_text(
-        f"Re-run {JOB} (from version 1)"
+        f"Re-run {job} (from version 1)"
     )
     expect(form.locator("input[name='path']")).to_be_hidden()  # the code is version 1's
     expect(form.locator("input[name='name']")).to_have_attribute("readonly", "")
@@ -244,7 +289,7 @@ def test_rerun_with_edits_then_stop_it_from_the_job_view(hub, tracy, page):
 
     # the view shows version 2, which runs long; Stop ends it
     expect(view.locator("select[name='version']")).to_have_value("2", timeout=CALL_TIMEOUT_MS)
-    assert version_of(tracy, 2)["spec"]["hyperparameters"] == {"steps": 1000, "delay": 1}
+    assert version_of(tracy, 2, job)["spec"]["hyperparameters"] == {"steps": 1000, "delay": 1}
     log = view.locator("pre.jp-WorkbenchTraining-log")
     expect(log).to_contain_text("name=loss value=1.0000 step=0", timeout=RUN_TIMEOUT_MS)
     expect(view.locator("[data-field='state']")).to_have_text("running")
@@ -255,9 +300,9 @@ def test_rerun_with_edits_then_stop_it_from_the_job_view(hub, tracy, page):
     expect(view.locator("[data-field='state']")).to_have_text("stopped", timeout=STOP_TIMEOUT_MS)
     expect(stop).to_be_disabled()
     expect(log).to_have_attribute("data-following", "false")
-    model = version_of(tracy, 2)
+    model = version_of(tracy, 2, job)
     assert model["state"] == "stopped", model
-    assert version_of(tracy, 1)["state"] == "succeeded"
+    assert version_of(tracy, 1, job)["state"] == "succeeded"
     # version 1 is still there to look at
     view.locator("select[name='version']").select_option("1")
     expect(view.locator("[data-field='state']")).to_have_text("succeeded", timeout=CALL_TIMEOUT_MS)

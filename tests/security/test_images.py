@@ -315,16 +315,20 @@ def test_pull_refuses_an_overwritten_push(
     sec_hub,
     alice,
     bob,
+    src,
     registry,  # noqa: F811
     engine,
     base_image,
-    pushed,
 ):
     """Someone overwrites alice's pushed image in the registry with their own. bob, with
     whom alice shares it, pulls it: refused, since it is not the image the platform pushed,
-    and nothing of it stays on the engine."""
+    and nothing of it stays on the engine. (An image of this test's own: the overwrite
+    would spoil alice's env:v1 for the other tests.)"""
+    alice.save_instance("src", "overwritten-env", "v1")
+    assert wait_saved(alice, "src")["state"] == "done"
+    pushed = alice.push_image("overwritten-env", "v1")["pushed_ref"]
     forge(engine.url, base_image.ref, pushed)
-    alice.share_image("env", "v1", users=["bob"])
+    alice.share_image("overwritten-env", "v1", users=["bob"])
     try:
         with pytest.raises(WorkbenchError) as e:
             bob.pull_image(pushed, image="overwritten")
@@ -332,7 +336,7 @@ def test_pull_refuses_an_overwritten_push(
         assert "saved:bob/overwritten:v1" not in [i["name"] for i in bob.images()]
         assert EngineImages(engine.url).inspect(pushed) is None
     finally:
-        alice.share_image("env", "v1", users=[])
+        alice.delete_image("overwritten-env", "v1")
 
 
 # --- pinning -------------------------------------------------------------------------------------

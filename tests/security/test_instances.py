@@ -52,6 +52,20 @@ def victim(sec_hub):
     return client
 
 
+@pytest.fixture(scope="module")
+def trap_made(mallory):
+    """The attacker's instance "trap", made once for the module."""
+    mallory.create_instance("trap")
+
+
+@pytest.fixture
+def trap(mallory, trap_made) -> dict:
+    """The attacker's instance "trap", running (a test before may have stopped it)."""
+    if mallory.instance("trap")["state"] != "running":
+        mallory.start_instance("trap")
+    return mallory.instance("trap")
+
+
 def credentials(log: str) -> set[str]:
     """Every token and cookie value found in logged request headers."""
     found = set()
@@ -63,14 +77,12 @@ def credentials(log: str) -> set[str]:
     return found
 
 
-def test_instance_never_receives_a_platform_credential(sec_hub, mallory, victim):
+def test_instance_never_receives_a_platform_credential(sec_hub, mallory, victim, trap):
     """The attacker makes their server log every request header (a jupyter_server config in
     home, kept by saving the instance as an image and starting a new instance from it), waits
     through several auto-stop checks, and tries every credential it logged against the
     victim. None may open the victim's user or instance: the platform never sends its own
     token to an instance; instances report their status outward with their own token."""
-    mallory.create_instance("trap")
-    trap = mallory.instance("trap")
     out = run_code(
         mallory,
         trap["url"],
@@ -106,10 +118,10 @@ def test_instance_never_receives_a_platform_credential(sec_hub, mallory, victim)
     assert victim.instance("v1")["state"] == "running"
 
 
-def test_instance_reports_only_its_own_status(sec_hub, mallory, victim):
+def test_instance_reports_only_its_own_status(sec_hub, mallory, victim, trap):
     """With its own token (JUPYTERHUB_API_TOKEN), an instance tries to report activity for
     another instance and for another user's instance, to keep them from stopping: refused."""
-    trap = mallory.instance("trap")
+    mallory.create_instance("sibling", start=False)
     code = (
         "import os, json, urllib.request\n"
         "api = os.environ['WORKBENCH_API_URL']\n"
@@ -121,7 +133,7 @@ def test_instance_reports_only_its_own_status(sec_hub, mallory, victim):
         "    except urllib.error.HTTPError as e:\n"
         "        return e.code\n"
         "print(json.dumps([post('/users/mallory/instances/trap/status'),\n"
-        "                  post('/users/mallory/instances/trap2/status'),\n"
+        "                  post('/users/mallory/instances/sibling/status'),\n"
         "                  post('/users/victim/instances/v1/status')]))"
     )
     out = run_code(mallory, trap["url"], code)
@@ -132,7 +144,7 @@ def test_instance_reports_only_its_own_status(sec_hub, mallory, victim):
     assert other in (403, 404)
 
 
-def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, engine):
+def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, trap, engine):
     """From a kernel, the attacker connects to the victim's instance's Jupyter port (8888) and
     sshd port (2222) on the container network, and to every address of the victim's
     container. Nothing answers; the attacker's instance still reaches the hub's API."""
@@ -147,7 +159,6 @@ def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, engine
     networks = client.inspect_container(container["Id"])["NetworkSettings"]["Networks"]
     addresses = [n["IPAddress"] for n in networks.values() if n.get("IPAddress")]
     assert addresses
-    trap = mallory.instance("trap")
     code = (
         "import os, socket, urllib.request\n"
         f"for host in {addresses!r}:\n"
@@ -168,11 +179,10 @@ def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, engine
     assert "hub 200" in out["stdout"], out["stdout"]
 
 
-def test_fork_bomb_leaves_other_instances_and_the_hub_working(sec_hub, mallory, victim):
+def test_fork_bomb_leaves_other_instances_and_the_hub_working(sec_hub, mallory, victim, trap):
     """The attacker runs a fork bomb in their instance. The victim's instance still starts a
     kernel and runs code, and the hub and platform API answer: each instance has a pids
     limit, so one cannot take every process slot of the machine."""
-    trap = mallory.instance("trap")
     bomb = (
         "import subprocess\n"
         "subprocess.Popen(['bash', '-c', 'b() { b | b & }; b'], start_new_session=True)\n"

@@ -28,6 +28,13 @@ def plat_hub(tmp_path_factory, engine, base_image, test_catalog):
         yield h
 
 
+@pytest.fixture(scope="module")
+def keep(plat_hub) -> str:
+    """An instance of admin's, "keep", running through the hub kills of these tests."""
+    plat_hub.client().create_instance("keep")
+    return "keep"
+
+
 def test_second_admin_name_cannot_be_claimed_at_sign_up(plat_hub):
     """The attacker signs up as "ops", the second name of admin_users, hoping to be approved
     and made an admin on the spot. Every configured admin has an account from the first
@@ -92,13 +99,11 @@ def service_pids(config: Path) -> dict[str, list[int]]:
     return found
 
 
-def test_hard_killed_hub_leaves_no_orphaned_services(plat_hub):
+def test_hard_killed_hub_leaves_no_orphaned_services(plat_hub, keep):
     """The hub is killed with SIGKILL (an OOM kill, a crash) while an instance runs. Its
     services must not live on with old code and settings holding their ports: after a new
     start exactly one API service and one SSH gateway run, the new ones, and they answer;
     the instance kept running."""
-    admin = plat_hub.client()
-    admin.create_instance("keep")
     before = service_pids(plat_hub.config)
     assert len(before["api"]) == 1 and len(before["ssh"]) == 1, before
 
@@ -115,7 +120,7 @@ def test_hard_killed_hub_leaves_no_orphaned_services(plat_hub):
     assert len(after["api"]) == 1 and len(after["ssh"]) == 1, after
     assert not set(after["api"] + after["ssh"]) & set(before["api"] + before["ssh"])
     admin = plat_hub.client()
-    model = admin.instance("keep")
+    model = admin.instance(keep)
     assert model["state"] == "running"
     r = requests.get(
         f"{plat_hub.url}{model['url']}api/status",
@@ -136,7 +141,7 @@ def test_hard_killed_hub_leaves_no_orphaned_services(plat_hub):
             time.sleep(0.3)
 
 
-def test_orphan_left_running_is_reclaimed_at_the_next_start(plat_hub):
+def test_orphan_left_running_is_reclaimed_at_the_next_start(plat_hub, keep):
     """Where the hub died and its service missed the signal (a service stuck, a platform
     without parent-death signals), the next hub's service ends the predecessor recorded in
     its pid file before taking the port."""
@@ -157,4 +162,4 @@ def test_orphan_left_running_is_reclaimed_at_the_next_start(plat_hub):
     after = service_pids(plat_hub.config)
     assert old_api not in after["api"]
     assert len(after["api"]) == 1
-    assert plat_hub.client().instance("keep")["state"] == "running"
+    assert plat_hub.client().instance(keep)["state"] == "running"
