@@ -71,6 +71,10 @@ $(BIN)/workbench: setup.cfg pyproject.toml client/pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ./client
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# rfc3987-syntax (jsonschema's format checkers, through jupyter_events) builds a grammar
+	@# on import: 1 to 2 s of CPU at each start of the hub and of every service; it checks
+	@# only "iri" formats, which nothing here uses (the images drop it too)
+	$(BIN)/pip uninstall --quiet -y rfc3987-syntax lark
 	@touch $@
 
 node: node_modules/.bin/configurable-http-proxy

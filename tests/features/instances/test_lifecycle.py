@@ -53,8 +53,9 @@ def alice(lc_hub):
     return lc_hub.add_user("lc-alice")
 
 
-def wait_for(client, name, check, timeout=90, what=""):
-    """The instance model once check(model) is true; fails with the last model if never."""
+def wait_for(client, name, check, timeout=90, what="", hub=None):
+    """The instance model once check(model) is true; fails with the last model (and the
+    hub's last log lines about the instance, given the hub) if never."""
     deadline = time.monotonic() + timeout
     model = None
     while time.monotonic() < deadline:
@@ -62,7 +63,11 @@ def wait_for(client, name, check, timeout=90, what=""):
         if check(model):
             return model
         time.sleep(0.5)
-    raise AssertionError(f"{what or 'condition'} not reached in {timeout} s; last: {model}")
+    log = ""
+    if hub is not None:
+        lines = [line for line in hub.log_path.read_text().splitlines() if f":{name}" in line]
+        log = "\nhub log:\n" + "\n".join(lines[-25:])
+    raise AssertionError(f"{what or 'condition'} not reached in {timeout} s; last: {model}{log}")
 
 
 def sleep_until(when: datetime):
@@ -277,7 +282,12 @@ def test_killed_container_comes_back_with_its_files(lc_hub, alice, engine):
     assert out["error"] is None, out
     kill_container(engine, lc_hub, "crash1")
     model = wait_for(
-        alice, "crash1", lambda m: m["state"] == "running" and m["restarts"] == 1, 90, "restart"
+        alice,
+        "crash1",
+        lambda m: m["state"] == "running" and m["restarts"] == 1,
+        110,  # the restart's start may take up to start_timeout (120 s) less the backoff
+        "restart",
+        hub=lc_hub,
     )
     assert "killed" in model["last_crash"], model
     out = run_code(alice, model["url"], "print(open('keep.txt').read())")
