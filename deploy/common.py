@@ -84,6 +84,18 @@ def deployment(component: str, namespace: str, pod_spec: dict, annotations: dict
     }
 
 
+def place_on_hub_nodes(pod_spec: dict, values: dict) -> None:
+    """Put a platform pod where the hub goes (its node selector and tolerations) and give it
+    the registry's pull secret when the registry needs credentials."""
+    hub = values["hub"]
+    if hub["nodeSelector"]:
+        pod_spec["nodeSelector"] = hub["nodeSelector"]
+    if hub["tolerations"]:
+        pod_spec["tolerations"] = hub["tolerations"]
+    if values["registry"]["username"]:
+        pod_spec["imagePullSecrets"] = [{"name": REGISTRY_SECRET}]
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 

@@ -28,6 +28,7 @@ from .common import (
     container_security_context,
     deployment,
     metadata,
+    place_on_hub_nodes,
     selector,
 )
 from .platform_settings import public_origin
@@ -377,12 +378,7 @@ def make_deployment(
         "containers": [container],
         "volumes": volumes,
     }
-    if hub["nodeSelector"]:
-        pod_spec["nodeSelector"] = hub["nodeSelector"]
-    if hub["tolerations"]:
-        pod_spec["tolerations"] = hub["tolerations"]
-    if values["registry"]["username"]:
-        pod_spec["imagePullSecrets"] = [{"name": REGISTRY_SECRET}]
+    place_on_hub_nodes(pod_spec, values)
     annotations = {
         # a changed configuration or secret restarts the hub (kubectl apply alone would not)
         "checksum/config": checksum(config_map["data"]),

@@ -9,11 +9,11 @@ from .common import (
     PROXY_API,
     PROXY_PORT,
     PROXY_PUBLIC,
-    REGISTRY_SECRET,
     checksum,
     container_security_context,
     deployment,
     metadata,
+    place_on_hub_nodes,
     selector,
 )
 
@@ -71,13 +71,7 @@ def make_deployment(values: dict, namespace: str, image: str, settings, secret: 
         },
         "containers": [container],
     }
-    hub = values["hub"]
-    if hub["nodeSelector"]:
-        pod_spec["nodeSelector"] = hub["nodeSelector"]
-    if hub["tolerations"]:
-        pod_spec["tolerations"] = hub["tolerations"]
-    if values["registry"]["username"]:
-        pod_spec["imagePullSecrets"] = [{"name": REGISTRY_SECRET}]
+    place_on_hub_nodes(pod_spec, values)
     token = secret["data"]["proxy-token"]
     annotations = {"checksum/proxy-token": checksum({"token": token}), **proxy["podAnnotations"]}
     return deployment(PROXY, namespace, pod_spec, annotations)
