@@ -39,9 +39,30 @@ def pytest_report_header(config):
     return [f"test order: {order} (again: --order {order})"] if order else []
 
 
+# the longest modules (minutes each on 2 cores): started first, so that with several test
+# processes none is left running one of them alone at the end
+LONG_MODULES = (
+    "tests/features/instances/test_lifecycle.py",
+    "tests/features/images/test_save_image.py",
+    "tests/security/test_images.py",
+    "tests/inference_bridge/test_services.py",
+    "tests/images/test_hub_image.py",
+    "tests/features/instances/test_instances.py",
+    "tests/security/test_api_fuzz.py",
+    "tests/security/test_service_load.py",
+    "tests/ssh_gateway/test_ssh_gateway.py",
+    "tests/security/test_platform.py",
+    "tests/training_bridge/experiments/test_searches.py",
+    "tests/training_bridge/test_outlive.py",
+    "tests/hub/test_postgres.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     order = config.getoption("order")
     if not order:
+        rank = {REPO / path: i for i, path in enumerate(LONG_MODULES)}
+        items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: else as collected
         return
     groups: dict[tuple, list] = {}  # (module, class) -> its tests, in collection order
     for item in items:
