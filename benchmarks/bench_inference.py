@@ -55,6 +55,7 @@ import httpx  # noqa: E402
 from benchmarks.bench_jobs import archive, percentile, wind_down  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
+from spawner.container import labels_match  # noqa: E402
 from spawner.engine import CONTAINERS_CONF  # noqa: E402
 from tests.platform import Hub, free_port  # noqa: E402
 
@@ -179,9 +180,12 @@ class Bench:
 
     def replica(self, name: str) -> dict:
         """The engine's inspection of a service's (only) replica."""
-        found = self.dc.containers(
-            all=True, filters={"label": [f"{LABEL_OWNER}={USER}", f"{LABEL_NAME}={name}"]}
-        )
+        wanted = {LABEL_OWNER: USER, LABEL_NAME: name}
+        found = [
+            c
+            for c in self.dc.containers(all=True, filters={"label": f"{LABEL_NAME}={name}"})
+            if labels_match(c.get("Labels"), wanted)  # Podman: any one of several labels
+        ]
         if len(found) != 1:
             raise RuntimeError(f"service {name} has {len(found)} replicas, expected 1")
         return self.dc.inspect_container(found[0]["Id"])

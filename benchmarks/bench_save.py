@@ -51,9 +51,12 @@ def main(argv=None):
             user = hub.add_user("bencher")
             model = user.create_instance("src", image="python", flavor="cpu.small")
             assert run_code(user, model["url"], INSTALL)["error"] is None
-            container = client.containers.list(
-                filters={"label": ["ai-workbench.user=bencher", "ai-workbench.instance=src"]}
-            )[0]
+            # this hub's container (Podman lists what has any one of several labels)
+            (container,) = [
+                c
+                for c in client.containers.list(filters={"label": "ai-workbench.instance=src"})
+                if c.name.startswith(hub.prefix) and c.labels.get("ai-workbench.user") == "bencher"
+            ]
             api, plain, added = [], [], []
 
             def commit(i):

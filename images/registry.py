@@ -90,7 +90,9 @@ class EngineImages:
         """The running container with all these labels whose name starts with name_prefix."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
         for container in self.quick.containers.list(filters=filters):
-            if container.name.startswith(name_prefix):
+            # given several label filters, Podman lists what has any one of them
+            has_all = all(container.labels.get(k) == v for k, v in labels.items())
+            if container.name.startswith(name_prefix) and has_all:
                 return container
         return None
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import docker
 
+from spawner.container import find_instance_volume
+
 log = logging.getLogger("workbench.models.copy")
 
 SOURCE_DIR = "/src"
@@ -100,16 +102,16 @@ class EngineStorageCopier:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     async def volume(self, owner: str, instance: str) -> str:
-        """The engine volume of an instance's storage, found by the labels it was made with."""
-        filters = {"label": [f"ai-workbench.user={owner}", f"ai-workbench.instance={instance}"]}
-        found = await self._call(lambda: self.api.volumes(filters=filters))
-        volumes = (found or {}).get("Volumes") or []
-        if not volumes:
+        """The engine volume of the platform's instance's storage."""
+        volume = await self._call(
+            lambda: find_instance_volume(self.api, self.prefix, owner, instance)
+        )
+        if volume is None:
             raise StorageCopyError(
                 f"The storage of instance {instance!r} was not found: start the instance once "
                 "so that its storage is made."
             )
-        return volumes[0]["Name"]
+        return volume
 
     async def image_present(self, ref: str) -> bool:
         try:

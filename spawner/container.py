@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import string
+
+import docker
+from escapism import escape
 
 from images.catalog import ImageEntry
 
@@ -28,9 +32,43 @@ def user_folder_name(user: str) -> str:
     return "_" + user.encode().hex()[:200]
 
 
+def labels_match(labels: dict | None, wanted: dict[str, str]) -> bool:
+    """Whether an engine object's labels hold every wanted one. Filter on them after
+    listing: given several label filters, Podman's Docker-compatible API returns what
+    matches any one of them (Docker: all of them)."""
+    labels = labels or {}
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
 def make_volume_name(object_name: str) -> str:
     """The engine volume holding an instance's work directory."""
     return f"{object_name}-work"
+
+
+def escape_name_part(text: str) -> str:
+    """A user or instance name as DockerSpawner puts it in container names (its escaping)."""
+    return escape(text, set(string.ascii_lowercase + string.digits), escape_char="-").lower()
+
+
+def instance_object_name(prefix: str, owner: str, instance: str) -> str:
+    """The container name the spawner gives an instance (DockerSpawner's named-server template)."""
+    return f"{prefix}-{escape_name_part(owner)}--{escape_name_part(instance)}"
+
+
+def find_instance_volume(api: docker.APIClient, prefix: str, owner: str, instance: str):
+    """The name of the engine volume of one platform's instance, or None if it has none.
+
+    Found by its exact name (the platform's container prefix, the owner and the instance),
+    and checked against the labels it was made with: another platform on the same engine, or
+    a volume left by an earlier one, may carry the same user and instance labels.
+    """
+    name = make_volume_name(instance_object_name(prefix, owner, instance))
+    try:
+        volume = api.inspect_volume(name)
+    except docker.errors.NotFound:
+        return None
+    wanted = {f"{LABEL_PREFIX}.user": owner, f"{LABEL_PREFIX}.instance": instance}
+    return name if labels_match(volume.get("Labels"), wanted) else None
 
 
 def make_network_name(object_name: str) -> str:

@@ -14,6 +14,7 @@ from workbench import HubAPI, WorkbenchError
 
 from features.instances.live_options import LiveOptions
 from hub.db import Database
+from spawner.container import labels_match
 from ssh_gateway.keys import find_key
 
 log = logging.getLogger("workbench.ssh")
@@ -268,15 +269,16 @@ class Directory:
         import docker
 
         client = docker.APIClient(base_url=self.engine_url, timeout=10)
+        wanted = {f"{LABEL_PREFIX}.user": user, f"{LABEL_PREFIX}.instance": instance}
         try:
             containers = client.containers(
-                filters={
-                    "label": [f"{LABEL_PREFIX}.user={user}", f"{LABEL_PREFIX}.instance={instance}"]
-                }
+                filters={"label": [f"{key}={value}" for key, value in wanted.items()]}
             )
         finally:
             client.close()
         for c in containers:
+            if not labels_match(c.get("Labels"), wanted):
+                continue  # Podman lists what has any one of the labels
             if not any(n.lstrip("/").startswith(self.prefix + "-") for n in c.get("Names", [])):
                 continue  # another platform's container on the same engine
             networks = (c.get("NetworkSettings") or {}).get("Networks") or {}

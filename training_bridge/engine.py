@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import docker
 from docker.types import DeviceRequest
 
+from spawner.container import find_instance_volume
 from spawner.engine_calls import EngineCalls
 
 from .plan import (
@@ -38,13 +39,15 @@ class EngineJobRunner(EngineCalls, JobRunner):
     url: the engine's API; isolate: give each job a network isolated from instances' and
     other jobs' (Podman: netavark's `isolate` option; Docker isolates bridges already);
     files: read-only host files every node gets ({host path: container path}, the
-    platform's CA bundle and mirror settings); pids_limit: most processes per node.
+    platform's CA bundle and mirror settings); pids_limit: most processes per node;
+    container_prefix: the platform's instances' container prefix (whose storage jobs read).
     """
 
     def __init__(
         self,
         url: str,
         *,
+        container_prefix: str = "workbench",
         isolate: bool = True,
         files: dict[str, str] | None = None,
         pids_limit: int = 4096,
@@ -53,6 +56,7 @@ class EngineJobRunner(EngineCalls, JobRunner):
         super().__init__(url, threads=threads, thread_name="workbench-jobs")
         # log streams block for as long as a node runs: a client of their own
         self.url = url
+        self.container_prefix = container_prefix
         self.isolate = isolate
         self.files = dict(files or {})
         self.pids_limit = pids_limit
@@ -66,13 +70,13 @@ class EngineJobRunner(EngineCalls, JobRunner):
         return await self._make_network(self.network_name(plan), plan.labels(), self.isolate)
 
     async def input_volume(self, owner: str, instance: str) -> str:
-        """The engine volume of an instance's storage, found by the labels it was made with."""
-        filters = {"label": [f"ai-workbench.user={owner}", f"ai-workbench.instance={instance}"]}
-        found = await self._call(self.api.volumes, filters=filters)
-        volumes = (found or {}).get("Volumes") or []
-        if not volumes:
+        """The engine volume of the platform's instance's storage."""
+        volume = await self._call(
+            find_instance_volume, self.api, self.container_prefix, owner, instance
+        )
+        if volume is None:
             raise RuntimeError(f"the storage of instance {instance!r} was not found")
-        return volumes[0]["Name"]
+        return volume
 
     def _binds(self, plan: JobPlan, volumes: dict[str, str]) -> dict:
         binds = {

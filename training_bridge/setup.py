@@ -23,7 +23,11 @@ def make_runner(platform, config):
     files = write_instance_files(network, settings.data_path / "instance-files")
     url = os.environ.get("WORKBENCH_ENGINE_URL") or settings.engine().url
     return EngineJobRunner(
-        url, isolate=config.isolate_jobs, files=files, pids_limit=config.pids_limit
+        url,
+        container_prefix=settings.container_prefix,
+        isolate=config.isolate_jobs,
+        files=files,
+        pids_limit=config.pids_limit,
     )
 
 
