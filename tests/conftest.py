@@ -159,3 +159,29 @@ def hub(tmp_path_factory, engine, base_image, test_catalog):
         tmp_path_factory.mktemp("hub"), engine.url, "session", catalog=test_catalog
     ) as h:
         yield h
+
+
+@pytest.fixture
+def labelled_containers(engine, base_image):
+    """start(name, user, instance): a running container of the base image named and
+    labelled like an instance (its address returned); removed after."""
+    import docker
+
+    client = docker.APIClient(base_url=engine.url, timeout=60)
+    made = []
+
+    def start(name: str, user: str, instance: str) -> str:
+        container = client.create_container(
+            base_image.ref,
+            command=["sleep", "300"],
+            name=name,
+            labels={"ai-workbench.user": user, "ai-workbench.instance": instance},
+        )
+        made.append(container["Id"])
+        client.start(container["Id"])
+        networks = client.inspect_container(container["Id"])["NetworkSettings"]["Networks"]
+        return next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
+
+    yield start
+    for container in made:
+        client.remove_container(container, force=True)
