@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hub.service.api import APIError
-from spawner.container import LABEL_PREFIX
+from spawner.container import LABEL_PREFIX, instance_object_name, make_volume_name
 from spawner.storage_files import (
     GIB,
     LABEL,
@@ -92,7 +92,11 @@ class InstanceStorage:
         by_instance = {}
         for volume in (found or {}).get("Volumes") or []:
             instance = (volume.get("Labels") or {}).get(f"{LABEL_PREFIX}.instance")
-            if instance:
+            # this platform's volume of the instance, not another's on the same engine
+            name = make_volume_name(
+                instance_object_name(self.settings.container_prefix, user, instance or "")
+            )
+            if instance and volume.get("Name") == name:
                 by_instance[instance] = volume
         return by_instance
 
