@@ -33,12 +33,14 @@ $(APT_STAMP):
 	@touch $@
 
 # Podman (with runc) where no container engine exists; debootstrap to build base images
-# without Docker Hub; e2fsprogs for instances' fixed-size storage.
+# without Docker Hub; e2fsprogs for instances' fixed-size storage; iptables for the rules that
+# keep instances' networks apart (spawner/isolation.py).
 system:
 	@need=""; \
 	if ! command -v podman >/dev/null && ! docker info >/dev/null 2>&1; then need="$$need podman runc uidmap"; fi; \
 	command -v debootstrap >/dev/null || need="$$need debootstrap"; \
 	PATH="$$PATH:/usr/sbin:/sbin" command -v resize2fs >/dev/null || need="$$need e2fsprogs"; \
+	PATH="$$PATH:/usr/sbin:/sbin" command -v iptables-restore >/dev/null || need="$$need iptables"; \
 	if [ -n "$$need" ]; then \
 		$(MAKE) --no-print-directory $(APT_STAMP); \
 		echo "installing:$$need"; \

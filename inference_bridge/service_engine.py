@@ -114,6 +114,7 @@ class EngineServiceRunner(EngineCalls, ServiceRunner):
                 host_config=host_config,
             )
             await self._call(self.api.start, plan.replica)
+            await self._keep_isolated(self.isolate)
         except BaseException:
             await self.stop_replica(plan.replica, grace=0)
             raise

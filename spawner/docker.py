@@ -23,6 +23,7 @@ from .container import (
     user_folder_name,
 )
 from .flavors import format_bytes
+from .isolation import enforce
 from .lifecycle import LifecycleStateMixin, exit_reason
 from .metering import MeteringMixin
 from .oom import says_oom, wrapped
@@ -249,13 +250,7 @@ class WorkbenchDockerSpawner(
             return
         except docker.errors.NotFound:
             pass
-        cls = WorkbenchDockerSpawner
-        if cls._engine_is_podman is None:
-            version = await self._engine("version")
-            cls._engine_is_podman = any(
-                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
-            )
-        podman = cls._engine_is_podman
+        podman = await self._is_podman()
         # Podman's bridges reach each other unless isolated; Docker's never do
         options = {"isolate": "true"} if podman else {}
         try:
@@ -414,8 +409,10 @@ class WorkbenchDockerSpawner(
             cs = await self._apply_spec()
             await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
             await self._ensure_network(cs["network"], cs["extra_create_kwargs"]["labels"])
+            await self._keep_isolated()  # its network's rules before anything runs on it
             self._progress(40, f"Starting container {self.object_name}")
             ip, port = await super().start()
+            await self._keep_isolated()  # netavark's rules set up for it come after ours
             self._progress(70, "Container started; waiting for JupyterLab")
             await self._wait_ready(ip, port)
             self._progress(100, "JupyterLab is ready")
@@ -430,6 +427,22 @@ class WorkbenchDockerSpawner(
         finally:
             self.forget_resolution()
             self._progress_done()
+
+    async def _is_podman(self) -> bool:
+        cls = WorkbenchDockerSpawner
+        if cls._engine_is_podman is None:
+            version = await self._engine("version")
+            cls._engine_is_podman = any(
+                "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
+            )
+        return cls._engine_is_podman
+
+    async def _keep_isolated(self):
+        """On Podman with a network per instance, rebuild the platform's rules that keep
+        isolated networks apart (spawner/isolation.py)."""
+        if self.isolate_instances and await self._is_podman():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, enforce, self.client)
 
     async def _remove_failed_container(self):
         """Remove what a failed start left; the volume stays with the instance."""

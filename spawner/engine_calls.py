@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
+from .isolation import enforce
+
 
 class EngineCalls:
     """A docker-py APIClient whose blocking calls run in a pool of threads of their own."""
@@ -47,4 +49,12 @@ class EngineCalls:
             # it exists: Docker answers 409, Podman 4 a 500 saying so
             if e.status_code != 409 and "already exists" not in str(e.explanation or e):
                 raise
+        await self._keep_isolated(isolate)
         return name
+
+    async def _keep_isolated(self, isolate: bool = True):
+        """On Podman, rebuild the platform's rules keeping isolated networks apart
+        (spawner/isolation.py): after making such a network and after starting containers
+        on one (netavark may have put its own accept rules first)."""
+        if isolate and await self._is_podman():
+            await self._call(enforce, self.api)

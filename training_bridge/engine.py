@@ -172,6 +172,7 @@ class EngineJobRunner(EngineCalls, JobRunner):
                 )
                 created.append(container["Id"])
             await asyncio.gather(*(self._call(self.api.start, cid) for cid in created))
+            await self._keep_isolated(self.isolate)
         except BaseException:
             await self.remove(plan)
             raise

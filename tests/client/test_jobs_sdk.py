@@ -345,7 +345,8 @@ async def test_submit_wait_logs_metrics_files(hub, jo, train, tmp_path):
         with pytest.raises(WorkbenchError) as e:
             await job.download("output/nope.txt", tmp_path)
         assert e.value.status == 404 and not (tmp_path / "nope.txt").exists()
-        assert [j["name"] for j in await client.jobs.list()] == ["train"]
+        # the list holds this job once (the module's other tests add their own)
+        assert [j["name"] for j in await client.jobs.list()].count("train") == 1
         again = await client.jobs.get("train")
         assert again.version == 1 and again.state == "succeeded"
 

@@ -144,10 +144,9 @@ def test_instance_reports_only_its_own_status(sec_hub, mallory, victim, trap):
     assert other in (403, 404)
 
 
-def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, trap, engine):
-    """From a kernel, the attacker connects to the victim's instance's Jupyter port (8888) and
-    sshd port (2222) on the container network, and to every address of the victim's
-    container. Nothing answers; the attacker's instance still reaches the hub's API."""
+def reach_victim(mallory, trap: dict, engine) -> str:
+    """What the attacker's kernel prints connecting to every address of the victim's
+    instance on 8888 and 2222 ("OPEN host port" or "closed ..."), then to the hub's API."""
     import docker
 
     client = docker.APIClient(base_url=engine.url, timeout=30)
@@ -175,8 +174,27 @@ def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, trap, 
     )
     out = run_code(mallory, trap["url"], code, timeout=60)
     assert out["error"] is None, out
-    assert "OPEN" not in out["stdout"], out["stdout"]
-    assert "hub 200" in out["stdout"], out["stdout"]
+    return out["stdout"]
+
+
+def test_instance_cannot_reach_another_instance(sec_hub, mallory, victim, trap, engine):
+    """From a kernel, the attacker connects to the victim's instance's Jupyter port (8888) and
+    sshd port (2222) on the container network, and to every address of the victim's
+    container. Nothing answers; the attacker's instance still reaches the hub's API."""
+    out = reach_victim(mallory, trap, engine)
+    assert "OPEN" not in out, out
+    assert "hub 200" in out, out
+
+
+def test_a_restarted_instance_still_cannot_reach_another(sec_hub, mallory, victim, trap, engine):
+    """The attacker stops and starts their instance (its network is torn down and set up
+    again, which on Podman drops netavark's isolation rules) and tries again: still nothing
+    answers."""
+    mallory.stop_instance("trap")
+    mallory.start_instance("trap")
+    out = reach_victim(mallory, mallory.instance("trap"), engine)
+    assert "OPEN" not in out, out
+    assert "hub 200" in out, out
 
 
 def test_fork_bomb_leaves_other_instances_and_the_hub_working(sec_hub, mallory, victim, trap):

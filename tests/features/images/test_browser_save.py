@@ -51,7 +51,9 @@ def page(hub, dora, browser):  # noqa: F811 - browser is the shared fixture
         yield page
 
 
-def open_save_form(page, hub):
+def open_save_form(page, hub, dora):
+    if dora.instance(INSTANCE)["state"] != "running":  # a test before may have stopped it
+        dora.start_instance(INSTANCE)
     page.goto(f"{hub.url}/hub/home")
     # the API frame has signed in to the service: the saved images list is filled
     expect(page.locator("#saved-images-loading")).to_have_count(0)
@@ -62,7 +64,7 @@ def open_save_form(page, hub):
 
 
 def test_save_from_home_page_shows_progress_and_lists_the_image(hub, dora, page):
-    open_save_form(page, hub)
+    open_save_form(page, hub, dora)
     expect(page.locator("#saved-images")).to_contain_text("None yet")
     page.fill("#save-image-name", "home-env")
     page.fill("#save-image-tag", "v1")
@@ -88,17 +90,19 @@ def test_save_from_home_page_shows_progress_and_lists_the_image(hub, dora, page)
 
 
 def test_refused_save_shows_the_message_and_no_spinner(hub, dora, page):
-    open_save_form(page, hub)
+    open_save_form(page, hub, dora)
     # checked in the page: nothing is sent
     page.fill("#save-image-name", "Bad Name")
     page.click("#save-image-submit")
     expect(page.locator("#save-image-result")).to_contain_text("Invalid image name 'Bad Name'")
     # refused by the API (an existing name:tag): its message, the button back to "Save"
-    page.fill("#save-image-name", "home-env")
+    dora.save_instance(INSTANCE, "taken-env", "v1")
+    assert dora.wait_saved(INSTANCE)["state"] == "done"
+    page.fill("#save-image-name", "taken-env")
     page.fill("#save-image-tag", "v1")
     page.click("#save-image-submit")
     result = page.locator("#save-image-result")
-    expect(result).to_contain_text("You already have an image home-env:v1")
+    expect(result).to_contain_text("You already have an image taken-env:v1")
     expect(result).to_have_class("alert mt-2 mb-0 alert-danger")
     expect(page.locator("#save-image-status")).to_be_hidden()
     expect(page.locator("#save-image-submit")).to_have_text("Save")
@@ -110,4 +114,5 @@ def test_refused_save_shows_the_message_and_no_spinner(hub, dora, page):
     page.click("#save-image-submit")
     expect(result).to_contain_text("is not running")
     expect(page.locator("#save-image-submit")).to_be_enabled()
-    assert not any(i["name"] == "saved:dora/home-env:v2" for i in dora.images())
+    assert not any(i["name"] == "saved:dora/taken-env:v2" for i in dora.images())
+    dora.delete_image("taken-env", "v1")  # the save test expects none yet, whatever the order
