@@ -156,7 +156,9 @@ def test_a_saved_image_keeps_it(sdk_hub, ada, instances, engine):
         assert model["state"] == "running" and model["image"] == SAVED
         assert_every_kernel_lists(sdk_hub, ada, model, "pytorch")
     finally:
-        ada.instances.delete("sdk-from-saved")  # the other tests' instances only, after
+        # the other tests' instances only, after
+        ada.instances.stop("sdk-from-saved")
+        ada.instances.delete("sdk-from-saved")
 
     # in the image's files, not only in the running container: each environment imports it
     ref = ada.images.save_status("sdk-pytorch")["image"]["ref"]
