@@ -95,6 +95,13 @@ def enforce(api: docker.APIClient) -> bool:
         return False
     with _lock:
         bridges = isolated_bridges(api)
-        _iptables("iptables-restore", "-w", "--noflush", stdin=ruleset(bridges))
-        _jump_first()
+        try:
+            _iptables("iptables-restore", "-w", "--noflush", stdin=ruleset(bridges))
+            _jump_first()
+        except (OSError, subprocess.SubprocessError) as e:
+            # a root without the right to change the firewall (a container without
+            # NET_ADMIN): said at every attempt, since it was expected to work
+            detail = getattr(e, "stderr", "") or e
+            log.error("Could not keep Podman's isolated networks apart: %s", detail)
+            return False
     return True
