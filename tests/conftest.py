@@ -27,11 +27,22 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "order" in workerinput:
+        # a test process of pytest-xdist: the seed the controller picked, so that every
+        # process collects the same order
+        config.option.order = workerinput["order"]
     order = config.getoption("order")
     if order.startswith("random") and not order.partition(":")[2]:
         config.option.order = f"random:{random.randrange(10**6)}"
     elif order not in ("", "reversed") and not order.startswith("random:"):
         raise pytest.UsageError(f"--order takes reversed, random or random:SEED, not {order!r}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: hand each test process the order (with its seed) picked here."""
+    node.workerinput["order"] = node.config.getoption("order")
 
 
 def pytest_report_header(config):
