@@ -260,6 +260,7 @@ class WorkbenchDockerSpawner(
         except docker.errors.APIError as e:
             if e.status_code != 409:  # created meanwhile by a concurrent start
                 raise
+        await self._keep_isolated()  # the new network's rules before anything runs on it
         self._progress(35, f"Created network {name}")
 
     async def _remove_network(self):
@@ -409,7 +410,6 @@ class WorkbenchDockerSpawner(
             cs = await self._apply_spec()
             await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
             await self._ensure_network(cs["network"], cs["extra_create_kwargs"]["labels"])
-            await self._keep_isolated()  # its network's rules before anything runs on it
             self._progress(40, f"Starting container {self.object_name}")
             ip, port = await super().start()
             await self._keep_isolated()  # netavark's rules set up for it come after ours

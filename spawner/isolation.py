@@ -83,7 +83,8 @@ def _jump_first():
 
 def enforce(api: docker.APIClient) -> bool:
     """Rebuild the platform's isolation rules from the engine's isolated networks (blocking).
-    False where they cannot be kept (not root, no iptables), logged once."""
+    False where they cannot be kept: without root or iptables (logged once), or when
+    iptables refuses (logged each time)."""
     global _warned
     if os.geteuid() != 0 or not shutil.which("iptables-restore"):
         if not _warned:
