@@ -152,6 +152,7 @@ async def test_docker_start_resolves_once(counts, monkeypatch):
             "info": {"NCPU": 64, "MemTotal": 1 << 40},
             "inspect_volume": {},
             "inspect_network": {},
+            "version": {"Components": [{"Name": "Engine"}]},
         }[method]
 
     async def nothing(*args, **kwargs):
@@ -164,6 +165,7 @@ async def test_docker_start_resolves_once(counts, monkeypatch):
         return "127.0.0.1", 8888
 
     # the engine's side of a start; DockerSpawner.start() and ours run as they are
+    monkeypatch.setattr(WorkbenchDockerSpawner, "_engine_is_podman", None)  # asked, not cached
     monkeypatch.setattr(spawner, "docker", engine)
     monkeypatch.setattr(spawner, "get_object", nothing)
     monkeypatch.setattr(spawner, "create_object", created)
