@@ -50,22 +50,25 @@ def pytest_report_header(config):
     return [f"test order: {order} (again: --order {order})"] if order else []
 
 
-# the longest modules (minutes each on 2 cores): started first, so that with several test
-# processes none is left running one of them alone at the end
+# the longest modules (minutes each on 2 cores; longest first, as measured): started first,
+# so that with several test processes none is left running one of them alone at the end
 LONG_MODULES = (
     "tests/features/instances/test_lifecycle.py",
     "tests/features/images/test_save_image.py",
+    "tests/images/test_engine_images.py",
     "tests/security/test_images.py",
     "tests/inference_bridge/test_services.py",
     "tests/images/test_hub_image.py",
     "tests/features/instances/test_instances.py",
     "tests/security/test_api_fuzz.py",
-    "tests/security/test_service_load.py",
+    "tests/labextensions/test_experiments_panel.py",
     "tests/ssh_gateway/test_ssh_gateway.py",
-    "tests/security/test_platform.py",
+    "tests/security/test_instances.py",
+    "tests/gallery/test_gallery_api.py",
+    "tests/security/test_ssh.py",
+    "tests/training_bridge/test_distributed.py",
     "tests/training_bridge/experiments/test_searches.py",
-    "tests/training_bridge/test_outlive.py",
-    "tests/hub/test_postgres.py",
+    "tests/security/test_platform.py",
 )
 
 
