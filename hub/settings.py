@@ -507,6 +507,21 @@ class WorkbenchSettings(InstancePolicySettings, Configurable):
             log_file=str(self.data_path / "podman.log"),
         )
 
+    def engine_url(self) -> str:
+        """The engine's URL for the platform's services: the one the hub hands them
+        ($WORKBENCH_ENGINE_URL), else the engine that answers. A service never starts an
+        engine of its own (the hub does): where none answers yet, this is where the hub's
+        would listen, and calls to it fail until it does."""
+        from spawner.engine import EngineUnavailable
+
+        url = os.environ.get("WORKBENCH_ENGINE_URL")
+        if url:
+            return url
+        try:
+            return self.engine(start=False).url
+        except EngineUnavailable:
+            return self.docker_host or f"unix://{self.podman_socket}"
+
     def spawner_config(self) -> dict:
         """The instance policy's settings (spawner.policy_settings), as the spawners take
         them: the catalog and flavors files made absolute against base_dir."""

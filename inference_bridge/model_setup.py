@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from .model_files import ModelFolders
 from .models import ModelRegistry
 
@@ -15,7 +13,7 @@ def make_copier(platform):
         return None
     from .storage_copy import EngineStorageCopier
 
-    url = os.environ.get("WORKBENCH_ENGINE_URL") or settings.engine().url
+    url = settings.engine_url()
     return EngineStorageCopier(url, settings.container_prefix)
 
 

@@ -32,7 +32,7 @@ def make_runner(platform, config):
         )
     from .service_engine import EngineServiceRunner
 
-    url = os.environ.get("WORKBENCH_ENGINE_URL") or settings.engine().url
+    url = settings.engine_url()
     return EngineServiceRunner(url, pids_limit=config.pids_limit)
 
 

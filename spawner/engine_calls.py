@@ -15,9 +15,19 @@ class EngineCalls:
     """A docker-py APIClient whose blocking calls run in a pool of threads of their own."""
 
     def __init__(self, url: str, *, threads: int, thread_name: str, api_version=None):
-        self.api = docker.APIClient(base_url=url, version=api_version, timeout=120)
+        self.url = url
+        self._api_version = api_version
+        self._api: docker.APIClient | None = None
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=thread_name)
         self._podman: bool | None = None
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The engine's client, made at first use (it asks the engine its API version): the
+        platform's services start while the engine is still coming up."""
+        if self._api is None:
+            self._api = docker.APIClient(base_url=self.url, version=self._api_version, timeout=120)
+        return self._api
 
     async def _call(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()

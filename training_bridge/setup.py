@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from spawner.instance_network import write_instance_files
 
 from .files import JobFolders
@@ -21,7 +19,7 @@ def make_runner(platform, config):
 
     network = settings.instance_network()
     files = write_instance_files(network, settings.data_path / "instance-files")
-    url = os.environ.get("WORKBENCH_ENGINE_URL") or settings.engine().url
+    url = settings.engine_url()
     return EngineJobRunner(
         url,
         container_prefix=settings.container_prefix,

@@ -91,3 +91,33 @@ def test_example_settings_file_is_valid_and_complete(tmp_path):
     settings, _ = load_settings(path)
     assert settings.bind_url == "http://127.0.0.1:8000"
     assert settings.storage_default_gib == 10
+
+
+def test_the_platform_api_never_starts_an_engine_of_its_own(tmp_path, monkeypatch):
+    """Built where no engine answers on its settings' sockets, the platform API (with the
+    jobs, inference and model features that run containers) starts no Podman service: the
+    hub starts the engine and hands its URL over; until then, calls go where it will be."""
+    import subprocess
+
+    from hub.db import Database
+    from hub.service.app import make_app
+
+    monkeypatch.delenv("WORKBENCH_ENGINE_URL", raising=False)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:1/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/workbench/")
+    config = tmp_path / "workbench.toml"
+    config.write_text(f'[workbench]\ndata_dir = "{tmp_path}"\n')
+    settings, _ = load_settings(config)
+    url = settings.engine_url()
+    assert url.startswith("unix://")
+    make_app(settings, Database(f"sqlite:///{tmp_path}/platform.sqlite"))
+
+    services = subprocess.run(
+        ["pgrep", "-f", f"podman system service.*{tmp_path}"], capture_output=True, text=True
+    )
+    assert services.stdout == "", f"a Podman service was started: {services.stdout}"
+    assert not (tmp_path / "podman.sock").exists()
+    monkeypatch.setenv("WORKBENCH_ENGINE_URL", "unix:///run/handed-over.sock")
+    assert settings.engine_url() == "unix:///run/handed-over.sock"
