@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import random
 import subprocess
 
@@ -50,8 +51,10 @@ def pytest_report_header(config):
     return [f"test order: {order} (again: --order {order})"] if order else []
 
 
-# the longest modules (minutes each on 2 cores; longest first, as measured): started first,
-# so that with several test processes none is left running one of them alone at the end
+# the longest modules (minutes each on 2 cores; longest first, as measured). Started together
+# they contend for the cores (a full run took 51 min that way, 42 min in random order): the
+# default order spreads them among the others, so that test processes seldom run two at once
+# and none is left running one of them alone at the end
 LONG_MODULES = (
     "tests/features/instances/test_lifecycle.py",
     "tests/features/images/test_save_image.py",
@@ -72,11 +75,33 @@ LONG_MODULES = (
 )
 
 
+def spread_long_modules(items: list) -> list:
+    """The tests, with the long modules moved forward and spaced out: one long module, then a
+    share of the others (each folder's in turn), then the next long one, and so on."""
+    rank = {REPO / path: i for i, path in enumerate(LONG_MODULES)}
+    modules: dict = {}  # module path -> its tests, in collection order
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    long = sorted((p for p in modules if p in rank), key=rank.__getitem__)
+    # the others taken in turn from each test folder, so that like tests (browsers, image
+    # builds) do not all run at the same time
+    folders: dict = {}
+    for path in modules:
+        if path not in rank:
+            folders.setdefault(path.relative_to(REPO / "tests").parts[0], []).append(path)
+    rest = [p for group in itertools.zip_longest(*folders.values()) for p in group if p]
+    gap = len(rest) // (len(long) + 1) if long else 0
+    arranged = []
+    for i, path in enumerate(long):
+        arranged += [path, *rest[i * gap : (i + 1) * gap]]
+    arranged += rest[len(long) * gap :]
+    return [item for path in arranged for item in modules[path]]
+
+
 def pytest_collection_modifyitems(config, items):
     order = config.getoption("order")
     if not order:
-        rank = {REPO / path: i for i, path in enumerate(LONG_MODULES)}
-        items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: else as collected
+        items[:] = spread_long_modules(items)
         return
     groups: dict[tuple, list] = {}  # (module, class) -> its tests, in collection order
     for item in items:
