@@ -1061,10 +1061,12 @@ class JobService:
         run.points.extend(await asyncio.to_thread(run.watcher.poll))
         await self._flush_points(run)
         self._meter_close(job, row, run.plan)
-        if not self.config.keep_containers:
-            await self.runner.remove(run.plan)
+        # the outcome is stored before the containers go: a platform stopping in between
+        # must not leave a run that its next start finds active with its containers gone
         await self._finish(job, row, state, reason)
         log.info("job %s/%s v%s %s %s", job.owner, job.name, row.version, state, reason)
+        if not self.config.keep_containers:
+            await self.runner.remove(run.plan)
 
     async def _flush_points(self, run: Run) -> None:
         points, run.points = run.points, []
