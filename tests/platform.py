@@ -380,10 +380,23 @@ def remove_engine_objects(engine_url: str, prefix: str):
     for network in client.networks():
         if network["Name"].startswith(prefix):
             client.remove_network(network["Name"])
-    for image in client.images():
+    for image in listed_images(client):
         for tag in image.get("RepoTags") or []:
             if tag.split("/", 1)[-1].startswith(prefix):
                 try:
                     client.remove_image(tag, force=True)
                 except docker.errors.NotFound:
                     pass
+
+
+def listed_images(client, attempts: int = 5) -> list[dict]:
+    """The engine's images. Podman's list fails (500, "image not known") when another
+    process removes an image while it lists: ask again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return client.images()
+        except docker.errors.APIError as e:
+            if e.status_code != 500 or "image not known" not in str(e) or attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+    return []
