@@ -392,11 +392,12 @@ def remove_engine_objects(engine_url: str, prefix: str):
 def listed_images(client, attempts: int = 5) -> list[dict]:
     """The engine's images. Podman's list fails (500, "image not known") when another
     process removes an image while it lists: ask again."""
-    for attempt in range(1, attempts + 1):
+    attempt = 1
+    while True:
         try:
             return client.images()
         except docker.errors.APIError as e:
             if e.status_code != 500 or "image not known" not in str(e) or attempt == attempts:
                 raise
-            time.sleep(0.5 * attempt)
-    return []
+        time.sleep(0.5 * attempt)
+        attempt += 1
