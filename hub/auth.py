@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import secrets
 import sys
@@ -11,14 +12,35 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
 from tornado import web
-from traitlets import HasTraits, Unicode
+from traitlets import HasTraits, Integer, Unicode
 
 from .rbac import add_to_default_group
 
 
-def set_password(db, username: str, password: str) -> None:
+def hash_password(password: str, rounds: int = 12) -> bytes:
+    """The bcrypt hash of password at cost `rounds` (2**rounds iterations)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds))
+
+
+def password_matches(password: str, hashed: bytes | memoryview) -> bool:
+    """Whether password hashes to the stored bcrypt hash (False for a malformed hash)."""
+    try:
+        return bcrypt.checkpw(password.encode(), bytes(hashed))
+    except ValueError:
+        return False
+
+
+def hash_cost(hashed: bytes | memoryview) -> int | None:
+    """The cost factor a bcrypt hash ($2b$12$...) was made with; None if unreadable."""
+    try:
+        return int(bytes(hashed).split(b"$")[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def set_password(db, username: str, password: str, rounds: int = 12) -> None:
     """Create or reset the local account `username` with `password` (bcrypt), approved."""
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+    hashed = hash_password(password, rounds)
     info = UserInfo.find(db, username)
     if info is None:
         db.add(UserInfo(username=username, password=hashed, is_authorized=True))
@@ -44,7 +66,8 @@ class LoginHandler(native_handlers.LoginHandler):
         error = "Invalid username or password."
         info = self.authenticator.get_user(data.get("username", ""))
         if info is not None and not info.is_authorized:
-            if info.is_valid_password(data.get("password", "")):
+            password = data.get("password", "")
+            if await asyncio.to_thread(password_matches, password, info.password):
                 error = "Your account waits for an administrator's approval."
         self.set_status(403)
         self.finish(await self._render(login_error=error, username=data.get("username")))
@@ -137,9 +160,49 @@ class WorkbenchAuthenticator(DefaultGroupMixin, DeletedUserMixin, NativeAuthenti
         a random one, printed once. Set from the workbench settings.""",
     )
 
+    password_hash_rounds = Integer(
+        12,
+        min=4,
+        max=31,
+        config=True,
+        help="""bcrypt's cost factor for new password hashes; a stored hash of another cost
+        is made again at its owner's next sign-in. Set from the workbench settings.""",
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._create_first_admin()
+
+    async def authenticate(self, handler, data):
+        """NativeAuthenticator's check, with bcrypt in a thread: a hash takes a quarter
+        second of CPU at cost 12, which would stall every request of the hub meanwhile."""
+        username = self.normalize_username(data["username"])
+        password = data["password"]
+        user = self.get_user(username)
+        if not user:
+            return None
+        if self.allowed_failed_logins and self.is_blocked(username):
+            return None
+        stored = user.password
+        validations = [
+            user.is_authorized,
+            await asyncio.to_thread(password_matches, password, stored),
+        ]
+        if user.has_2fa:
+            validations.append(user.is_valid_token(data.get("2fa")))
+        if not all(validations):
+            self.add_login_attempt(username)
+            return None
+        self.successful_login(username)
+        if hash_cost(stored) != self.password_hash_rounds:
+            user.password = await asyncio.to_thread(
+                hash_password, password, self.password_hash_rounds
+            )
+            self.db.commit()
+            self.log.info(
+                "Password of %s hashed again at cost %s", username, self.password_hash_rounds
+            )
+        return username
 
     def get_handlers(self, app):
         return [
@@ -162,7 +225,7 @@ class WorkbenchAuthenticator(DefaultGroupMixin, DeletedUserMixin, NativeAuthenti
                 continue
             given = self.initial_admin_password if i == 0 else ""
             password = given or secrets.token_urlsafe(12)
-            set_password(self.db, admin, password)
+            set_password(self.db, admin, password, self.password_hash_rounds)
             self.log.info("Created the admin account %r", admin)
             if not given:
                 created.append((admin, password))

@@ -130,7 +130,7 @@ def cmd_admin_password(args):
     if len(password) < 8:
         _fail("Passwords need at least 8 characters.")
     db = orm.new_session_factory(settings.effective_db_url)()
-    set_password(db, user, password)
+    set_password(db, user, password, settings.password_hash_rounds)
     print(f"Password of {user!r} set.")
 
 

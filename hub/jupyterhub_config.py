@@ -55,6 +55,7 @@ if settings.authenticator == "native":
     c.JupyterHub.authenticator_class = "hub.auth.WorkbenchAuthenticator"
     c.WorkbenchAuthenticator.initial_admin_password = settings.initial_admin_password
     c.WorkbenchAuthenticator.open_signup = settings.open_signup
+    c.WorkbenchAuthenticator.password_hash_rounds = settings.password_hash_rounds
     c.WorkbenchAuthenticator.enable_signup = True
     c.WorkbenchAuthenticator.minimum_password_length = 8
     c.WorkbenchAuthenticator.check_common_password = True

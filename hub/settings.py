@@ -114,6 +114,15 @@ class WorkbenchSettings(InstancePolicySettings, Configurable):
         empty (the default) makes a random one, printed once at first start.
         Also read from the WORKBENCH_ADMIN_PASSWORD environment variable.""",
     ).tag(config=True)
+    password_hash_rounds = Integer(
+        12,
+        min=4,
+        max=31,
+        help="""bcrypt's cost factor for local account passwords (native authenticator): each
+        step doubles the work of a sign-in and of a guess. Stored passwords move to a new cost
+        at their owner's next sign-in. Keep the default (12) or raise it; lower only for test
+        hubs, where every sign-in would otherwise cost a quarter second of CPU.""",
+    ).tag(config=True)
     open_signup = Bool(
         False,
         help="""Let anyone who signs up use the platform at once, without approval.

@@ -83,6 +83,8 @@ service_port = {free_port()}
 proxy_api_port = {free_port()}
 admin_users = ["admin"]
 admin_password = "{ADMIN_PASSWORD}"
+# bcrypt's cheapest cost: test hubs sign in thousands of times (the default is 12)
+password_hash_rounds = 4
 container_prefix = "{self.prefix}"
 max_instances_per_user = 5
 storage_max_gib = 50

@@ -25,7 +25,7 @@ class ImagesHandler(ImageAPIHandler):
     @web.authenticated
     @needs_scope("images:read")
     async def get(self):
-        available = await self.settings["image_checker"]()
+        available = await self.settings["image_checker"]([e.ref for e in self.policy.catalog])
         presets = []
         for entry in self.policy.catalog:
             model = entry.to_dict()

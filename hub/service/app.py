@@ -35,6 +35,7 @@ class EngineProbe:
     def __init__(self, settings: WorkbenchSettings, url: str):
         self.settings = settings
         self.url = url  # the engine the hub chose (docker backend), from its environment
+        self._api = None  # a docker.APIClient, made at first use
 
     async def check(self):
         """HTTP 503 with what to do if the engine does not answer (docker backend only)."""
@@ -47,21 +48,33 @@ class EngineProbe:
                 "or Docker (`make up` does), then try again.",
             )
 
-    async def images(self) -> set[str] | None:
-        """References of the images present on the engine; None if it cannot be asked."""
+    async def present(self, refs: list[str]) -> set[str] | None:
+        """Which of refs the engine holds; None if it cannot be asked.
+
+        One inspect per reference: listing the engine's images costs seconds once it holds
+        many (Podman sizes each one), and docker-py's images.list() inspects each on top."""
         if self.settings.backend != "docker" or not self.url:
             return None
 
-        def list_refs():
+        def check():
             import docker
 
-            client = docker.DockerClient(base_url=self.url, timeout=10)
-            return {tag for image in client.images.list() for tag in image.tags}
+            if self._api is None:
+                self._api = docker.APIClient(base_url=self.url, timeout=10)
+            found = set()
+            for ref in refs:
+                try:
+                    self._api.inspect_image(ref)
+                except docker.errors.NotFound:
+                    continue
+                found.add(ref)
+            return found
 
         try:
-            return await asyncio.to_thread(list_refs)
+            return await asyncio.to_thread(check)
         except Exception as e:  # noqa: BLE001 - engine down: status "unknown"
-            log.warning("cannot list images on the engine: %s", e)
+            log.warning("cannot ask the engine for images: %s", e)
+            self._api = None
             return None
 
 
@@ -150,7 +163,7 @@ def make_app(
         api_prefix=api_prefix,
         policy=platform.policy,
         engine_check=platform.engine.check,
-        image_checker=platform.engine.images,
+        image_checker=platform.engine.present,
         db=db,
         audit=platform.audit,
         workbench_settings=settings,

@@ -7,6 +7,8 @@ that needs them calls use_jupyter_fixtures(globals()) instead.
 
 from __future__ import annotations
 
+import asyncio
+
 from pytest_jupyter import jupyter_server as jupyter_server_fixtures
 
 JUPYTER_FIXTURES = (
@@ -43,3 +45,12 @@ JUPYTER_FIXTURES = (
 def use_jupyter_fixtures(namespace: dict) -> None:
     """Make pytest-jupyter's server fixtures fixtures of the module whose globals these are."""
     namespace.update({name: getattr(jupyter_server_fixtures, name) for name in JUPYTER_FIXTURES})
+
+
+def fetch_on_loop(jp_fetch, loop, *parts: str, **kwargs):
+    """jp_fetch(*parts, **kwargs) run to its end on pytest-jupyter's loop, where the server
+    under test runs. The loop is made current first: tornado's client makes its future on the
+    current loop, and an earlier module's loop handling (pytest-asyncio's, in the same test
+    process) can leave none."""
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(jp_fetch(*parts, **kwargs))

@@ -25,7 +25,7 @@ from tornado.httpclient import HTTPClientError
 from workbench import WorkbenchError
 from workbench_lab.gallery import PREVIEW_CSP
 
-from tests.labextensions.jupyter_fixtures import use_jupyter_fixtures
+from tests.labextensions.jupyter_fixtures import fetch_on_loop, use_jupyter_fixtures
 
 # pytest-jupyter's fixtures behind jp_fetch, for this module's tests only
 use_jupyter_fixtures(globals())
@@ -154,7 +154,7 @@ def fetch(jp_fetch, jp_asyncio_loop):
             kwargs["body"] = json.dumps(body)
         elif method in ("POST", "PUT"):
             kwargs["body"] = ""
-        return jp_asyncio_loop.run_until_complete(jp_fetch("workbench", "gallery", path, **kwargs))
+        return fetch_on_loop(jp_fetch, jp_asyncio_loop, "workbench", "gallery", path, **kwargs)
 
     return call
 

@@ -19,7 +19,7 @@ import tornado.web
 from tornado.httpclient import HTTPClientError
 from workbench_lab.usage import read_cgroup, usage_model
 
-from tests.labextensions.jupyter_fixtures import use_jupyter_fixtures
+from tests.labextensions.jupyter_fixtures import fetch_on_loop, use_jupyter_fixtures
 from tests.platform import free_port
 
 # pytest-jupyter's fixtures behind jp_fetch and jp_serverapp, for this module's tests only
@@ -87,7 +87,7 @@ def call(jp_fetch, jp_asyncio_loop):
             kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
         elif method == "POST":
             kwargs["body"] = ""
-        resp = jp_asyncio_loop.run_until_complete(jp_fetch("workbench", path, **kwargs))
+        resp = fetch_on_loop(jp_fetch, jp_asyncio_loop, "workbench", path, **kwargs)
         return resp.code, json.loads(resp.body) if resp.body else None
 
     return fetch

@@ -193,7 +193,8 @@ def test_many_keys_on_one_connection_are_cut_off(box, tmp_path):
     r = box.ssh("echo", "signed-in", key=wrong[0], extra=identities)
     assert b"signed-in" not in r.stdout, r.stderr
     assert r.returncode == 255
-    assert "too many keys offered on one connection" in box.hub.log_path.read_text()
+    # the client may leave before the gateway has logged the closed connection
+    wait_for(lambda: "too many keys offered" in box.hub.log_path.read_text(), timeout=15)
     # the limit is per connection, not a lock-out: the owner signs in on a new one
     assert box.ssh("echo", "back").stdout == b"back\n"
 
