@@ -19,6 +19,14 @@ log = logging.getLogger("workbench.service")
 
 
 class KeyAPIHandler(APIHandler):
+    async def check_exists(self, user: str):
+        """HTTP 404 unless the user exists: an admin may name anyone, and keys kept for a
+        name nobody has would be inherited by whoever signs up with it."""
+        if user == self.current_user["name"]:
+            return
+        if await self.settings["platform"].hub.user(user) is None:
+            raise web.HTTPError(404, f"No user {user!r}.")
+
     async def db_call(self, fn):
         """Run fn(session) off the loop; InvalidKey becomes a 400 with its message."""
         try:
@@ -43,6 +51,7 @@ class KeysHandler(KeyAPIHandler):
     @web.authenticated
     @needs_scope("keys:manage")
     async def post(self, user):
+        await self.check_exists(user)
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name", "public_key"})
         if unknown:
@@ -72,6 +81,7 @@ class GenerateKeyHandler(KeyAPIHandler):
     @web.authenticated
     @needs_scope("keys:manage")
     async def post(self, user):
+        await self.check_exists(user)
         body = self.get_json_body()
         unknown = sorted(set(body) - {"name"})
         if unknown:

@@ -139,7 +139,9 @@ def parse_public_key(text) -> ParsedKey:
 
 
 def generate_key_pair(comment: str = "") -> tuple[str, str]:
-    """A new ed25519 key pair: (OpenSSH private key PEM, public key line)."""
+    """A new ed25519 key pair: (OpenSSH private key PEM, public key line). The comment is
+    kept to one word of printable characters (a user name may hold anything)."""
+    comment = "".join(c if c.isprintable() and not c.isspace() else "_" for c in comment)
     private = ed25519.Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM,

@@ -16,6 +16,7 @@ import paramiko
 import pytest
 from workbench import WorkbenchError
 
+from ssh_gateway.keys import generate_key_pair, parse_public_key
 from tests.platform import free_port, running_hub
 
 INSTANCE = "sshbox"
@@ -514,6 +515,31 @@ def test_key_api_validation(hub, tmp_path):
     with pytest.raises(WorkbenchError) as e:
         other.keys(user="keyuser")
     assert e.value.status == 404
+
+
+def test_an_admin_cannot_keep_keys_for_a_user_who_does_not_exist(hub, tmp_path):
+    """Keys kept under a name nobody has would be inherited by whoever signs up with it."""
+    admin = hub.client()
+    ed = keygen(tmp_path / "ed")
+    for call in (
+        lambda: admin.add_key("k", ed, user="nobody-yet"),
+        lambda: admin.generate_key("k", user="nobody-yet"),
+        # a name a URL can carry that no account can have (the fuzzer's find: a 500 before)
+        lambda: admin.generate_key("k", user="x\n\u00a4 y"),
+    ):
+        with pytest.raises(WorkbenchError) as e:
+            call()
+        assert e.value.status == 404 and "No user" in e.value.message, e.value.message
+    hub.add_user("nobody-yet")
+    assert admin.keys(user="nobody-yet") == []
+    # an admin may still manage the keys of a user who exists
+    assert admin.add_key("k", ed, user="nobody-yet")["name"] == "k"
+
+
+def test_a_generated_keys_comment_stays_on_its_line():
+    _, public = generate_key_pair("x\n\u00a4 y\t@ai-workbench")
+    assert public.count("\n") == 0 and public.endswith(" x_\u00a4_y_@ai-workbench")
+    assert parse_public_key(public).key_type == "ed25519"
 
 
 def keygen_type(path: Path, kind: str, bits: str | None = None) -> str:
