@@ -126,6 +126,7 @@ bench: system test-system venv node images
 	$(BIN)/python benchmarks/bench_spawn.py
 	$(BIN)/python benchmarks/bench_spawn_concurrent.py
 	$(BIN)/python benchmarks/bench_hub_scale.py
+	$(BIN)/python benchmarks/bench_signin_images.py
 	$(BIN)/python benchmarks/bench_save.py
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/workbench images build pytorch
