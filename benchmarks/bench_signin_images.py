@@ -38,26 +38,15 @@ from hub.auth import WorkbenchAuthenticator, set_password  # noqa: E402
 from hub.service.app import EngineProbe  # noqa: E402
 from hub.settings import load_settings  # noqa: E402
 from images.catalog import load_catalog  # noqa: E402
+from tests.platform import loop_ticks_during  # noqa: E402
 
 
 async def timed_signin(check, auth, user: str, password: str) -> tuple[float, int]:
     """Seconds the check took and how many 10 ms ticks the loop ran meanwhile."""
-    ticks = 0
-    done = asyncio.Event()
-
-    async def ticker():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    started = time.perf_counter()
-    assert await check(auth, None, {"username": user, "password": password}) == user
-    took = time.perf_counter() - started
-    done.set()
-    await task
+    signed_in, took, ticks = await loop_ticks_during(
+        check(auth, None, {"username": user, "password": password})
+    )
+    assert signed_in == user
     return took, ticks
 
 

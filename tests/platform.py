@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -403,3 +404,28 @@ def listed_images(client, attempts: int = 5) -> list[dict]:
                 raise
         time.sleep(0.5 * attempt)
         attempt += 1
+
+
+async def loop_ticks_during(awaitable, tick: float = 0.01) -> tuple[object, float, int]:
+    """Await awaitable while a ticker on the same event loop counts every `tick` seconds:
+    (its result, seconds it took, ticks). A call that blocks the loop leaves the count near
+    zero; one that waits in a thread lets the ticker run throughout."""
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(tick)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    try:
+        result = await awaitable
+    finally:
+        took = time.perf_counter() - started
+        done.set()
+        await task
+    return result, took, ticks

@@ -4,8 +4,6 @@ SQLite database (JupyterHub's and NativeAuthenticator's tables)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from jupyterhub import orm
 from nativeauthenticator.orm import UserInfo
@@ -13,6 +11,7 @@ from traitlets import TraitError
 
 from hub.auth import WorkbenchAuthenticator, hash_cost, hash_password, set_password
 from hub.settings import WorkbenchSettings
+from tests.platform import loop_ticks_during
 
 
 @pytest.fixture
@@ -87,22 +86,8 @@ async def test_a_sign_in_leaves_the_event_loop_free_while_bcrypt_works(db):
     db.add(UserInfo(username="slow", password=hash_password("slow-password", 13)))
     UserInfo.find(db, "slow").is_authorized = True
     db.commit()
-    ticks = 0
-    done = asyncio.Event()
-
-    async def ticker():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    task = asyncio.create_task(ticker())
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert await sign_in(auth, "slow", "slow-password") == "slow"
-    took = loop.time() - started
-    done.set()
-    await task
+    signed_in, took, ticks = await loop_ticks_during(sign_in(auth, "slow", "slow-password"))
+    assert signed_in == "slow"
     # the loop ran the ticker throughout: at least a tick per 100 ms of the sign-in
     assert ticks >= took / 0.1, (ticks, took)
     assert hash_cost(stored_hash(db, "slow")) == 4
