@@ -8,6 +8,16 @@ from pathlib import Path
 
 import yaml
 
+# libyaml's parser where PyYAML has it: about ten times faster than the pure-Python one,
+# and every instance start reads the catalog and flavors
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str):
+    """Parse YAML text as yaml.safe_load does."""
+    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader
+
+
 HERE = Path(__file__).parent
 DEFAULT_CATALOG = HERE / "catalog.yaml"
 # the platform's own images (the hub's): built and deployed, never offered to users
@@ -210,7 +220,7 @@ def _parse_entry(raw: dict, registry: str, platform: bool = False) -> ImageEntry
 
 def _read(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise CatalogError(f"cannot read image catalog {path}: {e}") from e
     return data or {}

@@ -8,6 +8,7 @@ import time
 import docker
 from docker.types import DeviceRequest
 
+from spawner.capacity import MachineCapacity
 from spawner.engine_calls import EngineCalls
 
 from .service_runners import (
@@ -224,16 +225,13 @@ class EngineServiceRunner(EngineCalls, ServiceRunner):
         except docker.errors.ImageNotFound:
             return False
 
-    _capacity: tuple[float, int] | None = None
-    _capacity_at = 0.0
+    _machine: MachineCapacity | None = None
 
     async def capacity(self) -> tuple[float, int] | None:
-        """The engine machine's vCPUs and memory (asked once a minute)."""
-        if self._capacity is None or time.monotonic() - self._capacity_at > 60:
-            info = await self._call(self.api.info)
-            self._capacity = float(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
-            self._capacity_at = time.monotonic()
-        return self._capacity
+        """The engine machine's vCPUs and memory."""
+        if self._machine is None:
+            self._machine = MachineCapacity()
+        return await self._machine.get(lambda: self._call(self.api.info))
 
     async def close(self) -> None:
         self.executor.shutdown(wait=False)

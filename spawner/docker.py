@@ -15,6 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Float, Integer, Unicode, default
 
 from .base import InstanceSpawnerMixin
+from .capacity import MachineCapacity
 from .container import (
     LABEL_PREFIX,
     make_container_spec,
@@ -151,16 +152,11 @@ class WorkbenchDockerSpawner(
                 "Start Podman's service or Docker (`make up` does) and try again."
             ) from e
 
-    _engine_info: dict | None = None
-    _engine_info_time = 0.0
+    _machine = MachineCapacity()  # shared by all instances: one machine
 
-    async def _capacity(self) -> tuple[int, int]:
-        """vCPUs and memory bytes of the engine's machine (cached for a minute)."""
-        cls = type(self)
-        if cls._engine_info is None or time.monotonic() - cls._engine_info_time > 60:
-            cls._engine_info = await self._engine("info")
-            cls._engine_info_time = time.monotonic()
-        return int(cls._engine_info.get("NCPU", 0)), int(cls._engine_info.get("MemTotal", 0))
+    async def _capacity(self) -> tuple[float, int]:
+        """vCPUs and memory bytes of the engine's machine."""
+        return await WorkbenchDockerSpawner._machine.get(lambda: self._engine("info"))
 
     async def _apply_spec(self):
         resolved = await self.resolved_options()
@@ -261,7 +257,7 @@ class WorkbenchDockerSpawner(
             if e.status_code != 409:  # created meanwhile by a concurrent start
                 raise
         await self._keep_isolated()  # the new network's rules before anything runs on it
-        self._progress(35, f"Created network {name}")
+        self._progress(30, f"Created network {name}")
 
     async def _remove_network(self):
         """Remove the instance's network (when the instance is deleted)."""
@@ -408,13 +404,18 @@ class WorkbenchDockerSpawner(
         self.record_start()
         try:
             cs = await self._apply_spec()
-            await self._ensure_volume(cs["volume"], cs["extra_create_kwargs"]["labels"])
-            await self._ensure_network(cs["network"], cs["extra_create_kwargs"]["labels"])
+            labels = cs["extra_create_kwargs"]["labels"]
+            # a first start makes both; neither needs the other
+            await asyncio.gather(
+                self._ensure_volume(cs["volume"], labels),
+                self._ensure_network(cs["network"], labels),
+            )
             self._progress(40, f"Starting container {self.object_name}")
             ip, port = await super().start()
-            await self._keep_isolated()  # netavark's rules set up for it come after ours
             self._progress(70, "Container started; waiting for JupyterLab")
-            await self._wait_ready(ip, port)
+            # netavark's rules set up for the container come after ours: they are rebuilt
+            # while JupyterLab starts, and the start ends once both are done
+            await asyncio.gather(self._keep_isolated(), self._wait_ready(ip, port))
             self._progress(100, "JupyterLab is ready")
             return ip, port
         except BaseException as e:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from images.catalog import load_yaml
+
 HERE = Path(__file__).parent
 DEFAULT_FLAVORS = HERE / "flavors.yaml"
 
@@ -111,7 +113,7 @@ def load_flavors(path: str | Path | None = None) -> dict[str, Flavor]:
     """The flavors of a flavors file (the shipped one by default), by name, in file order."""
     path = Path(path) if path else DEFAULT_FLAVORS
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise FlavorError(f"cannot read flavors file {path}: {e}") from e
     flavors: dict[str, Flavor] = {}
