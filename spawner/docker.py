@@ -176,7 +176,7 @@ class WorkbenchDockerSpawner(
                 raise web.HTTPError(
                     400,
                     f"Flavor {flavor.name!r} needs {flavor.cpu:g} vCPUs and "
-                    f"{format_bytes(flavor.memory)}; this machine has {ncpu} vCPUs and "
+                    f"{format_bytes(flavor.memory)}; this machine has {ncpu:g} vCPUs and "
                     f"{format_bytes(mem)}. Pick a smaller flavor.",
                 )
         cs = make_container_spec(
