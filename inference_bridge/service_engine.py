@@ -8,7 +8,6 @@ import time
 import docker
 from docker.types import DeviceRequest
 
-from spawner.capacity import MachineCapacity
 from spawner.engine_calls import EngineCalls
 
 from .service_runners import (
@@ -224,14 +223,6 @@ class EngineServiceRunner(EngineCalls, ServiceRunner):
             return True
         except docker.errors.ImageNotFound:
             return False
-
-    _machine: MachineCapacity | None = None
-
-    async def capacity(self) -> tuple[float, int] | None:
-        """The engine machine's vCPUs and memory."""
-        if self._machine is None:
-            self._machine = MachineCapacity()
-        return await self._machine.get(lambda: self._call(self.api.info))
 
     async def close(self) -> None:
         self.executor.shutdown(wait=False)

@@ -1,5 +1,5 @@
 """Calls to the container engine's Docker API from async code: a thread pool, the engine's
-kind, and networks made once."""
+kind, its machine's capacity, and networks made once."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
+from .capacity import MachineCapacity
 from .isolation import enforce
 
 
@@ -20,6 +21,7 @@ class EngineCalls:
         self._api: docker.APIClient | None = None
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=thread_name)
         self._podman: bool | None = None
+        self._machine = MachineCapacity()
 
     @property
     def api(self) -> docker.APIClient:
@@ -40,6 +42,10 @@ class EngineCalls:
                 "podman" in (c.get("Name") or "").lower() for c in version.get("Components") or []
             )
         return self._podman
+
+    async def capacity(self) -> tuple[float, int]:
+        """The engine machine's vCPUs and memory bytes."""
+        return await self._machine.get(lambda: self._call(self.api.info))
 
     async def _make_network(self, name: str, labels: dict, isolate: bool) -> str:
         """A bridge network of that name, made unless it exists (isolate: on Podman, with

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import docker
 from docker.types import DeviceRequest
 
-from spawner.capacity import MachineCapacity
 from spawner.container import find_instance_volume
 from spawner.engine_calls import EngineCalls
 
@@ -289,14 +288,6 @@ class EngineJobRunner(EngineCalls, JobRunner):
                 yield line
         finally:
             closed.set()
-
-    _machine: MachineCapacity | None = None
-
-    async def capacity(self) -> tuple[float, int] | None:
-        """The engine machine's vCPUs and memory."""
-        if self._machine is None:
-            self._machine = MachineCapacity()
-        return await self._machine.get(lambda: self._call(self.api.info))
 
     async def close(self) -> None:
         self.executor.shutdown(wait=False)
